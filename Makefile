@@ -1,0 +1,53 @@
+# One command runs the system (make run), one runs every test (make test). Both set up what they need.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PACKAGES := -e services/common -e services/clients -e services/deals -e gateway
+STAMP := $(VENV)/.installed
+
+.PHONY: venv run demo test test-unit test-integration test-e2e bench lint migrate clean
+
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt services/*/pyproject.toml gateway/pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet -r requirements-dev.txt -c constraints.txt
+	$(PIP) install --quiet --no-build-isolation --no-deps --config-settings editable_mode=compat $(PACKAGES)
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: venv
+	$(PY) scripts/run.py
+
+demo: venv
+	$(PY) scripts/run.py --demo
+
+migrate: venv
+	$(PY) -m crm_common.migrate clients deals gateway
+
+test: venv
+	scripts/ensure_infra.sh
+	$(PY) -m pytest tests
+
+test-unit: venv
+	$(PY) -m pytest tests/unit tests/contracts
+
+test-integration: venv
+	scripts/ensure_infra.sh
+	$(PY) -m pytest tests/integration
+
+test-e2e: venv
+	scripts/ensure_infra.sh
+	$(PY) -m pytest tests/e2e
+
+bench: venv
+	scripts/ensure_infra.sh
+	$(PY) -m bench
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

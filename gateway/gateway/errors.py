@@ -1,0 +1,53 @@
+"""The one table that turns errors into HTTP responses: ``{"error": {code, message, fields?, ...}}``."""
+
+from __future__ import annotations
+
+import logging
+
+from nameko.exceptions import MalformedRequest, MethodNotFound, RemoteError, UnknownService
+
+from crm_common.errors import CrmError
+
+log = logging.getLogger(__name__)
+
+# status and code for errors that are not CrmErrors (the CrmErrors carry their own)
+FOREIGN_ERRORS: tuple[tuple[type[Exception], int, str, str], ...] = (
+    (UnknownService, 503, "unavailable", "a service behind the gateway is not running"),
+    (MethodNotFound, 503, "unavailable", "a service behind the gateway is an incompatible version"),
+    (MalformedRequest, 500, "internal_error", "the gateway sent a malformed request"),
+    (RemoteError, 500, "internal_error", "a service failed while handling the request"),
+    (ConnectionError, 503, "unavailable", "the message bus or a database is unreachable"),
+)
+
+ERROR_STATUSES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    413: "payload_too_large",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+def error_response(exc: BaseException) -> tuple[int, dict, dict]:
+    """``(status, body, headers)`` for any exception raised while serving a request."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, CrmError):
+        body = exc.to_body()
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="crm"'
+        retry_after = exc.details.get("retry_after")
+        if retry_after is not None:
+            headers["Retry-After"] = str(int(retry_after))
+        return exc.status, body, headers
+    for cls, status, code, message in FOREIGN_ERRORS:
+        if isinstance(exc, cls):
+            if status >= 500 and status != 503:
+                log.error("internal error: %r", exc)
+            return status, {"error": {"code": code, "message": message}}, headers
+    log.error("unhandled error: %r", exc)
+    return 500, {"error": {"code": "internal_error", "message": "unexpected error; it has been logged"}}, headers

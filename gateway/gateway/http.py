@@ -1,0 +1,209 @@
+"""The HTTP layer on nameko's web server: JSON in and out, one error shape, route metadata for OpenAPI.
+
+``@api("POST", "/clients", ...)`` declares a route under ``/api/v1``. Before the route body runs,
+the wrapper authenticates the caller (unless ``public``), applies the rate limit and role check, and
+replays or records ``Idempotency-Key`` requests, so no route can forget any of them. The route gets
+``(self, request, caller, **path_values)`` and returns a payload, ``(status, payload)`` or
+``(status, payload, headers)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from functools import partial
+
+from eventlet.event import Event
+from nameko.web.handlers import HttpRequestHandler
+from nameko.web.server import WebServer, WsgiApp
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound as RouteNotFound
+from werkzeug.routing import Rule
+from werkzeug.wrappers import Request, Response
+
+from crm_common.errors import BadRequest, CrmError, PayloadTooLarge
+from gateway.errors import error_response
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+BODY_METHODS = {"POST", "PUT", "PATCH"}
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def json_response(status: int, payload, headers: dict | None = None) -> Response:
+    if payload is None:
+        return Response(status=status, headers=headers)
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return Response(body, status=status, headers=headers, content_type="application/json; charset=utf-8")
+
+
+def _http_error(exc: HTTPException) -> Response:
+    if isinstance(exc, RouteNotFound):
+        error = {"code": "not_found", "message": "no such route"}
+    elif isinstance(exc, MethodNotAllowed):
+        allowed = ", ".join(sorted(exc.valid_methods or []))
+        error = {"code": "method_not_allowed", "message": f"method not allowed here; use {allowed}"}
+        return json_response(405, {"error": error}, {"Allow": allowed})
+    else:
+        error = {"code": "bad_request" if exc.code < 500 else "error", "message": exc.description or exc.name}
+    return json_response(exc.code or 400, {"error": error})
+
+
+class JsonWsgiApp(WsgiApp):
+    """Unknown routes and wrong methods answer in the API's JSON error shape too."""
+
+    def __call__(self, environ, start_response):
+        request = Request(environ, shallow=True)
+        adapter = self.url_map.bind_to_environ(environ)
+        try:
+            provider, values = adapter.match()
+            request.path_values = values
+            response = provider.handle_request(request)
+        except HTTPException as exc:
+            response = _http_error(exc)
+        return response(environ, start_response)
+
+
+class JsonWebServer(WebServer):
+    def get_wsgi_app(self):
+        return JsonWsgiApp(self)
+
+
+class ApiEntrypoint(HttpRequestHandler):
+    server = JsonWebServer()
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        *,
+        public: bool = False,
+        roles: tuple[str, ...] | None = None,
+        status: int = 200,
+        summary: str = "",
+        body=None,
+        query=None,
+        response=None,
+        errors: tuple[int, ...] = (),
+        tag: str | None = None,
+        prefix: str = API_PREFIX,
+        raw: bool = False,
+        **kwargs,
+    ):
+        kwargs.setdefault("expected_exceptions", CrmError)
+        super().__init__(method, prefix + path, **kwargs)
+        self.path = path
+        self.public = public
+        self.roles = roles
+        self.status = status
+        self.summary = summary
+        self.body = body
+        self.query = query
+        self.response = response
+        self.errors = errors
+        self.tag = tag
+        self.raw = raw
+
+    def get_url_rule(self):
+        return Rule(self.url, methods=[self.method], strict_slashes=False)
+
+    def handle_request(self, request):
+        request.shallow = False
+        request.request_id = request.headers.get("X-Request-Id") or str(uuid.uuid4())
+        try:
+            request.json_body = self._parse_body(request)
+            args, kwargs = self.get_entrypoint_parameters(request)
+            self.check_signature(args, kwargs)
+            event = Event()
+            self.container.spawn_worker(
+                self, args, kwargs, context_data={}, handle_result=partial(self.handle_result, event)
+            )
+            response = self.response_from_result(event.wait())
+        except Exception as exc:  # noqa: BLE001 - every failure becomes the JSON error shape
+            response = self.response_from_exception(exc)
+        response.headers["X-Request-Id"] = request.request_id
+        return response
+
+    def _parse_body(self, request):
+        if self.method not in BODY_METHODS:
+            return None
+        length = request.content_length or 0
+        if length > MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"the body is larger than {MAX_BODY_BYTES} bytes")
+        data = request.get_data(cache=True)
+        if len(data) > MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"the body is larger than {MAX_BODY_BYTES} bytes")
+        if not data.strip():
+            if self.body is None:
+                return {}
+            raise BadRequest("a JSON body is required", fields={"body": ["Missing JSON body."]})
+        if request.mimetype != "application/json":
+            raise BadRequest(
+                "Content-Type must be application/json",
+                fields={"Content-Type": [f"Expected application/json, got {request.mimetype or 'nothing'}."]},
+            )
+        try:
+            parsed = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise BadRequest("malformed JSON", fields={"body": [f"Malformed JSON: {exc}"]}) from None
+        if not isinstance(parsed, dict):
+            raise BadRequest("the body must be a JSON object", fields={"body": ["Must be a JSON object."]})
+        return parsed
+
+    def response_from_result(self, result):
+        if isinstance(result, Response):
+            return result
+        headers = None
+        if isinstance(result, tuple):
+            if len(result) == 3:
+                status, payload, headers = result
+            else:
+                status, payload = result
+        else:
+            status, payload = self.status, result
+        return json_response(status, payload, headers)
+
+    def response_from_exception(self, exc):
+        if not isinstance(exc, CrmError):
+            log.error("unexpected error in %s %s", self.method, self.url, exc_info=exc)
+        status, payload, headers = error_response(exc)
+        return json_response(status, payload, headers)
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def api(method: str, path: str, **options):
+    """Declare a JSON route; see the module docstring for what the wrapper does before the body runs."""
+
+    def decorate(fn):
+        public = options.get("public", False)
+        roles = options.get("roles")
+
+        def route(self, request, **path_values):
+            caller = None
+            if not public:
+                caller = self.auth.authenticate(request)
+                self.rate_limit.check(caller.id)
+                if roles and caller.role not in roles:
+                    from crm_common.errors import Forbidden
+
+                    raise Forbidden(f"this needs the role {' or '.join(roles)}")
+
+            def run():
+                return fn(self, request, caller, **path_values)
+
+            key = request.headers.get("Idempotency-Key")
+            if key is not None and method in WRITE_METHODS and caller is not None:
+                return self.idempotency.run(caller, request, key, run, options.get("status", 200))
+            return run()
+
+        route.__name__ = fn.__name__
+        route.__doc__ = fn.__doc__
+        route.__qualname__ = fn.__qualname__
+        return ApiEntrypoint.decorator(method, path, **options)(route)
+
+    return decorate

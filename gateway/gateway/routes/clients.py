@@ -1,0 +1,110 @@
+"""Clients: the client base, interactions, the timeline and touchpoints (served by the clients service)."""
+
+from __future__ import annotations
+
+from crm_common.contracts.clients import (
+    ClientCreateSchema,
+    ClientQuerySchema,
+    ClientSchema,
+    ClientUpdateSchema,
+    InteractionCreateSchema,
+    InteractionSchema,
+    TimelineEntrySchema,
+    TimelineQuerySchema,
+    TouchpointCreateSchema,
+    TouchpointResultSchema,
+)
+from crm_common.schemas import page_schema
+from gateway import identity
+from gateway.http import api
+from gateway.routes.common import etag, if_match, query_args
+
+ClientPage = page_schema(ClientSchema, "ClientPage")
+TimelinePage = page_schema(TimelineEntrySchema, "TimelinePage")
+
+
+class ClientRoutes:
+    def _directory(self, body: dict, field: str = "owner_id") -> dict:
+        return identity.directory(self.db.session, [body.get(field)])
+
+    def _check_named_branch(self, body: dict) -> None:
+        if body.get("branch_id") is not None:
+            identity.require_branch(self.db.session, body["branch_id"])
+
+    @api("POST", "/clients", status=201, body=ClientCreateSchema, response=ClientSchema,
+         errors=(403, 409, 422), summary="Create a client", tag="clients")
+    def create_client(self, request, caller):
+        """``{"kind": "person", "name": "Иван Петров", "phones": ["8 916 123-45-67"]}`` → 201 client.
+
+        Phones become E.164, emails lower case; the same phone or email in the branch is
+        409 ``duplicate_client`` with ``existing_id``. A manager owns what they create.
+        """
+        body = request.json_body
+        self._check_named_branch(body)
+        client = self.clients_rpc.create_client(caller.dump(), body, self._directory(body))
+        return 201, client, etag(client)
+
+    @api("GET", "/clients", query=ClientQuerySchema, response=ClientPage, errors=(400,),
+         summary="List and search clients", tag="clients")
+    def list_clients(self, request, caller):
+        """``?q=`` matches name, phone (any format) or email; filters tag, source, owner_id, created_from/to.
+
+        Newest first; ``?archived=true`` lists the archive. Page with ``limit`` and ``cursor``.
+        """
+        return self.clients_rpc.list_clients(caller.dump(), query_args(request))
+
+    @api("GET", "/clients/<client_id>", response=ClientSchema, errors=(404,), summary="One client", tag="clients")
+    def get_client(self, request, caller, client_id):
+        """A client the caller may see; any other is 404. The ETag is the version for If-Match."""
+        client = self.clients_rpc.get_client(caller.dump(), client_id)
+        return 200, client, etag(client)
+
+    @api("PATCH", "/clients/<client_id>", body=ClientUpdateSchema, response=ClientSchema,
+         errors=(403, 404, 409, 422), summary="Change a client", tag="clients")
+    def update_client(self, request, caller, client_id):
+        """Send only what changes. With ``If-Match: <version>`` a stale version is 409 ``version_conflict``."""
+        body = request.json_body
+        self._check_named_branch(body)
+        client = self.clients_rpc.update_client(
+            caller.dump(), client_id, body, if_match(request), self._directory(body)
+        )
+        return 200, client, etag(client)
+
+    @api("DELETE", "/clients/<client_id>", response=ClientSchema, errors=(404,),
+         summary="Archive a client", tag="clients")
+    def archive_client(self, request, caller, client_id):
+        """Archives the client (nothing is destroyed); the archived client is returned."""
+        return self.clients_rpc.archive_client(caller.dump(), client_id)
+
+    @api("POST", "/clients/<client_id>/restore", response=ClientSchema, errors=(404,),
+         summary="Restore an archived client", tag="clients")
+    def restore_client(self, request, caller, client_id):
+        """Brings an archived client back into the active base."""
+        return self.clients_rpc.restore_client(caller.dump(), client_id)
+
+    @api("POST", "/clients/<client_id>/interactions", status=201, body=InteractionCreateSchema,
+         response=InteractionSchema, errors=(404, 422), summary="Log an interaction", tag="clients")
+    def log_interaction(self, request, caller, client_id):
+        """``{"type": "call", "direction": "in", "duration_s": 180, "text": "Asked for a quote"}`` → 201."""
+        return 201, self.clients_rpc.log_interaction(caller.dump(), client_id, request.json_body)
+
+    @api("GET", "/clients/<client_id>/timeline", query=TimelineQuerySchema, response=TimelinePage,
+         errors=(400, 404), summary="A client's timeline", tag="clients")
+    def get_timeline(self, request, caller, client_id):
+        """Every interaction, touchpoint, change, deal and task event of the client, newest first."""
+        return self.clients_rpc.get_timeline(caller.dump(), client_id, query_args(request))
+
+    @api("POST", "/touchpoints", status=201, body=TouchpointCreateSchema, response=TouchpointResultSchema,
+         errors=(403, 422), summary="Record a touchpoint", tag="clients")
+    def record_touchpoint(self, request, caller):
+        """A contact captured anywhere (web form, call, messenger, walk-in).
+
+        ``{"channel": "web_form", "name": "Ольга", "phone": "+7 916 555-00-11", "utm": {"utm_source": "yandex"}}``
+        finds the client by phone or email or creates one, assigned to the branch's managers by round robin
+        → 201 ``{client_id, created, touchpoint_id}``. An admin names ``branch_id``.
+        """
+        body = request.json_body
+        self._check_named_branch(body)
+        branch_id = body.get("branch_id") if caller.is_admin else caller.branch_id
+        directory = {"managers": identity.active_managers(self.db.session, branch_id or caller.branch_id)}
+        return 201, self.clients_rpc.record_touchpoint(caller.dump(), body, directory)

@@ -1,0 +1,86 @@
+"""Identity, branches, roles: login, the caller, branches and users."""
+
+from __future__ import annotations
+
+from crm_common.contracts.identity import (
+    BranchCreateSchema,
+    BranchSchema,
+    LoginSchema,
+    TokenSchema,
+    UserCreateSchema,
+    UserQuerySchema,
+    UserSchema,
+    UserUpdateSchema,
+)
+from crm_common.schemas import PageQuerySchema, page_schema
+from gateway import identity
+from gateway.http import api
+from gateway.routes.common import query_args
+
+BranchPage = page_schema(BranchSchema, "BranchPage")
+UserPage = page_schema(UserSchema, "UserPage")
+
+
+class IdentityRoutes:
+    @api("POST", "/auth/login", public=True, body=LoginSchema, response=TokenSchema, errors=(401, 422, 429),
+         summary="Log in", tag="identity")
+    def login(self, request, caller):
+        """Exchange email and password for a bearer token.
+
+        ``{"email": "admin@crm.local", "password": "..."}`` → ``{"access_token": "...", "token_type": "bearer",
+        "expires_in": 28800}``. Five failures in a row lock the email out for a while (429 with Retry-After).
+        """
+        return identity.login(self.db.session, self.settings, request.json_body)
+
+    @api("GET", "/me", response=UserSchema, summary="The caller", tag="identity")
+    def me(self, request, caller):
+        """The user behind the token: ``{id, email, name, role, branch_id, active}``."""
+        return identity.user_out.dump(self.auth.user)
+
+    @api("POST", "/branches", status=201, roles=("admin",), body=BranchCreateSchema, response=BranchSchema,
+         errors=(403, 409, 422), summary="Create a branch", tag="identity")
+    def create_branch(self, request, caller):
+        """Admin only. ``{"name": "Москва", "code": "MSK"}`` → 201 branch; codes are unique (409)."""
+        with self.db.transaction():
+            return 201, identity.create_branch(self.db, caller, request.json_body)
+
+    @api("GET", "/branches", query=PageQuerySchema, response=BranchPage, summary="List branches", tag="identity")
+    def list_branches(self, request, caller):
+        """An admin sees every branch; anyone else sees their own."""
+        return identity.list_branches(self.db.session, caller, query_args(request))
+
+    @api("GET", "/branches/<branch_id>", response=BranchSchema, errors=(404,), summary="One branch", tag="identity")
+    def get_branch(self, request, caller, branch_id):
+        """A branch the caller belongs to (any branch for an admin)."""
+        return identity.get_branch(self.db.session, caller, branch_id)
+
+    @api("POST", "/users", status=201, roles=("admin", "head"), body=UserCreateSchema, response=UserSchema,
+         errors=(403, 409, 422), summary="Create a user", tag="identity")
+    def create_user(self, request, caller):
+        """An admin creates anyone; a head creates managers of their own branch.
+
+        ``{"email": "anna@example.ru", "name": "Анна", "password": "s3cret-pass", "role": "manager",
+        "branch_id": "..."}`` → 201 user (never a password or hash).
+        """
+        with self.db.transaction():
+            return 201, identity.create_user(self.db, caller, request.json_body)
+
+    @api("GET", "/users", query=UserQuerySchema, response=UserPage, summary="List users", tag="identity")
+    def list_users(self, request, caller):
+        """Users of the caller's branch (every branch for an admin); filters: branch_id, role, active, q."""
+        return identity.list_users(self.db.session, caller, query_args(request))
+
+    @api("GET", "/users/<user_id>", response=UserSchema, errors=(404,), summary="One user", tag="identity")
+    def get_user(self, request, caller, user_id):
+        """A user of the caller's branch (any for an admin); others are 404."""
+        return identity.get_user(self.db.session, caller, user_id)
+
+    @api("PATCH", "/users/<user_id>", body=UserUpdateSchema, response=UserSchema, errors=(403, 404, 409, 422),
+         summary="Change a user", tag="identity")
+    def update_user(self, request, caller, user_id):
+        """``{"active": false}`` deactivates: the user cannot log in and their tokens stop working at once.
+
+        A password change also ends every session of the user. Managers change only their own name and password.
+        """
+        with self.db.transaction():
+            return identity.update_user(self.db, caller, user_id, request.json_body)

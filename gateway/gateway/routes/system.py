@@ -1,0 +1,57 @@
+"""Health, the OpenAPI document and a page to read it."""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+
+from werkzeug.wrappers import Response
+
+from crm_common.rpc import spawn_calls
+from gateway.http import api, json_response
+
+
+class SystemRoutes:
+    _spec_cache: dict | None = None
+
+    @api("GET", "/health", prefix="", public=True, summary="Health of the bus and every service", tag="system")
+    def health(self, request, caller):
+        """200 ``{"status": "ok", "bus": "ok", "services": {...}}`` when the gateway's database, the bus and
+        every service answer; 503 with the same shape saying which part is down otherwise."""
+        report = {"status": "ok", "gateway": {"database": "ok"}, "bus": "ok", "services": {}}
+        try:
+            self.db.ping()
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            report["gateway"]["database"] = f"down: {exc.__class__.__name__}"
+            report["status"] = "degraded"
+        names = list(self.settings.services)
+        started = time.monotonic()
+        results = spawn_calls([(self._ping_service, (name,)) for name in names])
+        for name, result in zip(names, results):
+            if isinstance(result, Exception):
+                report["services"][name] = {"status": "down", "error": str(result)}
+                report["status"] = "degraded"
+                if "bus" in str(result):
+                    report["bus"] = "down"
+            else:
+                report["services"][name] = {"status": "ok", **result}
+        report["checked_in_ms"] = round((time.monotonic() - started) * 1000, 1)
+        return (200 if report["status"] == "ok" else 503), report
+
+    def _ping_service(self, name: str) -> dict:
+        started = time.monotonic()
+        answer = self.services[name].health()
+        return {"latency_ms": round((time.monotonic() - started) * 1000, 1), **answer}
+
+    @api("GET", "/openapi.json", public=True, raw=True, tag="system")
+    def openapi(self, request, caller):
+        from gateway.openapi import build_spec
+
+        if SystemRoutes._spec_cache is None:
+            SystemRoutes._spec_cache = build_spec(type(self))
+        return json_response(200, SystemRoutes._spec_cache)
+
+    @api("GET", "/docs", public=True, raw=True, tag="system")
+    def docs(self, request, caller):
+        page = resources.files("gateway").joinpath("docs.html").read_text(encoding="utf-8")
+        return Response(page, status=200, content_type="text/html; charset=utf-8")

@@ -1,0 +1,53 @@
+"""The gateway nameko service: the HTTP API in front of the services; it owns identity.
+
+Routes live in ``gateway/routes/`` (one module per API section); this class puts them together with
+the dependencies they use.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from nameko.timer import timer
+
+from crm_common.config import SettingsProvider
+from crm_common.db import Database
+from crm_common.rpc import ClusterRpc, RpcProxy
+from gateway import identity
+from gateway.auth import Auth
+from gateway.idempotency import Idempotency, purge_expired
+from gateway.models import Base, OutboxMessage
+from gateway.ratelimit import RateLimit
+from gateway.routes.clients import ClientRoutes
+from gateway.routes.identity import IdentityRoutes
+from gateway.routes.system import SystemRoutes
+
+log = logging.getLogger(__name__)
+
+
+class IdentityDatabase(Database):
+    """The gateway's database; at start it creates the first administrator if there is no user."""
+
+    def start(self):
+        super().start()
+        with self.session_factory() as session:
+            identity.bootstrap_admin(session, self.settings)
+
+
+class GatewayService(IdentityRoutes, ClientRoutes, SystemRoutes):
+    name = "gateway"
+
+    db = IdentityDatabase(Base, OutboxMessage)
+    settings = SettingsProvider()
+    auth = Auth()
+    rate_limit = RateLimit()
+    idempotency = Idempotency()
+    clients_rpc = RpcProxy("clients")
+    services = ClusterRpc(timeout=2)
+
+    @timer(interval=3600)
+    def purge_idempotency_records(self):
+        """Forget Idempotency-Key answers older than 24 hours."""
+        removed = purge_expired(self.db.session)
+        if removed:
+            log.info("purged %d idempotency records", removed)

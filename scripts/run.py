@@ -1,0 +1,259 @@
+#!/usr/bin/env python3
+"""Run the whole CRM on one machine: check the bus and database, migrate, start every service and the
+gateway, restart what dies, stop everything cleanly on Ctrl-C.
+
+    make run            # or: .venv/bin/python scripts/run.py [--demo] [--replicas 2]
+
+Configuration comes from the environment (see config.yml and docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from crm_common.config import DEV_ADMIN_PASSWORD, Settings, load_config  # noqa: E402
+
+SERVICE_MODULES = {
+    "clients": "clients.service:ClientsService",
+    "deals": "deals.service:DealsService",
+    "gateway": "gateway.service:GatewayService",
+}
+LEVEL_COLOURS = {"error": "\033[31m", "warning": "\033[33m", "critical": "\033[31m"}
+
+
+def say(message: str) -> None:
+    print(f"[run] {message}", flush=True)
+
+
+def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def broker_answers(amqp_uri: str) -> str | None:
+    """None if we can log in to the broker, else why not."""
+    from kombu import Connection
+
+    try:
+        with Connection(amqp_uri, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1)
+        return None
+    except Exception as exc:  # noqa: BLE001 - reported to the operator
+        return f"{exc.__class__.__name__}: {exc}"
+
+
+def wait_until(check, seconds: float, step: float = 0.5) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(step)
+    return check()
+
+
+def ensure_rabbitmq(amqp_uri: str) -> None:
+    url = urlparse(amqp_uri)
+    host, port = url.hostname or "127.0.0.1", url.port or 5672
+    if not port_open(host, port) and host in ("127.0.0.1", "localhost") and shutil.which("rabbitmq-server"):
+        say("RabbitMQ is not running; starting the local rabbitmq-server")
+        subprocess.run(["rabbitmq-server", "-detached"], check=False)
+        wait_until(lambda: port_open(host, port), 90, 1.0)
+    problem = broker_answers(amqp_uri)
+    if problem and port_open(host, port):
+        wait_until(lambda: broker_answers(amqp_uri) is None, 30, 1.0)
+        problem = broker_answers(amqp_uri)
+    if problem:
+        sys.exit(
+            f"[run] RabbitMQ does not answer at {url.hostname}:{port} ({problem}).\n"
+            "      The CRM needs it: `sudo apt install rabbitmq-server` (Debian/Ubuntu), or\n"
+            "      `docker compose up -d rabbitmq`, or set AMQP_URI to a broker you have."
+        )
+
+
+def ensure_postgres(database_url: str | None) -> None:
+    if not database_url:
+        return
+    url = urlparse(database_url)
+    host, port = url.hostname or "127.0.0.1", url.port or 5432
+    if port_open(host, port):
+        return
+    if host in ("127.0.0.1", "localhost") and shutil.which("pg_ctlcluster") and Path("/etc/postgresql").exists():
+        version = sorted(os.listdir("/etc/postgresql"))[-1]
+        say(f"PostgreSQL is not running; starting cluster {version}/main")
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], check=False)
+        if wait_until(lambda: port_open(host, port), 60, 1.0):
+            return
+    sys.exit(
+        f"[run] PostgreSQL does not answer at {host}:{port}. Start it, or unset CRM_DATABASE_URL to use SQLite files."
+    )
+
+
+class Child:
+    """One service process, restarted with back-off when it dies."""
+
+    def __init__(self, name: str, module: str, env: dict, log_file=None):
+        self.name, self.module, self.env, self.log_file = name, module, env, log_file
+        self.process: subprocess.Popen | None = None
+        self.restarts: list[float] = []
+        self.next_start = 0.0
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "nameko", "run", "--config", str(ROOT / "config.yml"), self.module]
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, bufsize=1, start_new_session=True,
+        )
+        threading.Thread(target=self._pump, args=(self.process,), daemon=True).start()
+
+    def _pump(self, process: subprocess.Popen) -> None:
+        for line in process.stdout:
+            print(render(self.name, line.rstrip("\n")), flush=True)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float) -> None:
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                say(f"{self.name} did not stop in {timeout:g}s; killing it")
+                self.process.kill()
+                self.process.wait()
+
+
+def render(name: str, line: str) -> str:
+    """Service logs are JSON lines; on a terminal show them readably."""
+    if not sys.stdout.isatty() or not line.startswith("{"):
+        return f"[{name}] {line}"
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return f"[{name}] {line}"
+    level = entry.get("level", "info")
+    colour = LEVEL_COLOURS.get(level, "")
+    text = f"[{name}] {entry.get('ts', '')[11:19]} {level:<7} {entry.get('msg', '')}"
+    if entry.get("exc"):
+        text += "\n" + entry["exc"]
+    return f"{colour}{text}\033[0m" if colour else text
+
+
+def health(port: int) -> dict | None:
+    import requests
+
+    try:
+        response = requests.get(f"http://127.0.0.1:{port}/health", timeout=5)
+        return response.json()
+    except Exception:  # noqa: BLE001 - not up yet
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the whole CRM locally.")
+    parser.add_argument("--demo", action="store_true", help="fill the CRM with realistic demo data once it is up")
+    parser.add_argument("--replicas", type=int, default=1, help="processes per service (not the gateway)")
+    parser.add_argument("--startup-timeout", type=float, default=90.0)
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    config = load_config()
+    settings = Settings.from_config(config)
+    port = int(os.environ.get("CRM_HTTP_PORT", "8000"))
+
+    ensure_rabbitmq(settings.amqp_uri)
+    ensure_postgres(settings.database_url)
+
+    from crm_common.migrate import migrate
+
+    names = [*settings.services, "gateway"]
+    for name in names:
+        say(f"{name}: database {migrate(name, config)} ({settings.database_url_for(name).split('@')[-1]})")
+
+    children: list[Child] = []
+    for name in names:
+        copies = 1 if name == "gateway" else max(1, args.replicas)
+        for index in range(copies):
+            label = name if copies == 1 else f"{name}-{index + 1}"
+            env = dict(os.environ, CRM_SERVICE_NAME=label)
+            children.append(Child(label, SERVICE_MODULES[name], env))
+
+    stopping = threading.Event()
+
+    def stop(signum, _frame):
+        if not stopping.is_set():
+            say(f"got {signal.Signals(signum).name}; stopping every service")
+        stopping.set()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+
+    for child in children:
+        child.start()
+
+    up = wait_until(lambda: stopping.is_set() or (health(port) or {}).get("status") == "ok", args.startup_timeout)
+    if not stopping.is_set():
+        if not up:
+            say(f"not healthy after {args.startup_timeout:g}s: {health(port)}")
+        password = settings.admin_password if settings.admin_password == DEV_ADMIN_PASSWORD else "(CRM_ADMIN_PASSWORD)"
+        print(
+            "\n"
+            f"  CRM is running:  http://127.0.0.1:{port}/api/v1   (docs: http://127.0.0.1:{port}/api/v1/docs)\n"
+            f"  Log in as:       {settings.admin_email} / {password}\n"
+            f"  Data:            {settings.database_url or Path(settings.data_dir).resolve()}\n"
+            "  Stop with Ctrl-C.\n",
+            flush=True,
+        )
+        if args.demo and up:
+            from demo import seed
+
+            try:
+                say(seed(f"http://127.0.0.1:{port}/api/v1", settings.admin_email, settings.admin_password))
+            except Exception as exc:  # noqa: BLE001 - the system keeps running
+                say(f"demo data could not be loaded: {exc}")
+
+    while not stopping.is_set():
+        now = time.monotonic()
+        for child in children:
+            if child.alive() or stopping.is_set():
+                continue
+            if child.process is not None and child.next_start == 0.0:
+                code = child.process.returncode
+                child.restarts = [t for t in child.restarts if now - t < 300] + [now]
+                delay = min(30.0, 2.0 ** (len(child.restarts) - 1))
+                say(f"{child.name} exited with code {code}; restarting in {delay:g}s "
+                    f"({len(child.restarts)} restart(s) in the last 5 min)")
+                child.next_start = now + delay
+            if now >= child.next_start:
+                child.next_start = 0.0
+                child.start()
+        stopping.wait(0.5)
+
+    for child in children:
+        if child.alive():
+            child.process.send_signal(signal.SIGTERM)
+    for child in children:
+        child.stop(timeout=20)
+    say("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

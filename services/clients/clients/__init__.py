@@ -1,0 +1,1 @@
+"""The clients service: the client base, contacts, interactions, touchpoints and the timeline."""

@@ -1,0 +1,300 @@
+"""Use cases of the clients service.
+
+Each function takes the unit of work (``uow.session`` and ``uow.emit``), the caller and the raw input;
+it validates, applies the domain rules and records events. Committing is the entrypoint's job.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
+
+from crm_common.caller import Caller
+from crm_common.db import utcnow
+from crm_common.errors import Forbidden, ValidationError, VersionConflict
+from crm_common.schemas import load_or_raise, new_id
+
+from clients import domain
+from clients import repository as repo
+from clients.exceptions import ClientNotFound, DuplicateContact
+from clients.models import Client, Interaction, TimelineEntry, Touchpoint
+from clients.schemas import (
+    client_create,
+    client_out,
+    client_update,
+    interaction_create,
+    interaction_out,
+    touchpoint_create,
+)
+
+EDITABLE = ("kind", "name", "phones", "emails", "source", "tags", "custom_fields", "owner_id", "branch_id")
+
+
+def require_visible(uow, caller: Caller, client_id: str, for_update: bool = False) -> Client:
+    client = repo.get_visible(uow.session, caller, client_id, for_update=for_update)
+    if client is None:
+        raise ClientNotFound()
+    return client
+
+
+def _flush_contacts(uow, client: Client) -> None:
+    """Write the client's contact rows; a concurrent duplicate loses on the unique index."""
+    try:
+        repo.replace_contacts(uow.session, client)
+        uow.session.flush()
+    except IntegrityError:
+        branch_id, phones, emails, own_id = client.branch_id, list(client.phones), list(client.emails), client.id
+        uow.rollback()
+        existing = repo.find_by_contacts(uow.session, branch_id, phones, emails, exclude_id=own_id)
+        raise DuplicateContact(existing or "") from None
+
+
+def _timeline(uow, client: Client, kind: str, type_: str, actor_id, ref_id=None, data=None, when=None):
+    uow.session.add(
+        TimelineEntry(
+            id=new_id(),
+            client_id=client.id,
+            kind=kind,
+            type=type_,
+            occurred_at=when or utcnow(),
+            ref_id=ref_id,
+            actor_id=actor_id,
+            data=data or {},
+        )
+    )
+
+
+def create_client(uow, caller: Caller, raw: dict, directory: dict | None, region: str) -> dict:
+    data = load_or_raise(client_create, raw)
+    branch_id = caller.target_branch(data["branch_id"])
+    owner_id = domain.check_owner(caller, data["owner_id"], branch_id, directory)
+    phones, emails = domain.normalize_contacts(data["phones"], data["emails"], region)
+    existing = repo.find_by_contacts(uow.session, branch_id, phones, emails)
+    if existing:
+        raise DuplicateContact(existing)
+    now = utcnow()
+    client = Client(
+        id=new_id(),
+        branch_id=branch_id,
+        kind=data["kind"],
+        name=data["name"],
+        owner_id=owner_id,
+        source=data["source"],
+        phones=phones,
+        emails=emails,
+        tags=domain.normalize_tags(data["tags"]),
+        custom_fields=data.get("custom_fields") or {},
+        search_text=domain.search_text(data["name"], phones, emails),
+        created_at=now,
+        updated_at=now,
+    )
+    uow.session.add(client)
+    uow.session.flush()
+    _flush_contacts(uow, client)
+    _timeline(uow, client, "client", "client_created", caller.id, ref_id=client.id, data={"name": client.name}, when=now)
+    out = client_out.dump(client)
+    uow.emit("client_created", {"branch_id": branch_id, "actor_id": caller.id, "client": out})
+    return out
+
+
+def update_client(uow, caller: Caller, client_id: str, raw: dict, expected_version, directory, region: str) -> dict:
+    changes = load_or_raise(client_update, raw)
+    client = require_visible(uow, caller, client_id, for_update=True)
+    if expected_version is not None and client.version != expected_version:
+        raise VersionConflict(
+            "the client changed since you read it",
+            details={"current_version": client.version},
+        )
+    domain.check_branch_change(caller, changes.get("branch_id"), client.branch_id)
+    branch_id = changes.get("branch_id", client.branch_id)
+    if "owner_id" in changes and changes["owner_id"] != client.owner_id:
+        if caller.is_manager:
+            raise Forbidden("a manager cannot give a client to someone else")
+        changes["owner_id"] = domain.check_owner(caller, changes["owner_id"], branch_id, directory)
+    elif branch_id != client.branch_id:
+        changes["owner_id"] = None
+    if "phones" in changes or "emails" in changes:
+        phones, emails = domain.normalize_contacts(
+            changes.get("phones", client.phones), changes.get("emails", client.emails), region
+        )
+        changes["phones"], changes["emails"] = phones, emails
+    if "tags" in changes:
+        changes["tags"] = domain.normalize_tags(changes["tags"])
+    if "branch_id" in changes or "phones" in changes or "emails" in changes:
+        existing = repo.find_by_contacts(
+            uow.session, branch_id, changes.get("phones", client.phones), changes.get("emails", client.emails),
+            exclude_id=client.id,
+        )
+        if existing:
+            raise DuplicateContact(existing)
+
+    changed = [name for name in EDITABLE if name in changes and changes[name] != getattr(client, name)]
+    if not changed:
+        return client_out.dump(client)
+    for name in changed:
+        setattr(client, name, changes[name])
+    client.search_text = domain.search_text(client.name, client.phones, client.emails)
+    client.updated_at = utcnow()
+    try:
+        uow.session.flush()
+    except StaleDataError:
+        raise VersionConflict("the client changed while you were saving it") from None
+    if {"phones", "emails", "branch_id"} & set(changed):
+        _flush_contacts(uow, client)
+    _timeline(uow, client, "client", "client_updated", caller.id, ref_id=client.id, data={"changed": changed})
+    out = client_out.dump(client)
+    uow.emit("client_updated", {"branch_id": client.branch_id, "actor_id": caller.id, "client": out, "changed": changed})
+    return out
+
+
+def set_archived(uow, caller: Caller, client_id: str, archived: bool) -> dict:
+    client = require_visible(uow, caller, client_id, for_update=True)
+    if client.archived == archived:
+        return client_out.dump(client)
+    now = utcnow()
+    client.archived_at = now if archived else None
+    client.updated_at = now
+    uow.session.flush()
+    event = "client_archived" if archived else "client_restored"
+    _timeline(uow, client, "client", event, caller.id, ref_id=client.id, when=now)
+    out = client_out.dump(client)
+    uow.emit(event, {"branch_id": client.branch_id, "actor_id": caller.id, "client": out})
+    return out
+
+
+def log_interaction(uow, caller: Caller, client_id: str, raw: dict) -> dict:
+    data = load_or_raise(interaction_create, raw)
+    client = require_visible(uow, caller, client_id)
+    interaction = Interaction(
+        id=new_id(),
+        client_id=client.id,
+        branch_id=client.branch_id,
+        type=data["type"],
+        direction=data["direction"],
+        text=data["text"],
+        occurred_at=data["occurred_at"] or utcnow(),
+        duration_s=data["duration_s"],
+        script_id=data["script_id"],
+        author_id=caller.id,
+        created_at=utcnow(),
+    )
+    uow.session.add(interaction)
+    out = interaction_out.dump(interaction)
+    _timeline(
+        uow, client, "interaction", interaction.type, caller.id, ref_id=interaction.id,
+        data={k: out[k] for k in ("direction", "text", "duration_s", "script_id")},
+        when=interaction.occurred_at,
+    )
+    uow.emit(
+        "interaction_logged",
+        {"branch_id": client.branch_id, "actor_id": caller.id, "client_id": client.id,
+         "owner_id": client.owner_id, "interaction": out},
+    )
+    return out
+
+
+def record_touchpoint(uow, caller: Caller, raw: dict, directory: dict | None, region: str) -> dict:
+    data = load_or_raise(touchpoint_create, raw)
+    branch_id = caller.target_branch(data["branch_id"])
+    errors: dict[str, list[str]] = {}
+    phone = email = None
+    if data["phone"]:
+        try:
+            phone = domain.normalize_phone(data["phone"], region)
+        except ValueError as exc:
+            errors["phone"] = [str(exc)]
+    if data["email"]:
+        try:
+            email = domain.normalize_email(data["email"])
+        except ValueError as exc:
+            errors["email"] = [str(exc)]
+    if errors:
+        raise ValidationError("invalid contact", fields=errors)
+    phones, emails = [phone] if phone else [], [email] if email else []
+    for attempt in (1, 2):
+        try:
+            return _record_touchpoint(uow, caller, data, branch_id, phones, emails, directory)
+        except DuplicateContact:
+            if attempt == 2:
+                raise
+            # another touchpoint created the same client a moment ago: find it this time
+    raise AssertionError("unreachable")
+
+
+def _record_touchpoint(uow, caller, data, branch_id, phones, emails, directory) -> dict:
+    session = uow.session
+    now = utcnow()
+    source = domain.touchpoint_source(data["channel"], data["utm"])
+    client_id = repo.find_by_contacts(session, branch_id, phones, emails)
+    created = client_id is None
+    if created:
+        cursor = repo.round_robin_cursor(session, branch_id)
+        owner_id = domain.next_owner((directory or {}).get("managers") or [], cursor.last_owner_id)
+        if owner_id is None and not caller.is_admin:
+            owner_id = caller.id
+        cursor.last_owner_id = owner_id or cursor.last_owner_id
+        name = data["name"] or (emails[0] if emails else phones[0])
+        client = Client(
+            id=new_id(), branch_id=branch_id, kind="person", name=name, owner_id=owner_id, source=source,
+            phones=phones, emails=emails, tags=[], custom_fields={},
+            search_text=domain.search_text(name, phones, emails), created_at=now, updated_at=now,
+        )
+        session.add(client)
+        session.flush()
+        _flush_contacts(uow, client)
+        _timeline(uow, client, "client", "client_created", caller.id, ref_id=client.id, data={"name": name}, when=now)
+        uow.emit("client_created", {"branch_id": branch_id, "actor_id": caller.id, "client": client_out.dump(client)})
+    else:
+        client = session.get(Client, client_id)
+        _collect_new_contacts(uow, caller, client, phones, emails)
+    touchpoint = Touchpoint(
+        id=new_id(), client_id=client.id, branch_id=branch_id, channel=data["channel"], name=data["name"],
+        phone=phones[0] if phones else None, email=emails[0] if emails else None, message=data["message"],
+        utm=data["utm"], created_client=created, recorded_by=caller.id, created_at=now,
+    )
+    session.add(touchpoint)
+    _timeline(
+        uow, client, "touchpoint", data["channel"], caller.id, ref_id=touchpoint.id,
+        data={"message": data["message"], "utm": data["utm"], "created_client": created}, when=now,
+    )
+    uow.emit(
+        "touchpoint_recorded",
+        {"branch_id": branch_id, "actor_id": caller.id, "client_id": client.id, "touchpoint_id": touchpoint.id,
+         "channel": data["channel"], "source": source, "created": created, "owner_id": client.owner_id,
+         "utm": data["utm"]},
+    )
+    return {"client_id": client.id, "created": created, "touchpoint_id": touchpoint.id}
+
+
+def _collect_new_contacts(uow, caller: Caller, client: Client, phones: list[str], emails: list[str]) -> None:
+    """A known client wrote from a new email or called from a new phone: keep it, unless another client has it."""
+    session = uow.session
+    new_phones = [p for p in phones if p not in client.phones]
+    new_emails = [e for e in emails if e not in client.emails]
+    if new_phones and repo.find_by_contacts(session, client.branch_id, new_phones, [], exclude_id=client.id):
+        new_phones = []
+    if new_emails and repo.find_by_contacts(session, client.branch_id, [], new_emails, exclude_id=client.id):
+        new_emails = []
+    changed = []
+    if new_phones:
+        client.phones = list(client.phones) + new_phones
+        changed.append("phones")
+    if new_emails:
+        client.emails = list(client.emails) + new_emails
+        changed.append("emails")
+    if client.archived:
+        client.archived_at = None
+        changed.append("archived")
+    if not changed:
+        return
+    client.search_text = domain.search_text(client.name, client.phones, client.emails)
+    client.updated_at = utcnow()
+    session.flush()
+    if "phones" in changed or "emails" in changed:
+        _flush_contacts(uow, client)
+    out = client_out.dump(client)
+    event = "client_restored" if changed == ["archived"] else "client_updated"
+    payload = {"branch_id": client.branch_id, "actor_id": caller.id, "client": out}
+    if event == "client_updated":
+        payload["changed"] = changed
+    uow.emit(event, payload)

@@ -1,0 +1,149 @@
+"""The rules of the client base, free of nameko and of the database."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import phonenumbers
+from marshmallow.validate import Email
+from marshmallow import ValidationError as MarshmallowError
+
+from crm_common.caller import Caller
+from crm_common.errors import Forbidden, ValidationError
+
+PHONE_LIKE = re.compile(r"^[\d\s()+\-.]{5,}$")
+_email_validator = Email()
+
+
+def normalize_phone(raw: str, region: str) -> str:
+    """``8 (916) 123-45-67`` → ``+79161234567``; raises ``ValueError`` when it is not a real number."""
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        raise ValueError("Not a valid phone number.") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError("Not a valid phone number.")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_email(raw: str) -> str:
+    email = raw.strip().lower()
+    try:
+        _email_validator(email)
+    except MarshmallowError:
+        raise ValueError("Not a valid email address.") from None
+    return email
+
+
+def _normalize_all(values: Sequence[str], normalize, field: str, errors: dict) -> list[str]:
+    result: list[str] = []
+    for index, raw in enumerate(values):
+        try:
+            value = normalize(raw)
+        except ValueError as exc:
+            errors[f"{field}.{index}"] = [str(exc)]
+            continue
+        if value not in result:
+            result.append(value)
+    return result
+
+
+def normalize_contacts(phones: Sequence[str], emails: Sequence[str], region: str) -> tuple[list[str], list[str]]:
+    """Normalise and de-duplicate a client's phones and emails; invalid ones raise with their index."""
+    errors: dict[str, list[str]] = {}
+    normal_phones = _normalize_all(phones, lambda p: normalize_phone(p, region), "phones", errors)
+    normal_emails = _normalize_all(emails, normalize_email, "emails", errors)
+    if errors:
+        raise ValidationError("invalid contacts", fields=errors)
+    return normal_phones, normal_emails
+
+
+def normalize_tags(tags: Iterable[str]) -> list[str]:
+    result: list[str] = []
+    for tag in tags:
+        tag = tag.strip().lower()
+        if tag and tag not in result:
+            result.append(tag)
+    return result
+
+
+def search_text(name: str, phones: Iterable[str], emails: Iterable[str]) -> str:
+    """What ``?q=`` matches: the name, the phones as digits, the emails, all lower-case."""
+    parts = [name.lower()]
+    parts += [p.lstrip("+") for p in phones]
+    parts += [e.lower() for e in emails]
+    return " ".join(parts)
+
+
+def search_term(q: str, region: str) -> str:
+    """The substring to look for: a phone written any way becomes its digits, as stored."""
+    q = q.strip()
+    if PHONE_LIKE.match(q):
+        try:
+            return normalize_phone(q, region).lstrip("+")
+        except ValueError:
+            return re.sub(r"\D", "", q)
+    return q.lower()
+
+
+def next_owner(candidates: Sequence[str], last_owner_id: str | None) -> str | None:
+    """Round robin: the candidate after the one who got the last client (in a stable order)."""
+    ordered = sorted(set(candidates))
+    if not ordered:
+        return None
+    if last_owner_id is None:
+        return ordered[0]
+    for candidate in ordered:
+        if candidate > last_owner_id:
+            return candidate
+    return ordered[0]
+
+
+@dataclass(frozen=True)
+class Member:
+    """A user as the gateway vouches for them: the service knows users only through this."""
+
+    id: str
+    branch_id: str | None
+    role: str
+    active: bool
+
+
+def members_from(directory: dict | None) -> dict[str, Member]:
+    users = (directory or {}).get("users") or {}
+    return {
+        user_id: Member(user_id, info.get("branch_id"), info.get("role", "manager"), bool(info.get("active")))
+        for user_id, info in users.items()
+    }
+
+
+def check_owner(caller: Caller, owner_id: str | None, branch_id: str, directory: dict | None) -> str | None:
+    """Who owns a client created or reassigned by ``caller`` in ``branch_id``.
+
+    A manager owns what they create and cannot give clients away; a head or an admin may
+    name any active user of the client's branch.
+    """
+    if caller.is_manager:
+        if owner_id not in (None, caller.id):
+            raise Forbidden("a manager cannot assign clients to someone else")
+        return caller.id
+    if owner_id is None:
+        return caller.id if caller.branch_id == branch_id else None
+    member = members_from(directory).get(owner_id)
+    if member is None or not member.active or member.branch_id != branch_id:
+        raise ValidationError(
+            "owner is not an active user of the branch",
+            fields={"owner_id": ["Not an active user of the client's branch."]},
+        )
+    return owner_id
+
+
+def check_branch_change(caller: Caller, new_branch_id: str | None, current_branch_id: str) -> None:
+    if new_branch_id and new_branch_id != current_branch_id and not caller.is_admin:
+        raise Forbidden("only an administrator may move a client to another branch")
+
+
+def touchpoint_source(channel: str, utm: dict) -> str:
+    return (utm.get("utm_source") or utm.get("source") or channel).strip()[:64]

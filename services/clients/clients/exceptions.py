@@ -1,0 +1,21 @@
+"""Errors of the clients service; each travels to the gateway as its shared category."""
+
+from crm_common.errors import Conflict, DuplicateClient, NotFound
+
+
+class ClientNotFound(NotFound):
+    """No such client."""
+
+    def __init__(self, message: str = "client not found", fields=None, details=None):
+        super().__init__(message, fields, details)
+
+
+class DuplicateContact(DuplicateClient):
+    """A client with this phone or email already exists in the branch."""
+
+    def __init__(self, existing_id: str, message: str = "a client with this phone or email already exists in the branch"):
+        super().__init__(message, details={"existing_id": existing_id})
+
+
+class ClientArchived(Conflict):
+    """The client is archived."""

@@ -1,0 +1,96 @@
+"""The clients nameko service: RPC entrypoints only; rules live in commands and domain."""
+
+from __future__ import annotations
+
+from crm_common.caller import Caller
+from crm_common.config import SettingsProvider
+from crm_common.db import Database
+from crm_common.rpc import rpc
+from crm_common.schemas import load_or_raise
+from crm_common.errors import BadRequest
+
+from clients import commands
+from clients import repository as repo
+from clients.domain import search_term
+from clients.models import Base, OutboxMessage, ProcessedEvent
+from clients.schemas import client_out, client_query, timeline_out, timeline_query
+
+
+class ClientsService:
+    name = "clients"
+
+    db = Database(Base, OutboxMessage, ProcessedEvent)
+    settings = SettingsProvider()
+
+    @property
+    def region(self) -> str:
+        return self.settings.default_region
+
+    @rpc
+    def create_client(self, caller, data, directory=None):
+        """Create a client. ``create_client(caller, {"kind": "person", "name": "Иван", "phones": ["8 916 123-45-67"]})``"""
+        with self.db.transaction():
+            return commands.create_client(self.db, Caller.load(caller), data, directory, self.region)
+
+    @rpc
+    def get_client(self, caller, client_id):
+        """One client the caller may see. ``get_client(caller, "6f1c...")`` → client dict."""
+        return client_out.dump(commands.require_visible(self.db, Caller.load(caller), client_id))
+
+    @rpc
+    def list_clients(self, caller, query=None):
+        """A page of clients. ``list_clients(caller, {"q": "иван", "limit": "20"})`` → ``{items, next_cursor}``."""
+        caller = Caller.load(caller)
+        filters = load_or_raise(client_query, query or {}, BadRequest)
+        term = search_term(filters["q"], self.region) if filters.get("q") else None
+        return repo.list_clients(self.db.session, caller, filters, term, client_out.dump)
+
+    @rpc
+    def update_client(self, caller, client_id, changes, expected_version=None, directory=None):
+        """Change some fields. ``update_client(caller, id, {"tags": ["vip"]}, expected_version=3)``"""
+        with self.db.transaction():
+            return commands.update_client(
+                self.db, Caller.load(caller), client_id, changes, expected_version, directory, self.region
+            )
+
+    @rpc
+    def archive_client(self, caller, client_id):
+        """Archive (never delete) a client. ``archive_client(caller, id)`` → the client, ``archived: true``."""
+        with self.db.transaction():
+            return commands.set_archived(self.db, Caller.load(caller), client_id, True)
+
+    @rpc
+    def restore_client(self, caller, client_id):
+        """Bring an archived client back. ``restore_client(caller, id)``"""
+        with self.db.transaction():
+            return commands.set_archived(self.db, Caller.load(caller), client_id, False)
+
+    @rpc
+    def log_interaction(self, caller, client_id, data):
+        """Record a call, meeting, note... ``log_interaction(caller, id, {"type": "call", "direction": "in"})``"""
+        with self.db.transaction():
+            return commands.log_interaction(self.db, Caller.load(caller), client_id, data)
+
+    @rpc
+    def get_timeline(self, caller, client_id, query=None):
+        """Everything that happened with a client, newest first: ``{items, next_cursor}``."""
+        caller = Caller.load(caller)
+        page = load_or_raise(timeline_query, query or {}, BadRequest)
+        client = commands.require_visible(self.db, caller, client_id)
+        return repo.timeline(self.db.session, client.id, page["cursor"], page["limit"], timeline_out.dump)
+
+    @rpc
+    def record_touchpoint(self, caller, data, directory=None):
+        """Find or create the client behind a contact and record the touchpoint.
+
+        ``record_touchpoint(caller, {"channel": "web_form", "phone": "+7 916 000-00-00"},
+        {"managers": [...]})`` → ``{client_id, created, touchpoint_id}``
+        """
+        with self.db.transaction():
+            return commands.record_touchpoint(self.db, Caller.load(caller), data, directory, self.region)
+
+    @rpc
+    def health(self):
+        """``health()`` → ``{"service": "clients", "database": "ok"}``; raises if the database is down."""
+        self.db.ping()
+        return {"service": self.name, "database": "ok"}

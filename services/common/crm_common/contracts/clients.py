@@ -1,0 +1,157 @@
+"""The clients service's RPC contract: what goes in and what comes out.
+
+The service validates its inputs with these schemas; the gateway documents its routes with them,
+so the HTTP API and the service can never disagree on a field.
+"""
+
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from crm_common.schemas import (
+    AwareDateTime,
+    Id,
+    PageQuerySchema,
+    QueryDateTime,
+    Scalar,
+    StrictInteger,
+    StrictSchema,
+    Text,
+    limited_list,
+)
+
+CLIENT_KINDS = ("person", "company")
+INTERACTION_TYPES = ("note", "call", "email", "meeting", "message")
+DIRECTIONS = ("in", "out")
+CLIENT_SORTS = ("-created_at", "created_at", "name", "-name", "-updated_at")
+
+MAX_PHONES = 10
+MAX_EMAILS = 10
+MAX_TAGS = 20
+MAX_CUSTOM_FIELDS = 50
+
+
+def _custom_fields():
+    return fields.Dict(
+        keys=Text(64),
+        values=Scalar(allow_none=True),
+        validate=validate.Length(max=MAX_CUSTOM_FIELDS, error="At most {max} custom fields."),
+    )
+
+
+class ClientCreateSchema(StrictSchema):
+    kind = fields.String(required=True, validate=validate.OneOf(CLIENT_KINDS))
+    name = Text(200, required=True)
+    phones = limited_list(Text(40), MAX_PHONES, load_default=list)
+    emails = limited_list(Text(254), MAX_EMAILS, load_default=list)
+    source = Text(64, allow_none=True, load_default=None)
+    tags = limited_list(Text(50), MAX_TAGS, load_default=list)
+    custom_fields = _custom_fields()
+    owner_id = Id(allow_none=True, load_default=None)
+    branch_id = Id(allow_none=True, load_default=None)
+
+
+class ClientUpdateSchema(StrictSchema):
+    kind = fields.String(validate=validate.OneOf(CLIENT_KINDS))
+    name = Text(200)
+    phones = limited_list(Text(40), MAX_PHONES)
+    emails = limited_list(Text(254), MAX_EMAILS)
+    source = Text(64, allow_none=True)
+    tags = limited_list(Text(50), MAX_TAGS)
+    custom_fields = _custom_fields()
+    owner_id = Id()
+    branch_id = Id()
+
+    @validates_schema
+    def _not_empty(self, data, **kwargs):
+        if not data:
+            raise ValidationError("Nothing to change.", "body")
+
+
+class ClientQuerySchema(PageQuerySchema):
+    q = Text(100)
+    tag = Text(50)
+    source = Text(64)
+    owner_id = Id()
+    created_from = QueryDateTime()
+    created_to = QueryDateTime()
+    archived = fields.Boolean(load_default=False)
+    sort = fields.String(load_default="-created_at", validate=validate.OneOf(CLIENT_SORTS))
+
+
+class ClientSchema(Schema):
+    id = fields.String()
+    kind = fields.String()
+    name = fields.String()
+    phones = fields.List(fields.String())
+    emails = fields.List(fields.String())
+    source = fields.String(allow_none=True)
+    tags = fields.List(fields.String())
+    custom_fields = fields.Dict()
+    owner_id = fields.String(allow_none=True)
+    branch_id = fields.String()
+    archived = fields.Boolean()
+    archived_at = AwareDateTime(allow_none=True)
+    created_at = AwareDateTime()
+    updated_at = AwareDateTime()
+    version = fields.Integer()
+
+
+class InteractionCreateSchema(StrictSchema):
+    type = fields.String(required=True, validate=validate.OneOf(INTERACTION_TYPES))
+    direction = fields.String(allow_none=True, load_default=None, validate=validate.OneOf(DIRECTIONS))
+    text = Text(10000, blank=True, allow_none=True, load_default=None)
+    occurred_at = AwareDateTime(allow_none=True, load_default=None)
+    duration_s = StrictInteger(allow_none=True, load_default=None, validate=validate.Range(min=0, max=7 * 86400))
+    script_id = Id(allow_none=True, load_default=None)
+
+
+class InteractionSchema(Schema):
+    id = fields.String()
+    client_id = fields.String()
+    branch_id = fields.String()
+    type = fields.String()
+    direction = fields.String(allow_none=True)
+    text = fields.String(allow_none=True)
+    occurred_at = AwareDateTime()
+    duration_s = fields.Integer(allow_none=True)
+    script_id = fields.String(allow_none=True)
+    author_id = fields.String(allow_none=True)
+    created_at = AwareDateTime()
+
+
+class TouchpointCreateSchema(StrictSchema):
+    channel = Text(50, required=True)
+    name = Text(200, allow_none=True, load_default=None)
+    phone = Text(40, allow_none=True, load_default=None)
+    email = Text(254, allow_none=True, load_default=None)
+    message = Text(5000, blank=True, allow_none=True, load_default=None)
+    utm = fields.Dict(keys=Text(64), values=Text(500, blank=True), validate=validate.Length(max=20), load_default=dict)
+    branch_id = Id(allow_none=True, load_default=None)
+
+    @validates_schema
+    def _needs_a_contact(self, data, **kwargs):
+        if not data.get("phone") and not data.get("email"):
+            message = "A phone or an email is required."
+            raise ValidationError({"phone": [message], "email": [message]})
+
+
+class TouchpointResultSchema(Schema):
+    client_id = fields.String()
+    created = fields.Boolean()
+    touchpoint_id = fields.String()
+
+
+class TimelineEntrySchema(Schema):
+    id = fields.String()
+    client_id = fields.String()
+    kind = fields.String(metadata={"description": "interaction | touchpoint | client | deal | task"})
+    type = fields.String(metadata={"description": "the event or interaction type"})
+    occurred_at = AwareDateTime()
+    ref_id = fields.String(allow_none=True)
+    actor_id = fields.String(allow_none=True)
+    data = fields.Dict()
+
+
+class TimelineQuerySchema(PageQuerySchema):
+    pass

@@ -1,0 +1,157 @@
+"""RPC between services: an entrypoint that sends errors as shared contracts, and a proxy with a timeout.
+
+``rpc`` replaces ``nameko.rpc.rpc``: a ``CrmError`` subclass raised by a service (or a marshmallow
+``ValidationError`` that escaped) travels as its shared category from ``crm_common.errors``.
+
+``RpcProxy`` replaces ``nameko.rpc.RpcProxy``: every call waits at most ``rpc_timeout_s`` and the
+request message expires after the same time, so a service that was down does not execute a stale
+request the caller was already told failed. Timeouts and unknown services raise ``Unavailable``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import eventlet
+import marshmallow
+from kombu.exceptions import OperationalError
+from nameko import rpc as nameko_rpc
+from nameko.exceptions import UnknownService
+
+from crm_common.config import Settings
+from crm_common.errors import CrmError, Unavailable, ValidationError, flatten_messages, wire_class
+
+
+def to_wire_error(exc: BaseException) -> BaseException:
+    if isinstance(exc, marshmallow.ValidationError):
+        return ValidationError("invalid input", fields=flatten_messages(exc.messages))
+    if isinstance(exc, CrmError):
+        cls = wire_class(exc)
+        if type(exc) is not cls:
+            return cls(exc.message, exc.fields, exc.details)
+    return exc
+
+
+class Rpc(nameko_rpc.Rpc):
+    def __init__(self, expected_exceptions=(CrmError, marshmallow.ValidationError), **kwargs):
+        super().__init__(expected_exceptions=expected_exceptions, **kwargs)
+
+    def handle_result(self, message, worker_ctx, result, exc_info):
+        if exc_info is not None:
+            wire = to_wire_error(exc_info[1])
+            if wire is not exc_info[1]:
+                exc_info = (type(wire), wire, exc_info[2])
+        return super().handle_result(message, worker_ctx, result, exc_info)
+
+
+rpc = Rpc.decorator
+
+
+class TimedMethodProxy(nameko_rpc.MethodProxy):
+    def __init__(self, worker_ctx, service_name, method_name, reply_listener, timeout, **options):
+        self.timeout = timeout
+        options.setdefault("expiration", timeout)
+        super().__init__(worker_ctx, service_name, method_name, reply_listener, **options)
+
+    def __call__(self, *args, **kwargs):
+        return self.call_async(*args, **kwargs).result()
+
+    def call_async(self, *args, **kwargs):
+        try:
+            reply = self._call(*args, **kwargs)
+        except UnknownService:
+            raise Unavailable(f"service '{self.service_name}' is not running")
+        except (OperationalError, OSError) as exc:
+            raise Unavailable(f"message bus unreachable: {exc}")
+        return TimedReply(reply, self)
+
+
+class TimedReply:
+    def __init__(self, reply, proxy: TimedMethodProxy):
+        self.reply = reply
+        self.proxy = proxy
+        self.timeout = proxy.timeout
+
+    def result(self):
+        try:
+            with eventlet.Timeout(self.timeout):
+                return self.reply.result()
+        except eventlet.Timeout:
+            self._forget()
+            raise Unavailable(
+                f"service '{self.proxy.service_name}' did not answer "
+                f"{self.proxy.method_name} within {self.timeout:g}s"
+            ) from None
+
+    def _forget(self):
+        events = self.proxy.reply_listener._reply_events
+        for correlation_id, event in list(events.items()):
+            if event is self.reply.reply_event:
+                events.pop(correlation_id, None)
+
+
+class TimedServiceProxy(nameko_rpc.ServiceProxy):
+    def __init__(self, worker_ctx, service_name, reply_listener, timeout, **options):
+        super().__init__(worker_ctx, service_name, reply_listener, **options)
+        self.timeout = timeout
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return TimedMethodProxy(
+            self.worker_ctx, self.service_name, name, self.reply_listener, self.timeout, **self.options
+        )
+
+
+class RpcProxy(nameko_rpc.RpcProxy):
+    """``RpcProxy("clients")``: calls ``self.clients_rpc.get_client(...)`` with a timeout."""
+
+    def __init__(self, target_service, timeout: float | None = None, **options):
+        super().__init__(target_service, **options)
+        self.timeout = timeout
+
+    def setup(self):
+        if self.timeout is None:
+            self.timeout = Settings.from_config(self.container.config).rpc_timeout_s
+        super().setup()
+
+    def get_dependency(self, worker_ctx):
+        return TimedServiceProxy(
+            worker_ctx, self.target_service, self.rpc_reply_listener, self.timeout, **self.options
+        )
+
+
+class ServiceDirectory:
+    def __init__(self, worker_ctx, reply_listener, timeout, options):
+        self._args = (worker_ctx, reply_listener, timeout, options)
+
+    def __getitem__(self, service_name: str) -> TimedServiceProxy:
+        worker_ctx, reply_listener, timeout, options = self._args
+        return TimedServiceProxy(worker_ctx, service_name, reply_listener, timeout, **options)
+
+
+class ClusterRpc(RpcProxy):
+    """``services = ClusterRpc(timeout=2)``: ``self.services["clients"].health()`` for any service by name."""
+
+    def __init__(self, timeout: float | None = None, **options):
+        super().__init__(None, timeout=timeout, **options)
+
+    def get_dependency(self, worker_ctx):
+        return ServiceDirectory(worker_ctx, self.rpc_reply_listener, self.timeout, self.options)
+
+
+def spawn_calls(calls):
+    """Run several ``(callable, args)`` concurrently and return their results in order.
+
+    A failing call yields its exception instead of a result, so a caller can report each one.
+    """
+    pool = eventlet.GreenPool(len(calls) or 1)
+
+    def run(call):
+        fn, args = call
+        try:
+            return fn(*args)
+        except Exception:  # noqa: BLE001 - reported to the caller per call
+            return sys.exc_info()[1]
+
+    return list(pool.imap(run, calls))

@@ -1,0 +1,11 @@
+"""A test service that records the events other services publish."""
+
+from nameko.events import event_handler
+
+
+class EventRecorder:
+    name = "event_recorder"
+
+    @event_handler("clients", "client_created")
+    def handle_client_created(self, payload):
+        return payload
