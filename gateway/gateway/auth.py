@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import jwt
 from argon2 import PasswordHasher
@@ -33,7 +33,7 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 
 
 def issue_token(settings: Settings, user) -> tuple[str, int]:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     claims = {
         "sub": user.id,
         "ver": user.token_version,

@@ -19,6 +19,7 @@ from gateway.idempotency import Idempotency, purge_expired
 from gateway.models import Base, OutboxMessage
 from gateway.ratelimit import RateLimit
 from gateway.routes.clients import ClientRoutes
+from gateway.routes.deals import DealRoutes
 from gateway.routes.identity import IdentityRoutes
 from gateway.routes.system import SystemRoutes
 
@@ -34,7 +35,7 @@ class IdentityDatabase(Database):
             identity.bootstrap_admin(session, self.settings)
 
 
-class GatewayService(IdentityRoutes, ClientRoutes, SystemRoutes):
+class GatewayService(IdentityRoutes, ClientRoutes, DealRoutes, SystemRoutes):
     name = "gateway"
 
     db = IdentityDatabase(Base, OutboxMessage)
@@ -43,6 +44,7 @@ class GatewayService(IdentityRoutes, ClientRoutes, SystemRoutes):
     rate_limit = RateLimit()
     idempotency = Idempotency()
     clients_rpc = RpcProxy("clients")
+    deals_rpc = RpcProxy("deals")
     services = ClusterRpc(timeout=2)
 
     @timer(interval=3600)

@@ -14,6 +14,7 @@ from crm_common.contracts.clients import (
     TouchpointCreateSchema,
     TouchpointResultSchema,
 )
+from crm_common.errors import NotFound, ValidationError
 from crm_common.schemas import page_schema
 from gateway import identity
 from gateway.http import api
@@ -85,8 +86,19 @@ class ClientRoutes:
     @api("POST", "/clients/<client_id>/interactions", status=201, body=InteractionCreateSchema,
          response=InteractionSchema, errors=(404, 422), summary="Log an interaction", tag="clients")
     def log_interaction(self, request, caller, client_id):
-        """``{"type": "call", "direction": "in", "duration_s": 180, "text": "Asked for a quote"}`` → 201."""
-        return 201, self.clients_rpc.log_interaction(caller.dump(), client_id, request.json_body)
+        """``{"type": "call", "direction": "in", "duration_s": 180, "text": "Asked for a quote", "script_id": ...}``
+        → 201. ``script_id`` cites the sales script used, so its use and results can be reported."""
+        body = request.json_body
+        self._check_script(caller, body.get("script_id"))
+        return 201, self.clients_rpc.log_interaction(caller.dump(), client_id, body)
+
+    def _check_script(self, caller, script_id) -> None:
+        if script_id is None or not isinstance(script_id, str):
+            return
+        try:
+            self.deals_rpc.get_script(caller.dump(), script_id)
+        except NotFound:
+            raise ValidationError("unknown script", fields={"script_id": ["No such script in your branch."]}) from None
 
     @api("GET", "/clients/<client_id>/timeline", query=TimelineQuerySchema, response=TimelinePage,
          errors=(400, 404), summary="A client's timeline", tag="clients")

@@ -6,17 +6,14 @@ it validates, applies the domain rules and records events. Committing is the ent
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
-from crm_common.caller import Caller
-from crm_common.db import utcnow
-from crm_common.errors import Forbidden, ValidationError, VersionConflict
-from crm_common.schemas import load_or_raise, new_id
-
 from clients import domain
 from clients import repository as repo
-from clients.exceptions import ClientNotFound, DuplicateContact
+from clients.exceptions import ClientHasOpenDeals, ClientNotFound, DuplicateContact
 from clients.models import Client, Interaction, TimelineEntry, Touchpoint
 from clients.schemas import (
     client_create,
@@ -26,6 +23,10 @@ from clients.schemas import (
     interaction_out,
     touchpoint_create,
 )
+from crm_common.caller import Caller
+from crm_common.db import utcnow
+from crm_common.errors import Forbidden, ValidationError, VersionConflict
+from crm_common.schemas import load_or_raise, new_id
 
 EDITABLE = ("kind", "name", "phones", "emails", "source", "tags", "custom_fields", "owner_id", "branch_id")
 
@@ -147,8 +148,11 @@ def update_client(uow, caller: Caller, client_id: str, raw: dict, expected_versi
     return out
 
 
-def set_archived(uow, caller: Caller, client_id: str, archived: bool) -> dict:
+def set_archived(uow, caller: Caller, client_id: str, archived: bool, open_deals=None) -> dict:
+    """Archive or restore. ``open_deals`` (from the deals service) must be empty to archive."""
     client = require_visible(uow, caller, client_id, for_update=True)
+    if archived and open_deals:
+        raise ClientHasOpenDeals(open_deals)
     if client.archived == archived:
         return client_out.dump(client)
     now = utcnow()
@@ -298,3 +302,26 @@ def _collect_new_contacts(uow, caller: Caller, client: Client, phones: list[str]
     if event == "client_updated":
         payload["changed"] = changed
     uow.emit(event, payload)
+
+
+def add_deal_event(uow, event_type: str, payload: dict) -> bool:
+    """Put a deal event on its client's timeline, once; False if it was seen before or the client is unknown."""
+    if not uow.first_delivery(payload["event_id"], event_type):
+        return False
+    client = uow.session.get(Client, payload["deal"]["client_id"])
+    if client is None:
+        return False
+    uow.session.add(
+        TimelineEntry(
+            id=new_id(),
+            client_id=client.id,
+            kind="deal",
+            type=event_type,
+            occurred_at=datetime.fromisoformat(payload["occurred_at"].replace("Z", "+00:00")),
+            ref_id=payload["deal"]["id"],
+            actor_id=payload.get("actor_id"),
+            data=domain.deal_timeline_data(event_type, payload),
+            source_event_id=payload["event_id"],
+        )
+    )
+    return True

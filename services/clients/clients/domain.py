@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import phonenumbers
-from marshmallow.validate import Email
 from marshmallow import ValidationError as MarshmallowError
+from marshmallow.validate import Email
 
 from crm_common.caller import Caller
 from crm_common.errors import Forbidden, ValidationError
@@ -147,3 +147,27 @@ def check_branch_change(caller: Caller, new_branch_id: str | None, current_branc
 
 def touchpoint_source(channel: str, utm: dict) -> str:
     return (utm.get("utm_source") or utm.get("source") or channel).strip()[:64]
+
+
+DEAL_EVENTS = (
+    "deal_created", "deal_updated", "deal_stage_changed", "deal_won", "deal_lost", "deal_reopened", "deal_stuck",
+)
+
+
+def deal_timeline_data(event_type: str, payload: dict) -> dict:
+    """What a client's timeline shows of a deal event."""
+    deal = payload["deal"]
+    data = {"deal_id": deal["id"], "title": deal["title"], "amount": deal["amount"], "currency": deal["currency"],
+            "status": deal["status"]}
+    if event_type == "deal_stage_changed":
+        data.update(from_stage=payload["from_stage"]["name"], to_stage=payload["to_stage"]["name"],
+                    time_in_stage_s=payload["time_in_stage_s"])
+    elif event_type in ("deal_won", "deal_reopened", "deal_stuck"):
+        data["stage"] = payload["stage"]["name"]
+    if event_type == "deal_lost":
+        data.update(stage=payload["stage"]["name"], reason=payload["reason"])
+    elif event_type == "deal_stuck":
+        data["days_in_stage"] = round(payload["days_in_stage"], 2)
+    elif event_type == "deal_updated":
+        data["changed"] = payload["changed"]
+    return data

@@ -19,3 +19,14 @@ class DuplicateContact(DuplicateClient):
 
 class ClientArchived(Conflict):
     """The client is archived."""
+
+
+class ClientHasOpenDeals(Conflict):
+    """The client has open deals."""
+
+    def __init__(self, open_deals: list[dict]):
+        super().__init__(
+            f"the client has {len(open_deals)} open deal(s); close each as won or lost "
+            "(POST /api/v1/deals/{id}/stage) before archiving",
+            details={"open_deal_ids": [deal["id"] for deal in open_deals]},
+        )

@@ -6,11 +6,10 @@ from sqlalchemy import and_, exists, func, or_, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
+from clients.models import Client, ClientContact, RoundRobinCursor, TimelineEntry
 from crm_common.caller import Caller
 from crm_common.pagination import SortKey, paginate
 from crm_common.schemas import is_uuid
-
-from clients.models import Client, ClientContact, RoundRobinCursor, TimelineEntry
 
 CLIENT_SORT_KEYS = {
     "-created_at": [SortKey(Client.created_at, True, "datetime"), SortKey(Client.id, True)],

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from crm_common.caller import Caller
-from crm_common.config import SettingsProvider
-from crm_common.db import Database
-from crm_common.rpc import rpc
-from crm_common.schemas import load_or_raise
-from crm_common.errors import BadRequest
+from nameko.events import event_handler
 
 from clients import commands
 from clients import repository as repo
 from clients.domain import search_term
 from clients.models import Base, OutboxMessage, ProcessedEvent
 from clients.schemas import client_out, client_query, timeline_out, timeline_query
+from crm_common.caller import Caller
+from crm_common.config import SettingsProvider
+from crm_common.db import Database
+from crm_common.errors import BadRequest
+from crm_common.rpc import RpcProxy, rpc
+from crm_common.schemas import load_or_raise
 
 
 class ClientsService:
@@ -21,6 +22,7 @@ class ClientsService:
 
     db = Database(Base, OutboxMessage, ProcessedEvent)
     settings = SettingsProvider()
+    deals_rpc = RpcProxy("deals")
 
     @property
     def region(self) -> str:
@@ -55,9 +57,13 @@ class ClientsService:
 
     @rpc
     def archive_client(self, caller, client_id):
-        """Archive (never delete) a client. ``archive_client(caller, id)`` → the client, ``archived: true``."""
+        """Archive (never delete) a client without open deals. ``archive_client(caller, id)`` → the client."""
+        caller = Caller.load(caller)
+        client = commands.require_visible(self.db, caller, client_id)
+        open_deals = self.deals_rpc.open_deals_of_client(client.id) if "deals" in self.settings.services else []
+        self.db.rollback()  # no transaction stays open across the remote call above
         with self.db.transaction():
-            return commands.set_archived(self.db, Caller.load(caller), client_id, True)
+            return commands.set_archived(self.db, caller, client_id, True, open_deals)
 
     @rpc
     def restore_client(self, caller, client_id):
@@ -88,6 +94,38 @@ class ClientsService:
         """
         with self.db.transaction():
             return commands.record_touchpoint(self.db, Caller.load(caller), data, directory, self.region)
+
+    @event_handler("deals", "deal_created")
+    def handle_deal_created(self, payload):
+        self._deal_on_timeline("deal_created", payload)
+
+    @event_handler("deals", "deal_updated")
+    def handle_deal_updated(self, payload):
+        self._deal_on_timeline("deal_updated", payload)
+
+    @event_handler("deals", "deal_stage_changed")
+    def handle_deal_stage_changed(self, payload):
+        self._deal_on_timeline("deal_stage_changed", payload)
+
+    @event_handler("deals", "deal_won")
+    def handle_deal_won(self, payload):
+        self._deal_on_timeline("deal_won", payload)
+
+    @event_handler("deals", "deal_lost")
+    def handle_deal_lost(self, payload):
+        self._deal_on_timeline("deal_lost", payload)
+
+    @event_handler("deals", "deal_reopened")
+    def handle_deal_reopened(self, payload):
+        self._deal_on_timeline("deal_reopened", payload)
+
+    @event_handler("deals", "deal_stuck")
+    def handle_deal_stuck(self, payload):
+        self._deal_on_timeline("deal_stuck", payload)
+
+    def _deal_on_timeline(self, event_type, payload):
+        with self.db.transaction():
+            return commands.add_deal_event(self.db, event_type, payload)
 
     @rpc
     def health(self):

@@ -22,7 +22,7 @@ class Caller:
     branch_id: str | None
 
     @classmethod
-    def load(cls, data) -> "Caller":
+    def load(cls, data) -> Caller:
         if isinstance(data, Caller):
             return data
         try:

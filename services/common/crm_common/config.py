@@ -8,9 +8,10 @@ so ``Settings.from_config(self.container.config)`` is the only way code reads co
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 from nameko.extensions import DependencyProvider
@@ -72,7 +73,7 @@ class Settings:
     service_database_urls: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any] | None) -> "Settings":
+    def from_config(cls, config: Mapping[str, Any] | None) -> Settings:
         config = config or {}
         crm = dict(config.get("CRM") or {})
         values: dict[str, Any] = {}

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import weakref
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 from nameko.extensions import DependencyProvider
 from sqlalchemy import DateTime, String, create_engine, event, select, text
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UtcDateTime(TypeDecorator):
@@ -42,7 +42,7 @@ class UtcDateTime(TypeDecorator):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UtcDateTime column")
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         if dialect.name == "sqlite":
             return value.replace(tzinfo=None)
         return value
@@ -51,8 +51,8 @@ class UtcDateTime(TypeDecorator):
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 def json_type():
@@ -163,7 +163,7 @@ class ProcessedEventMixin:
 class WorkerDatabase:
     """What a worker sees as ``self.db``."""
 
-    def __init__(self, provider: "Database"):
+    def __init__(self, provider: Database):
         self._provider = provider
         self._session: Session | None = None
         self._emitted = False

@@ -7,11 +7,12 @@ its outbox (``self.db.emit``), which validates the payload against the schema re
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from marshmallow import RAISE, Schema, fields
 
 from crm_common.contracts.clients import ClientSchema, InteractionSchema
+from crm_common.contracts.deals import DealSchema
 from crm_common.contracts.identity import BranchSchema, UserSchema
 from crm_common.schemas import AwareDateTime, new_id
 
@@ -73,6 +74,57 @@ class BranchCreated(EventSchema):
     branch = fields.Nested(BranchSchema, required=True)
 
 
+class StageRef(Schema):
+    class Meta:
+        unknown = RAISE
+
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    kind = fields.String(required=True)
+
+
+def _deal_snapshot():
+    return fields.Nested(DealSchema(exclude=("stage",)), required=True)
+
+
+class DealEvent(EventSchema):
+    deal = _deal_snapshot()
+
+
+class DealCreated(DealEvent):
+    pass
+
+
+class DealUpdated(DealEvent):
+    changed = fields.List(fields.String(), required=True)
+
+
+class DealStageChanged(DealEvent):
+    from_stage = fields.Nested(StageRef, required=True)
+    to_stage = fields.Nested(StageRef, required=True)
+    time_in_stage_s = fields.Float(required=True)
+
+
+class DealWon(DealEvent):
+    stage = fields.Nested(StageRef, required=True)
+
+
+class DealLost(DealEvent):
+    stage = fields.Nested(StageRef, required=True)
+    reason = fields.String(required=True)
+
+
+class DealReopened(DealEvent):
+    from_status = fields.String(required=True)
+    stage = fields.Nested(StageRef, required=True)
+
+
+class DealStuck(DealEvent):
+    stage = fields.Nested(StageRef, required=True)
+    max_days = fields.Float(required=True)
+    days_in_stage = fields.Float(required=True)
+
+
 EVENTS: dict[str, type[EventSchema]] = {
     "client_created": ClientCreated,
     "client_updated": ClientUpdated,
@@ -83,6 +135,13 @@ EVENTS: dict[str, type[EventSchema]] = {
     "user_created": UserCreated,
     "user_updated": UserUpdated,
     "branch_created": BranchCreated,
+    "deal_created": DealCreated,
+    "deal_updated": DealUpdated,
+    "deal_stage_changed": DealStageChanged,
+    "deal_won": DealWon,
+    "deal_lost": DealLost,
+    "deal_reopened": DealReopened,
+    "deal_stuck": DealStuck,
 }
 
 EVENT_SOURCES: dict[str, str] = {
@@ -95,6 +154,13 @@ EVENT_SOURCES: dict[str, str] = {
     "user_created": "gateway",
     "user_updated": "gateway",
     "branch_created": "gateway",
+    "deal_created": "deals",
+    "deal_updated": "deals",
+    "deal_stage_changed": "deals",
+    "deal_won": "deals",
+    "deal_lost": "deals",
+    "deal_reopened": "deals",
+    "deal_stuck": "deals",
 }
 
 
@@ -114,7 +180,7 @@ def validate_event(event_type: str, payload: dict) -> dict:
         raise ValueError(f"unknown event type {event_type!r}")
     payload = dict(payload)
     payload.setdefault("event_id", new_id())
-    payload.setdefault("occurred_at", datetime.now(timezone.utc))
+    payload.setdefault("occurred_at", datetime.now(UTC))
     schema = schema_cls()
     dumped = schema.dump(payload)
     errors = schema.validate(dumped)

@@ -60,9 +60,9 @@ class TimedMethodProxy(nameko_rpc.MethodProxy):
         try:
             reply = self._call(*args, **kwargs)
         except UnknownService:
-            raise Unavailable(f"service '{self.service_name}' is not running")
+            raise Unavailable(f"service '{self.service_name}' is not running") from None
         except (OperationalError, OSError) as exc:
-            raise Unavailable(f"message bus unreachable: {exc}")
+            raise Unavailable(f"message bus unreachable: {exc}") from None
         return TimedReply(reply, self)
 
 

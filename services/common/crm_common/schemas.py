@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
@@ -95,7 +95,7 @@ class AwareDateTime(fields.DateTime):
         result = super()._deserialize(value, attr, data, **kwargs)
         if result.tzinfo is None:
             raise self.make_error("naive")
-        return result.astimezone(timezone.utc)
+        return result.astimezone(UTC)
 
     def _serialize(self, value, attr, obj, **kwargs):
         if value is None:
@@ -115,13 +115,13 @@ class QueryDateTime(fields.Field):
             raise self.make_error("invalid")
         try:
             if len(value) == 10:
-                return datetime.combine(date.fromisoformat(value), time.min, tzinfo=timezone.utc)
+                return datetime.combine(date.fromisoformat(value), time.min, tzinfo=UTC)
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise self.make_error("invalid") from None
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return parsed.astimezone(timezone.utc)
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
 
     def _serialize(self, value, attr, obj, **kwargs):
         return None if value is None else iso(value)
@@ -178,7 +178,7 @@ class Scalar(fields.Field):
 
 
 def iso(value: datetime) -> str:
-    value = value.astimezone(timezone.utc)
+    value = value.astimezone(UTC)
     return value.isoformat().replace("+00:00", "Z")
 
 

@@ -1,0 +1,465 @@
+"""Use cases of the deals service: pipelines, deals and their stage moves, stuck deals, scripts.
+
+Each takes the unit of work (``uow.session``, ``uow.emit``), the caller and the raw input; committing is
+the entrypoint's job. Outside information (the client of a deal, the users the gateway vouches for)
+comes in as arguments, so these functions never make remote calls while a transaction is open.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm.exc import StaleDataError
+
+from crm_common.caller import Caller
+from crm_common.contracts.deals import (
+    CurrentStageSchema,
+    DealCreateSchema,
+    DealSchema,
+    DealUpdateSchema,
+    PipelineCreateSchema,
+    PipelineSchema,
+    PipelineUpdateSchema,
+    ScriptCreateSchema,
+    ScriptSchema,
+    ScriptUpdateSchema,
+    ScriptVersionSchema,
+    StageMoveSchema,
+    StageVisitSchema,
+)
+from crm_common.db import utcnow
+from crm_common.errors import Forbidden, ValidationError, VersionConflict
+from crm_common.schemas import load_or_raise, new_id
+from deals import domain
+from deals import repository as repo
+from deals.exceptions import DealNotFound, PipelineNotFound, ScriptNotFound
+from deals.models import Deal, Pipeline, Script, ScriptVersion, Stage, StageVisit
+
+pipeline_out = PipelineSchema()
+deal_out = DealSchema()
+deal_list_out = DealSchema()
+stage_out = CurrentStageSchema()
+visit_out = StageVisitSchema()
+script_out = ScriptSchema()
+script_version_out = ScriptVersionSchema()
+
+MANAGERS_OF_PROCESS = ("admin", "head")
+
+
+def _require_process_manager(caller: Caller, what: str) -> None:
+    if caller.role not in MANAGERS_OF_PROCESS:
+        raise Forbidden(f"only a head of sales or an administrator may change {what}")
+
+
+# ---- pipelines
+
+def dump_pipeline(session, pipeline: Pipeline) -> dict:
+    stages = repo.stages_of(session, [pipeline.id])
+    return pipeline_out.dump({**_columns(pipeline), "stages": stages})
+
+
+def _columns(row) -> dict:
+    return {column.key: getattr(row, column.key) for column in row.__table__.columns}
+
+
+def _check_scripts(session, branch_id: str, stages: list[dict]) -> None:
+    wanted = {stage["script_id"] for stage in stages if stage.get("script_id")}
+    found = repo.scripts_by_id(session, wanted)
+    for position, stage in enumerate(stages):
+        script = found.get(stage.get("script_id"))
+        if stage.get("script_id") and (script is None or script.branch_id != branch_id):
+            raise ValidationError(
+                "unknown script", fields={f"stages.{position}.script_id": ["No such script in this branch."]}
+            )
+
+
+def create_pipeline(uow, caller: Caller, raw: dict) -> dict:
+    _require_process_manager(caller, "pipelines")
+    data = load_or_raise(PipelineCreateSchema(), raw)
+    branch_id = caller.target_branch(data["branch_id"])
+    _check_scripts(uow.session, branch_id, data["stages"])
+    now = utcnow()
+    pipeline = Pipeline(id=new_id(), branch_id=branch_id, name=data["name"], created_at=now, updated_at=now)
+    uow.session.add(pipeline)
+    uow.session.flush()
+    for position, stage in enumerate(data["stages"]):
+        uow.session.add(_new_stage(pipeline.id, stage, position))
+    uow.session.flush()
+    return dump_pipeline(uow.session, pipeline)
+
+
+def _new_stage(pipeline_id: str, stage: dict, position: int) -> Stage:
+    return Stage(
+        id=new_id(), pipeline_id=pipeline_id, name=stage["name"], kind=stage["kind"], position=position,
+        max_days=stage.get("max_days"), script_id=stage.get("script_id"),
+    )
+
+
+def require_pipeline(session, caller: Caller, pipeline_id: str) -> Pipeline:
+    pipeline = repo.get_pipeline(session, caller, pipeline_id)
+    if pipeline is None:
+        raise PipelineNotFound()
+    return pipeline
+
+
+def update_pipeline(uow, caller: Caller, pipeline_id: str, raw: dict, expected_version=None) -> dict:
+    """Rename, re-time, reorder, add or remove stages. History keeps the names stages had when entered."""
+    _require_process_manager(caller, "pipelines")
+    data = load_or_raise(PipelineUpdateSchema(), raw)
+    session = uow.session
+    pipeline = require_pipeline(session, caller, pipeline_id)
+    if expected_version is not None and pipeline.version != expected_version:
+        raise VersionConflict("the pipeline changed since you read it", details={"current_version": pipeline.version})
+    now = utcnow()
+    if "name" in data:
+        pipeline.name = data["name"]
+    if "stages" in data:
+        _check_scripts(session, pipeline.branch_id, data["stages"])
+        existing = {s.id: s for s in repo.stages_of(session, [pipeline.id])}
+        infos = {s.id: domain.StageInfo(s.id, s.name, s.kind, s.pipeline_id) for s in existing.values()}
+        plan = domain.plan_stages(infos, data["stages"], repo.deals_per_stage(session, pipeline.id))
+        for stage_id in plan.remove:
+            existing[stage_id].removed_at = now
+        for stage_id, wanted, position in plan.keep:
+            stage = existing[stage_id]
+            retimed = stage.max_days != wanted.get("max_days")
+            stage.name, stage.kind, stage.position = wanted["name"], wanted["kind"], position
+            stage.max_days, stage.script_id = wanted.get("max_days"), wanted.get("script_id")
+            if retimed:
+                _retime_open_deals(session, stage)
+        for wanted, position in plan.add:
+            session.add(_new_stage(pipeline.id, wanted, position))
+    pipeline.updated_at = now
+    try:
+        session.flush()
+    except StaleDataError:
+        raise VersionConflict("the pipeline changed while you were saving it") from None
+    return dump_pipeline(session, pipeline)
+
+
+def _retime_open_deals(session, stage: Stage) -> None:
+    """A new time limit applies to the deals in the stage now, counted from when each entered it."""
+    deals = session.scalars(select(Deal).where(Deal.stage_id == stage.id, Deal.status == "open")).all()
+    for deal in deals:
+        due = domain.due_at(deal.stage_entered_at, stage.max_days)
+        session.execute(
+            update(Deal).where(Deal.id == deal.id).values(stage_due_at=due, stuck_raised_at=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def list_pipelines(session, caller: Caller, filters: dict) -> dict:
+    page = repo.list_pipelines(session, caller, filters, lambda p: p)
+    stages = repo.stages_of(session, [p.id for p in page["items"]])
+    by_pipeline: dict[str, list[Stage]] = {}
+    for stage in stages:
+        by_pipeline.setdefault(stage.pipeline_id, []).append(stage)
+    page["items"] = [pipeline_out.dump({**_columns(p), "stages": by_pipeline.get(p.id, [])}) for p in page["items"]]
+    return page
+
+
+# ---- deals
+
+class DealView:
+    """Turns deals into their public shape, looking up stages and scripts once per batch."""
+
+    def __init__(self, session, with_script: bool, now: datetime | None = None):
+        self.session = session
+        self.with_script = with_script
+        self.now = now or utcnow()
+
+    def dump(self, deals: list[Deal]) -> list[dict]:
+        if not deals:
+            return []
+        stage_ids = {d.stage_id for d in deals}
+        stages = {s.id: s for s in self.session.scalars(select(Stage).where(Stage.id.in_(stage_ids)))}
+        scripts: dict[str, Script] = {}
+        if self.with_script:
+            explicit = repo.scripts_by_id(self.session, [s.script_id for s in stages.values()])
+            written_for = repo.latest_script_for_stages(self.session, stage_ids)
+            for stage in stages.values():
+                script = explicit.get(stage.script_id) or written_for.get(stage.id)
+                if script is not None:
+                    scripts[stage.id] = script
+        return [self._one(deal, stages[deal.stage_id], scripts.get(deal.stage_id)) for deal in deals]
+
+    def _one(self, deal: Deal, stage: Stage, script: Script | None) -> dict:
+        stage_data = {"id": stage.id, "name": stage.name, "kind": stage.kind, "max_days": stage.max_days}
+        if self.with_script:
+            stage_data["script"] = (
+                {"id": script.id, "title": script.title, "body": script.body, "version": script.version}
+                if script else None
+            )
+        return deal_out.dump({
+            **_columns(deal),
+            "amount": domain.from_minor(deal.amount_minor),
+            "stage": stage_data,
+            "stuck": bool(deal.status == "open" and deal.stage_due_at and deal.stage_due_at <= self.now),
+        })
+
+
+def dump_deal(session, deal: Deal) -> dict:
+    return DealView(session, with_script=True).dump([deal])[0]
+
+
+def _snapshot(deal_dict: dict) -> dict:
+    return {k: v for k, v in deal_dict.items() if k != "stage"}
+
+
+def _stage_ref(stage) -> dict:
+    return {"id": stage.id, "name": stage.name, "kind": stage.kind}
+
+
+def check_deal_owner(caller: Caller, owner_id, branch_id: str, directory: dict | None, default: str | None):
+    if caller.is_manager:
+        if owner_id not in (None, caller.id):
+            raise Forbidden("a manager cannot give a deal to someone else")
+        return caller.id
+    if owner_id is None:
+        return default
+    user = ((directory or {}).get("users") or {}).get(owner_id)
+    if not user or not user.get("active") or user.get("branch_id") != branch_id:
+        raise ValidationError(
+            "owner is not an active user of the branch", fields={"owner_id": ["Not an active user of the deal's branch."]}
+        )
+    return owner_id
+
+
+def load_new_deal(raw: dict) -> dict:
+    return load_or_raise(DealCreateSchema(), raw)
+
+
+def create_deal(uow, caller: Caller, data: dict, client: dict | None, directory: dict | None) -> dict:
+    """``data`` was loaded with ``load_new_deal``; ``client`` is what the clients service showed the caller."""
+    session = uow.session
+    if client is None:
+        raise ValidationError("unknown client", fields={"client_id": ["No such client (or not yours)."]})
+    if client.get("archived"):
+        raise ValidationError("archived client", fields={"client_id": ["The client is archived; restore it first."]})
+    pipeline = repo.get_pipeline(session, caller, data["pipeline_id"])
+    if pipeline is None:
+        raise ValidationError("unknown pipeline", fields={"pipeline_id": ["No such pipeline."]})
+    if pipeline.branch_id != client["branch_id"]:
+        raise ValidationError(
+            "pipeline of another branch", fields={"pipeline_id": ["The pipeline belongs to another branch than the client."]}
+        )
+    first = repo.stages_of(session, [pipeline.id])[0]
+    default_owner = client.get("owner_id") or (caller.id if caller.branch_id == pipeline.branch_id else None)
+    owner_id = check_deal_owner(caller, data["owner_id"], pipeline.branch_id, directory, default_owner)
+    now = utcnow()
+    deal = Deal(
+        id=new_id(), branch_id=pipeline.branch_id, client_id=client["id"], pipeline_id=pipeline.id,
+        stage_id=first.id, status="open", title=data["title"], amount_minor=domain.to_minor(data["amount"]),
+        currency=data["currency"], owner_id=owner_id, stage_entered_at=now,
+        stage_due_at=domain.due_at(now, first.max_days), created_at=now, updated_at=now,
+    )
+    session.add(deal)
+    session.flush()
+    session.add(_visit(deal, first, None, now, caller.id, None, seq=1))
+    out = dump_deal(session, deal)
+    uow.emit("deal_created", {"branch_id": deal.branch_id, "actor_id": caller.id, "deal": _snapshot(out)})
+    return out
+
+
+def _visit(deal: Deal, stage: Stage, from_stage_id, when, actor_id, lost_reason, seq: int) -> StageVisit:
+    return StageVisit(
+        id=new_id(), deal_id=deal.id, pipeline_id=deal.pipeline_id, stage_id=stage.id, stage_name=stage.name,
+        stage_kind=stage.kind, from_stage_id=from_stage_id, entered_at=when, moved_by=actor_id,
+        lost_reason=lost_reason, seq=seq,
+    )
+
+
+def require_deal(session, caller: Caller, deal_id: str) -> Deal:
+    deal = repo.get_deal(session, caller, deal_id)
+    if deal is None:
+        raise DealNotFound()
+    return deal
+
+
+def _check_version(deal: Deal, expected_version) -> None:
+    if expected_version is not None and deal.version != expected_version:
+        raise VersionConflict("the deal changed since you read it", details={"current_version": deal.version})
+
+
+def _flush(session) -> None:
+    try:
+        session.flush()
+    except StaleDataError:
+        raise VersionConflict("the deal was changed by someone else at the same moment; read it again") from None
+
+
+def move_deal(uow, caller: Caller, deal_id: str, raw: dict, expected_version=None) -> dict:
+    """Move a deal to another stage of its pipeline, closing the current stage visit in its history."""
+    data = load_or_raise(StageMoveSchema(), raw)
+    session = uow.session
+    deal = require_deal(session, caller, deal_id)
+    _check_version(deal, expected_version)
+    current = session.get(Stage, deal.stage_id)
+    target = session.get(Stage, data["stage_id"])
+    move = domain.plan_move(_info(current), _info(target) if target else None, deal.pipeline_id, data["lost_reason"])
+    if move is None:
+        return dump_deal(session, deal)
+    now = utcnow()
+    previous_status = deal.status
+    time_in_stage = (now - deal.stage_entered_at).total_seconds()
+    visit = repo.open_visit(session, deal.id)
+    seq = repo.last_seq(session, deal.id) + 1
+    deal.stage_id, deal.status, deal.stage_entered_at = target.id, domain.status_of(target.kind), now
+    deal.stage_due_at = domain.due_at(now, target.max_days) if target.kind == "open" else None
+    deal.stuck_raised_at = None
+    deal.lost_reason = data["lost_reason"] if target.kind == "lost" else None
+    deal.closed_at = now if target.kind in ("won", "lost") else None
+    deal.updated_at = now
+    _flush(session)  # the version check: of two simultaneous moves only one gets past this line
+    if visit is not None:
+        visit.exited_at, visit.time_spent_s = now, (now - visit.entered_at).total_seconds()
+    session.add(_visit(deal, target, current.id, now, caller.id, deal.lost_reason, seq))
+    session.flush()
+    out = dump_deal(session, deal)
+    base = {"branch_id": deal.branch_id, "actor_id": caller.id, "deal": _snapshot(out)}
+    for event in move.events:
+        if event == "deal_stage_changed":
+            uow.emit(event, {**base, "from_stage": _stage_ref(current), "to_stage": _stage_ref(target),
+                             "time_in_stage_s": time_in_stage})
+        elif event == "deal_won":
+            uow.emit(event, {**base, "stage": _stage_ref(target)})
+        elif event == "deal_lost":
+            uow.emit(event, {**base, "stage": _stage_ref(target), "reason": deal.lost_reason})
+        elif event == "deal_reopened":
+            uow.emit(event, {**base, "stage": _stage_ref(target), "from_status": previous_status})
+    return out
+
+
+def _info(stage: Stage) -> domain.StageInfo:
+    return domain.StageInfo(stage.id, stage.name, stage.kind, stage.pipeline_id, stage.removed_at is not None)
+
+
+def update_deal(uow, caller: Caller, deal_id: str, raw: dict, expected_version, directory) -> dict:
+    changes = load_or_raise(DealUpdateSchema(), raw)
+    session = uow.session
+    deal = require_deal(session, caller, deal_id)
+    _check_version(deal, expected_version)
+    if "owner_id" in changes and changes["owner_id"] != deal.owner_id:
+        if caller.is_manager:
+            raise Forbidden("a manager cannot give a deal to someone else")
+        changes["owner_id"] = check_deal_owner(caller, changes["owner_id"], deal.branch_id, directory, deal.owner_id)
+    if "amount" in changes:
+        changes["amount_minor"] = domain.to_minor(changes.pop("amount"))
+    changed = [name for name, value in changes.items() if getattr(deal, name) != value]
+    if not changed:
+        return dump_deal(session, deal)
+    for name in changed:
+        setattr(deal, name, changes[name])
+    deal.updated_at = utcnow()
+    _flush(session)
+    out = dump_deal(session, deal)
+    public = ["amount" if name == "amount_minor" else name for name in changed]
+    uow.emit("deal_updated", {"branch_id": deal.branch_id, "actor_id": caller.id, "deal": _snapshot(out), "changed": public})
+    return out
+
+
+def list_deals(session, caller: Caller, filters: dict) -> dict:
+    now = utcnow()
+    return repo.list_deals(session, caller, filters, now, DealView(session, with_script=False, now=now).dump)
+
+
+def deal_history(session, caller: Caller, deal_id: str, page: dict) -> dict:
+    deal = require_deal(session, caller, deal_id)
+    return repo.history(session, deal.id, page["cursor"], page["limit"], visit_out.dump)
+
+
+def raise_stuck_deals(uow, now: datetime | None = None, batch: int = 500) -> int:
+    """Raise ``deal_stuck`` once per stage entry for every open deal past its stage's time limit."""
+    session = uow.session
+    now = now or utcnow()
+    raised = 0
+    while True:
+        deals = repo.due_for_stuck(session, now, batch)
+        if not deals:
+            return raised
+        stages = {s.id: s for s in session.scalars(select(Stage).where(Stage.id.in_({d.stage_id for d in deals})))}
+        session.execute(
+            update(Deal).where(Deal.id.in_([d.id for d in deals])).values(stuck_raised_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        for deal in deals:
+            stage = stages[deal.stage_id]
+            snapshot = _snapshot(DealView(session, with_script=False, now=now)._one(deal, stage, None))
+            uow.emit("deal_stuck", {
+                "branch_id": deal.branch_id, "deal": snapshot, "stage": _stage_ref(stage),
+                "max_days": stage.max_days or 0.0, "days_in_stage": domain.days_between(deal.stage_entered_at, now),
+            })
+        uow.commit()
+        raised += len(deals)
+        if len(deals) < batch:
+            return raised
+
+
+def open_deals_of_client(session, client_id: str) -> list[dict]:
+    return [{"id": d.id, "title": d.title} for d in repo.open_deals_of_client(session, client_id)]
+
+
+# ---- scripts
+
+def create_script(uow, caller: Caller, raw: dict) -> dict:
+    _require_process_manager(caller, "the sales book")
+    data = load_or_raise(ScriptCreateSchema(), raw)
+    session = uow.session
+    branch_id = caller.target_branch(data["branch_id"])
+    stage = _script_stage(session, data["stage_id"], branch_id)
+    now = utcnow()
+    script = Script(
+        id=new_id(), branch_id=branch_id, title=data["title"], body=data["body"], stage_id=data["stage_id"],
+        version=1, created_at=now, updated_at=now,
+    )
+    session.add(script)
+    session.flush()
+    session.add(_script_version(script, caller.id))
+    if stage is not None and stage.script_id is None:
+        stage.script_id = script.id
+    return script_out.dump(script)
+
+
+def _script_stage(session, stage_id, branch_id: str) -> Stage | None:
+    if stage_id is None:
+        return None
+    stage = session.get(Stage, stage_id)
+    pipeline = session.get(Pipeline, stage.pipeline_id) if stage else None
+    if stage is None or stage.removed_at is not None or pipeline.branch_id != branch_id:
+        raise ValidationError("unknown stage", fields={"stage_id": ["No such stage in this branch."]})
+    return stage
+
+
+def _script_version(script: Script, author_id) -> ScriptVersion:
+    return ScriptVersion(
+        script_id=script.id, version=script.version, title=script.title, body=script.body,
+        stage_id=script.stage_id, author_id=author_id, created_at=script.updated_at,
+    )
+
+
+def require_script(session, caller: Caller, script_id: str) -> Script:
+    script = repo.get_script(session, caller, script_id)
+    if script is None:
+        raise ScriptNotFound()
+    return script
+
+
+def update_script(uow, caller: Caller, script_id: str, raw: dict) -> dict:
+    """Every change is a new version; the old versions stay readable."""
+    _require_process_manager(caller, "the sales book")
+    changes = load_or_raise(ScriptUpdateSchema(), raw)
+    session = uow.session
+    script = require_script(session, caller, script_id)
+    if "stage_id" in changes:
+        _script_stage(session, changes["stage_id"], script.branch_id)
+    changed = [name for name, value in changes.items() if getattr(script, name) != value]
+    if not changed:
+        return script_out.dump(script)
+    for name in changed:
+        setattr(script, name, changes[name])
+    script.version += 1
+    script.updated_at = utcnow()
+    session.add(_script_version(script, caller.id))
+    session.flush()
+    return script_out.dump(script)

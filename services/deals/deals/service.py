@@ -1,0 +1,151 @@
+"""The deals nameko service: RPC entrypoints and the stuck-deal timer; rules live in commands and domain."""
+
+from __future__ import annotations
+
+import logging
+
+from crm_common.caller import Caller
+from crm_common.contracts.deals import DealQuerySchema, PipelineQuerySchema, ScriptQuerySchema
+from crm_common.db import Database
+from crm_common.errors import BadRequest, NotFound
+from crm_common.rpc import RpcProxy, rpc
+from crm_common.schemas import PageQuerySchema, load_or_raise
+from crm_common.timer import settings_timer
+from deals import commands
+from deals import repository as repo
+from deals.models import Base, OutboxMessage, ProcessedEvent
+
+log = logging.getLogger(__name__)
+
+
+class DealsService:
+    name = "deals"
+
+    db = Database(Base, OutboxMessage, ProcessedEvent)
+    clients_rpc = RpcProxy("clients")
+
+    # ---- pipelines
+
+    @rpc
+    def create_pipeline(self, caller, data):
+        """``create_pipeline(caller, {"name": "Опт", "stages": [{"name": "Новая", "kind": "open", "max_days": 2},
+        {"name": "Успех", "kind": "won"}, {"name": "Отказ", "kind": "lost"}]})`` → pipeline with stage ids."""
+        with self.db.transaction():
+            return commands.create_pipeline(self.db, Caller.load(caller), data)
+
+    @rpc
+    def update_pipeline(self, caller, pipeline_id, changes, expected_version=None):
+        """Rename or change stages (the whole list): ``update_pipeline(caller, id, {"stages": [...]})``."""
+        with self.db.transaction():
+            return commands.update_pipeline(self.db, Caller.load(caller), pipeline_id, changes, expected_version)
+
+    @rpc
+    def get_pipeline(self, caller, pipeline_id):
+        """A pipeline of the caller's branch with its current stages in order."""
+        pipeline = commands.require_pipeline(self.db.session, Caller.load(caller), pipeline_id)
+        return commands.dump_pipeline(self.db.session, pipeline)
+
+    @rpc
+    def list_pipelines(self, caller, query=None):
+        """``list_pipelines(caller, {"branch_id": ...})`` → ``{items, next_cursor}``."""
+        filters = load_or_raise(PipelineQuerySchema(), query or {}, BadRequest)
+        return commands.list_pipelines(self.db.session, Caller.load(caller), filters)
+
+    # ---- deals
+
+    @rpc
+    def create_deal(self, caller, data, directory=None):
+        """``create_deal(caller, {"client_id": ..., "pipeline_id": ..., "title": "Поставка", "amount": "1250.50",
+        "currency": "RUB"})`` → the deal at the pipeline's first stage."""
+        caller = Caller.load(caller)
+        data = commands.load_new_deal(data)
+        client = self._visible_client(caller, data["client_id"])
+        with self.db.transaction():
+            return commands.create_deal(self.db, caller, data, client, directory)
+
+    def _visible_client(self, caller: Caller, client_id: str):
+        try:
+            return self.clients_rpc.get_client(caller.dump(), client_id)
+        except NotFound:
+            return None
+
+    @rpc
+    def get_deal(self, caller, deal_id):
+        """One deal the caller may see, with its stage and the stage's current script."""
+        return commands.dump_deal(self.db.session, commands.require_deal(self.db.session, Caller.load(caller), deal_id))
+
+    @rpc
+    def list_deals(self, caller, query=None):
+        """``list_deals(caller, {"stage_id": ..., "owner_id": ..., "stuck": "true"})`` → ``{items, next_cursor}``."""
+        filters = load_or_raise(DealQuerySchema(), query or {}, BadRequest)
+        return commands.list_deals(self.db.session, Caller.load(caller), filters)
+
+    @rpc
+    def update_deal(self, caller, deal_id, changes, expected_version=None, directory=None):
+        """``update_deal(caller, id, {"amount": "990.00"}, expected_version=2)``"""
+        with self.db.transaction():
+            return commands.update_deal(self.db, Caller.load(caller), deal_id, changes, expected_version, directory)
+
+    @rpc
+    def move_deal(self, caller, deal_id, data, expected_version=None):
+        """``move_deal(caller, id, {"stage_id": ..., "lost_reason": "Дорого"})``; stale versions are refused."""
+        with self.db.transaction():
+            return commands.move_deal(self.db, Caller.load(caller), deal_id, data, expected_version)
+
+    @rpc
+    def get_history(self, caller, deal_id, query=None):
+        """Every stage the deal entered, oldest first, with entry and exit times: ``{items, next_cursor}``."""
+        page = load_or_raise(PageQuerySchema(), query or {}, BadRequest)
+        return commands.deal_history(self.db.session, Caller.load(caller), deal_id, page)
+
+    @rpc
+    def open_deals_of_client(self, client_id):
+        """For the clients service: ``[{id, title}]`` of the client's open deals, whoever owns them."""
+        return commands.open_deals_of_client(self.db.session, client_id)
+
+    @settings_timer("stuck_check_interval_s")
+    def raise_stuck_deals(self):
+        """Raise deal_stuck for deals past their stage's max_days (once per stage entry)."""
+        raised = commands.raise_stuck_deals(self.db)
+        if raised:
+            log.info("raised %d stuck deal(s)", raised)
+        return raised
+
+    # ---- the sales book
+
+    @rpc
+    def create_script(self, caller, data):
+        """``create_script(caller, {"title": "Первый звонок", "body": "...", "stage_id": ...})`` → version 1."""
+        with self.db.transaction():
+            return commands.create_script(self.db, Caller.load(caller), data)
+
+    @rpc
+    def update_script(self, caller, script_id, changes):
+        """Any change makes a new version: ``update_script(caller, id, {"body": "..."})``."""
+        with self.db.transaction():
+            return commands.update_script(self.db, Caller.load(caller), script_id, changes)
+
+    @rpc
+    def get_script(self, caller, script_id):
+        """A script of the caller's branch, at its current version."""
+        return commands.script_out.dump(commands.require_script(self.db.session, Caller.load(caller), script_id))
+
+    @rpc
+    def list_scripts(self, caller, query=None):
+        """``list_scripts(caller, {"stage_id": ...})`` → ``{items, next_cursor}``, recently changed first."""
+        filters = load_or_raise(ScriptQuerySchema(), query or {}, BadRequest)
+        return repo.list_scripts(self.db.session, Caller.load(caller), filters, commands.script_out.dump)
+
+    @rpc
+    def list_script_versions(self, caller, script_id, query=None):
+        """Every version of a script, newest first."""
+        page = load_or_raise(PageQuerySchema(), query or {}, BadRequest)
+        script = commands.require_script(self.db.session, Caller.load(caller), script_id)
+        return repo.script_versions(self.db.session, script.id, page["cursor"], page["limit"],
+                                    commands.script_version_out.dump)
+
+    @rpc
+    def health(self):
+        """``health()`` → ``{"service": "deals", "database": "ok"}``; raises if the database is down."""
+        self.db.ping()
+        return {"service": self.name, "database": "ok"}
