@@ -32,6 +32,8 @@ SERVICE_MODULES = {
     "deals": "deals.service:DealsService",
     "gateway": "gateway.service:GatewayService",
 }
+# eventlet and nameko's use of pkg_resources warn on every start; the warnings say nothing to an operator
+QUIET_WARNINGS = "ignore::DeprecationWarning,ignore:pkg_resources is deprecated:UserWarning"
 LEVEL_COLOURS = {"error": "\033[31m", "warning": "\033[33m", "critical": "\033[31m"}
 
 
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--startup-timeout", type=float, default=90.0)
     args = parser.parse_args(argv)
 
-    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    os.environ.setdefault("PYTHONWARNINGS", QUIET_WARNINGS)
     config = load_config()
     settings = Settings.from_config(config)
     port = int(os.environ.get("CRM_HTTP_PORT", "8000"))

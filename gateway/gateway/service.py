@@ -27,10 +27,10 @@ log = logging.getLogger(__name__)
 
 
 class IdentityDatabase(Database):
-    """The gateway's database; at start it creates the first administrator if there is no user."""
+    """The gateway's database; before the web server listens it creates the first administrator if there is no user."""
 
-    def start(self):
-        super().start()
+    def setup(self):
+        super().setup()
         with self.session_factory() as session:
             identity.bootstrap_admin(session, self.settings)
 

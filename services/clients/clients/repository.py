@@ -71,6 +71,8 @@ def list_clients(session: Session, caller: Caller, filters: dict, search: str | 
         query = query.where(Client.source == filters["source"])
     if filters.get("owner_id"):
         query = query.where(Client.owner_id == filters["owner_id"])
+    if filters.get("branch_id"):
+        query = query.where(Client.branch_id == filters["branch_id"])
     if filters.get("created_from"):
         query = query.where(Client.created_at >= filters["created_from"])
     if filters.get("created_to"):

@@ -73,6 +73,7 @@ class ClientQuerySchema(PageQuerySchema):
     tag = Text(50)
     source = Text(64)
     owner_id = Id()
+    branch_id = Id()
     created_from = QueryDateTime()
     created_to = QueryDateTime()
     archived = fields.Boolean(load_default=False)

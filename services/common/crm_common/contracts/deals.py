@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pycountry
-from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from crm_common.schemas import (
     AwareDateTime,
@@ -75,9 +75,9 @@ class PipelineCreateSchema(StrictSchema):
     stages = fields.List(fields.Nested(StageInputSchema), required=True, validate=validate.Length(max=MAX_STAGES))
     branch_id = Id(allow_none=True, load_default=None)
 
-    @validates("stages")
-    def _stages(self, stages, **kwargs):
-        _check_stages(stages)
+    @validates_schema(skip_on_field_errors=True)
+    def _stages(self, data, **kwargs):
+        _check_stages(data["stages"])
 
 
 class PipelineUpdateSchema(StrictSchema):
@@ -88,14 +88,12 @@ class PipelineUpdateSchema(StrictSchema):
                                  "missing ones removed (refused while deals are in them)"},
     )
 
-    @validates("stages")
-    def _stages(self, stages, **kwargs):
-        _check_stages(stages)
-
-    @validates_schema
-    def _not_empty(self, data, **kwargs):
+    @validates_schema(skip_on_field_errors=True)
+    def _stages(self, data, **kwargs):
         if not data:
             raise ValidationError("Nothing to change.", "body")
+        if "stages" in data:
+            _check_stages(data["stages"])
 
 
 class ScriptRefSchema(Schema):

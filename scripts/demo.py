@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Fill a running CRM with realistic demo data through its public API (Faker, ru_RU).
+
+    make demo                       # starts the CRM and loads this once it is up
+    .venv/bin/python scripts/demo.py http://127.0.0.1:8000/api/v1 admin@crm.local admin12345
+
+Two branches, a head and three managers each (password ``demo-pass-1``), clients from several
+channels with interactions and touchpoints, a sales pipeline with scripts, deals at every stage.
+Running it again on a CRM that has the demo branches changes nothing.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+
+import requests
+from faker import Faker
+
+DEMO_PASSWORD = "demo-pass-1"
+BRANCHES = [("Москва", "MSK"), ("Санкт-Петербург", "SPB")]
+SOURCES = ["website", "yandex_direct", "instagram", "referral", "exhibition", "cold_call"]
+TAGS = ["vip", "опт", "розница", "повторный", "b2b", "тендер"]
+STAGES = [
+    {"name": "Новая заявка", "kind": "open", "max_days": 1},
+    {"name": "Выявление потребности", "kind": "open", "max_days": 3},
+    {"name": "КП отправлено", "kind": "open", "max_days": 5},
+    {"name": "Переговоры", "kind": "open", "max_days": 7},
+    {"name": "Оплачено", "kind": "won"},
+    {"name": "Отказ", "kind": "lost"},
+]
+LOST_REASONS = ["Дорого", "Выбрали конкурента", "Нет бюджета", "Не дозвонились"]
+
+
+PHONE_FORMATS = ["+7 9{a}{b} {c}-{d}-{e}", "8 (9{a}{b}) {c}-{d}-{e}", "89{a}{b}{c}{d}{e}"]
+
+
+def phone(rnd: random.Random) -> str:
+    """A Russian mobile number written the way people write them (Faker's numbers are mostly not real)."""
+    return rnd.choice(PHONE_FORMATS).format(
+        a=rnd.randint(0, 9), b=rnd.randint(0, 9), c=rnd.randint(100, 999), d=rnd.randint(10, 99), e=rnd.randint(10, 99)
+    )
+
+
+class Api:
+    def __init__(self, base: str):
+        self.base = base.rstrip("/")
+        self.http = requests.Session()
+
+    def login(self, email: str, password: str) -> "Api":
+        token = self.call("POST", "/auth/login", {"email": email, "password": password})["access_token"]
+        self.http.headers["Authorization"] = f"Bearer {token}"
+        return self
+
+    def call(self, method: str, path: str, body: dict | None = None, ok=(200, 201)):
+        response = self.http.request(method, self.base + path, json=body, timeout=30)
+        if response.status_code not in ok:
+            raise RuntimeError(f"{method} {path} → {response.status_code}: {response.text[:300]}")
+        return response.json()
+
+
+def seed(base: str, admin_email: str, admin_password: str, clients_per_branch: int = 40) -> str:
+    fake = Faker("ru_RU")
+    Faker.seed(2026)
+    rnd = random.Random(2026)
+    admin = Api(base).login(admin_email, admin_password)
+    existing = {b["code"] for b in admin.call("GET", "/branches?limit=200")["items"]}
+    if {code for _, code in BRANCHES} <= existing:
+        return "demo data is already loaded"
+
+    summary = []
+    for branch_name, code in BRANCHES:
+        branch = admin.call("POST", "/branches", {"name": branch_name, "code": code})
+        head_email = f"head.{code.lower()}@demo.crm"
+        admin.call("POST", "/users", {"email": head_email, "name": fake.name(), "password": DEMO_PASSWORD,
+                                      "role": "head", "branch_id": branch["id"]})
+        head = Api(base).login(head_email, DEMO_PASSWORD)
+        managers = []
+        for index in range(3):
+            email = f"manager{index + 1}.{code.lower()}@demo.crm"
+            head.call("POST", "/users", {"email": email, "name": fake.name(), "password": DEMO_PASSWORD,
+                                         "role": "manager"})
+            managers.append(Api(base).login(email, DEMO_PASSWORD))
+
+        pipeline = head.call("POST", "/pipelines", {"name": "Продажи", "stages": STAGES})
+        stages = pipeline["stages"]
+        for stage in stages[:3]:
+            head.call("POST", "/scripts", {
+                "title": f"Скрипт: {stage['name']}", "stage_id": stage["id"],
+                "body": "1. Поздоровайтесь и представьтесь.\n2. Уточните задачу клиента.\n"
+                        "3. Договоритесь о следующем шаге и сроке.",
+            })
+
+        clients = 0
+        deals = 0
+        for _ in range(clients_per_branch):
+            manager = rnd.choice(managers)
+            is_company = rnd.random() < 0.4
+            body = {
+                "kind": "company" if is_company else "person",
+                "name": fake.company() if is_company else fake.name(),
+                "phones": [phone(rnd)],
+                "emails": [fake.unique.email()],
+                "source": rnd.choice(SOURCES),
+                "tags": rnd.sample(TAGS, rnd.randint(0, 2)),
+                "custom_fields": {"city": fake.city()},
+            }
+            response = manager.http.post(manager.base + "/clients", json=body, timeout=30)
+            if response.status_code != 201:  # a duplicate phone or email: skip it, as a manager would
+                continue
+            client = response.json()
+            clients += 1
+            for _ in range(rnd.randint(1, 3)):
+                manager.call("POST", f"/clients/{client['id']}/interactions", {
+                    "type": rnd.choice(["call", "email", "meeting", "note"]),
+                    "direction": rnd.choice(["in", "out"]),
+                    "text": fake.sentence(nb_words=8),
+                    "duration_s": rnd.randint(30, 900),
+                })
+            if rnd.random() < 0.7:
+                deal = manager.call("POST", "/deals", {
+                    "client_id": client["id"], "pipeline_id": pipeline["id"],
+                    "title": f"Заказ {fake.bs()}"[:200], "amount": f"{rnd.randint(5, 900) * 1000}.00",
+                    "currency": "RUB",
+                })
+                deals += 1
+                target = rnd.randrange(len(stages))
+                for stage in stages[1:target + 1]:
+                    move = {"stage_id": stage["id"]}
+                    if stage["kind"] == "lost":
+                        move["lost_reason"] = rnd.choice(LOST_REASONS)
+                    manager.call("POST", f"/deals/{deal['id']}/stage", move)
+                    if stage["kind"] != "open":
+                        break
+        for _ in range(5):
+            head.call("POST", "/touchpoints", {
+                "channel": rnd.choice(["web_form", "call", "telegram", "walk_in"]), "name": fake.name(),
+                "email": fake.unique.email(), "message": "Хочу узнать цены", "utm": {"utm_source": rnd.choice(SOURCES)},
+            })
+        summary.append(f"{branch_name}: {clients} clients, {deals} deals")
+    return ("demo data loaded — " + "; ".join(summary)
+            + f". Logins: head.msk@demo.crm, manager1.msk@demo.crm … (password {DEMO_PASSWORD})")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4:
+        sys.exit(__doc__)
+    print(seed(*sys.argv[1:]))

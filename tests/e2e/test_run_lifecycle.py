@@ -1,0 +1,66 @@
+"""`make run` with its zero-setup defaults: SQLite files, a service that dies comes back, Ctrl-C stops all."""
+
+import psutil
+import pytest
+import requests
+from nameko.testing.utils import find_free_port
+
+from crm_common.testing.fixtures import create_vhost, delete_vhost, poll
+from crm_common.testing.system import phone_number, start_system
+
+
+@pytest.fixture(scope="module")
+def sqlite_system(run_id, tmp_path_factory):
+    vhost = f"crm-test-{run_id}-sqlite"
+    create_vhost(vhost)
+    data_dir = tmp_path_factory.mktemp("sqlite-data")
+    env = {
+        "AMQP_URI": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+        "CRM_DATABASE_URL": "",
+        "CRM_DATA_DIR": str(data_dir),
+        "CRM_HTTP_PORT": str(find_free_port()),
+        "CRM_LOG_LEVEL": "WARNING",
+    }
+    system = start_system(env, tmp_path_factory.mktemp("sqlite-logs") / "run.log")
+    system.data_dir = data_dir
+    yield system
+    system.stop()
+    delete_vhost(vhost)
+
+
+def service_processes(system):
+    runner = psutil.Process(system.process.pid)
+    return {
+        child.pid: " ".join(child.cmdline())
+        for child in runner.children(recursive=True)
+        if "nameko" in " ".join(child.cmdline())
+    }
+
+
+def test_by_default_every_service_keeps_its_data_in_its_own_sqlite_file(sqlite_system):
+    client = sqlite_system.admin.ok("POST", "/branches", {"name": "Локальный", "code": "LOCAL"}, status=201)
+    created = sqlite_system.admin.ok("POST", "/clients", {"kind": "person", "name": "Файл", "branch_id": client["id"],
+                                                          "phones": [phone_number()]}, status=201)
+    assert sqlite_system.admin.ok("GET", f"/clients/{created['id']}")["name"] == "Файл"
+    assert {p.name for p in sqlite_system.data_dir.glob("*.db")} == {"clients.db", "deals.db", "gateway.db"}
+
+
+def test_a_service_that_dies_is_restarted_and_reported(sqlite_system):
+    health_url = sqlite_system.base_url.replace("/api/v1", "/health")
+    victim = next(pid for pid, cmd in service_processes(sqlite_system).items() if "clients.service" in cmd)
+    psutil.Process(victim).kill()
+    poll(lambda: "clients exited" in sqlite_system.log(), timeout=20, message="the runner to report the death")
+    poll(lambda: requests.get(health_url, timeout=5).status_code == 200, timeout=60, interval=0.5,
+         message="health to recover after the restart")
+    assert victim not in service_processes(sqlite_system)
+    assert any("clients.service" in cmd for cmd in service_processes(sqlite_system).values())
+    assert sqlite_system.admin.ok("GET", "/clients")["items"], "the data survived the crash"
+
+
+def test_ctrl_c_stops_every_service_cleanly(sqlite_system):
+    children = [psutil.Process(pid) for pid in service_processes(sqlite_system)]
+    assert len(children) == 3
+    assert sqlite_system.stop() == 0
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive
+    assert "stopped" in sqlite_system.log()
