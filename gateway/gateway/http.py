@@ -133,7 +133,7 @@ class ApiEntrypoint(HttpRequestHandler):
         length = request.content_length or 0
         if length > MAX_BODY_BYTES:
             raise PayloadTooLarge(f"the body is larger than {MAX_BODY_BYTES} bytes")
-        data = request.get_data(cache=True)
+        data = request.stream.read(MAX_BODY_BYTES + 1)  # never more than the limit in memory
         if len(data) > MAX_BODY_BYTES:
             raise PayloadTooLarge(f"the body is larger than {MAX_BODY_BYTES} bytes")
         if not data.strip():
@@ -149,6 +149,8 @@ class ApiEntrypoint(HttpRequestHandler):
             parsed = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
         except (UnicodeDecodeError, ValueError) as exc:
             raise BadRequest("malformed JSON", fields={"body": [f"Malformed JSON: {exc}"]}) from None
+        except RecursionError:
+            raise BadRequest("JSON nested too deeply", fields={"body": ["Nested too deeply."]}) from None
         if not isinstance(parsed, dict):
             raise BadRequest("the body must be a JSON object", fields={"body": ["Must be a JSON object."]})
         return parsed

@@ -9,6 +9,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
 
+from crm_common.schemas import AwareDateTime, Money, QueryDateTime
 from gateway.errors import ERROR_STATUSES
 from gateway.http import ApiEntrypoint
 
@@ -46,11 +47,12 @@ def openapi_path(url: str) -> str:
 
 
 def build_spec(service_cls, title: str = "Sales CRM API", version: str = "1.0.0") -> dict:
+    marshmallow_plugin = MarshmallowPlugin()
     spec = APISpec(
         title=title,
         version=version,
         openapi_version="3.0.3",
-        plugins=[MarshmallowPlugin()],
+        plugins=[marshmallow_plugin],
         info={
             "description": (
                 "The CRM's HTTP API. Every route but login and health needs `Authorization: Bearer <token>`. "
@@ -58,6 +60,11 @@ def build_spec(service_cls, title: str = "Sales CRM API", version: str = "1.0.0"
             )
         },
     )
+    marshmallow_plugin.converter.field_mapping.update({
+        Money: ("string", "decimal"),
+        QueryDateTime: ("string", "date-time"),
+        AwareDateTime: ("string", "date-time"),
+    })
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     spec.components.schema("Error", schema=ErrorSchema)
     for method_name, ep in routes_of(service_cls):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from crm_common.errors import BadRequest
+
+VERSION = re.compile(r"[0-9]{1,18}")
 
 
 def query_args(request) -> dict:
@@ -19,7 +23,7 @@ def if_match(request) -> int | None:
     if value.startswith("W/"):
         value = value[2:]
     value = value.strip('"')
-    if not value.isdigit():
+    if not VERSION.fullmatch(value):
         raise BadRequest("invalid If-Match", fields={"If-Match": ["Must be the record's version, e.g. 3."]})
     return int(value)
 

@@ -84,8 +84,20 @@ def search_term(q: str, region: str) -> str:
         try:
             return normalize_phone(q, region).lstrip("+")
         except ValueError:
-            return re.sub(r"\D", "", q)
+            return _partial_phone_digits(q, region)
     return q.lower()
+
+
+def _partial_phone_digits(q: str, region: str) -> str:
+    """A fragment of a number as stored: ``8 916 12`` in Russia is ``791612`` (trunk prefix → country code)."""
+    digits = re.sub(r"\D", "", q)
+    if q.lstrip().startswith("+"):
+        return digits
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    trunk = metadata.national_prefix if metadata else None
+    if trunk and digits.startswith(trunk) and len(digits) > len(trunk) + 2:
+        return f"{phonenumbers.country_code_for_region(region)}{digits[len(trunk):]}"
+    return digits
 
 
 def next_owner(candidates: Sequence[str], last_owner_id: str | None) -> str | None:

@@ -26,9 +26,13 @@ class Caller:
         if isinstance(data, Caller):
             return data
         try:
-            caller = cls(id=str(data["id"]), role=str(data["role"]), branch_id=data.get("branch_id"))
+            caller_id, role = data["id"], data["role"]
+            branch_id = data.get("branch_id")
         except (TypeError, KeyError, AttributeError):
             raise BadRequest("caller identity missing or malformed") from None
+        if not isinstance(caller_id, str) or not caller_id or not isinstance(role, str):
+            raise BadRequest("caller identity missing or malformed")
+        caller = cls(id=caller_id, role=role, branch_id=branch_id)
         if caller.role not in ROLES:
             raise BadRequest(f"unknown role {caller.role!r}")
         if caller.role != "admin" and not caller.branch_id:

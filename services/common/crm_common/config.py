@@ -124,9 +124,12 @@ class Settings:
             data_dir = Path(self.data_dir).expanduser().resolve()
             return f"sqlite:///{data_dir / (service + '.db')}"
         url = make_url(self.database_url)
-        if url.get_backend_name() == "postgresql":
-            url = url.set(drivername="postgresql+psycopg2")
-            url = url.set(database=f"{self.database_prefix}{service}")
+        if url.get_backend_name() != "postgresql":
+            raise ConfigError(
+                "CRM_DATABASE_URL must be a PostgreSQL server URL (each service gets its own database on it); "
+                "leave it unset to keep one SQLite file per service under CRM_DATA_DIR"
+            )
+        url = url.set(drivername="postgresql+psycopg2", database=f"{self.database_prefix}{service}")
         return url.render_as_string(hide_password=False)
 
 

@@ -9,6 +9,7 @@ error body such as ``existing_id``.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from nameko.exceptions import deserialize_to_instance
@@ -18,11 +19,14 @@ class CrmError(Exception):
     code = "error"
     status = 500
 
-    def __init__(self, message: str = "", fields: dict | None = None, details: dict | None = None):
-        super().__init__(message, fields or {}, details or {})
+    def __init__(self, message: str = "", fields: dict | None = None, details: dict | str | None = None):
+        if isinstance(details, str):  # rebuilt from the wire, where details travel as JSON
+            details = json.loads(details)
         self.message = message or self.__class__.__doc__ or self.code
         self.fields = fields or {}
         self.details = details or {}
+        # nameko turns every non-string argument into a string: details go as JSON to keep their types
+        super().__init__(self.message, self.fields, json.dumps(self.details))
 
     def __str__(self) -> str:
         if self.fields:

@@ -7,14 +7,16 @@ its outbox (``self.db.emit``), which validates the payload against the schema re
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from marshmallow import RAISE, Schema, fields
 
 from crm_common.contracts.clients import ClientSchema, InteractionSchema
 from crm_common.contracts.deals import DealSchema
 from crm_common.contracts.identity import BranchSchema, UserSchema
-from crm_common.schemas import AwareDateTime, new_id
+from crm_common.schemas import AwareDateTime, iso, new_id
 
 
 class EventSchema(Schema):
@@ -181,9 +183,16 @@ def validate_event(event_type: str, payload: dict) -> dict:
     payload = dict(payload)
     payload.setdefault("event_id", new_id())
     payload.setdefault("occurred_at", datetime.now(UTC))
-    schema = schema_cls()
-    dumped = schema.dump(payload)
-    errors = schema.validate(dumped)
+    jsonable = json.loads(json.dumps(payload, default=_to_json))
+    errors = schema_cls().validate(jsonable)
     if errors:
         raise ValueError(f"{event_type} payload breaks its contract: {errors}")
-    return dumped
+    return jsonable
+
+
+def _to_json(value):
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

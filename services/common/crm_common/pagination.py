@@ -38,7 +38,10 @@ class SortKey:
         if value is None:
             return None
         if self.kind == "datetime":
-            return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            if parsed.tzinfo is None:
+                raise ValueError("a cursor time always has an offset")
+            return parsed
         if self.kind == "int":
             return int(value)
         return str(value)

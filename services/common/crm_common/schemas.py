@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+
+MONEY = re.compile(r"-?[0-9]{1,15}(\.[0-9]+)?")
 
 
 class StrictSchema(Schema):
@@ -142,7 +146,7 @@ class Money(fields.Field):
         self.max_value = max_value
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not MONEY.fullmatch(value.strip()):
             raise self.make_error("invalid")
         try:
             amount = Decimal(value.strip())

@@ -1,0 +1,141 @@
+"""The gateway in a real nameko container on the real broker, with and without the services behind it."""
+
+import time
+
+import eventlet
+import pytest
+from nameko.testing.services import entrypoint_waiter
+
+from clients.service import ClientsService
+from crm_common.testing.fixtures import poll
+from gateway.openapi import routes_of
+from gateway.service import GatewayService
+
+ADMIN = {"email": "admin@crm.local", "password": "admin12345"}
+
+
+@pytest.fixture
+def start_gateway(container_factory, web_config):
+    def start(**crm_settings):
+        web_config["CRM"].update(crm_settings)
+        container = container_factory(GatewayService, web_config)
+        container.start()
+        return container
+
+    return start
+
+
+def login(web_session) -> dict:
+    response = web_session.post("/api/v1/auth/login", json=ADMIN)
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def branch_of(web_session, auth) -> str:
+    response = web_session.post("/api/v1/branches", json={"name": "Тест", "code": f"T{time.monotonic_ns()}"[-12:]},
+                                headers=auth)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def test_every_route_but_login_health_and_docs_needs_a_token(start_gateway, web_session):
+    start_gateway()
+    for name, route in routes_of(GatewayService):
+        url = route.url.replace("<", "").replace(">", "")
+        response = web_session.request(route.method, url, json={})
+        if route.public:
+            assert response.status_code != 401, name
+        else:
+            assert response.status_code == 401, f"{name} {route.method} {url} → {response.status_code}"
+            assert response.json()["error"]["code"] == "unauthorized"
+
+
+def test_a_service_that_does_not_answer_gives_503_within_the_rpc_timeout(start_gateway, web_session):
+    start_gateway(rpc_timeout_s=1, services="clients")
+    auth = login(web_session)
+    started = time.monotonic()
+    response = web_session.get("/api/v1/clients", headers=auth)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "unavailable"
+    assert time.monotonic() - started < 5
+    health = web_session.get("/health")
+    assert health.status_code == 503
+    assert health.json()["services"]["clients"]["status"] == "down"
+
+
+def test_a_request_that_timed_out_is_not_executed_when_the_service_comes_back(
+    start_gateway, container_factory, web_session, config
+):
+    start_gateway(rpc_timeout_s=1, services="clients")
+    auth = login(web_session)
+    branch_id = branch_of(web_session, auth)
+    body = {"kind": "person", "name": "Опоздавший", "branch_id": branch_id}
+    key = {"Idempotency-Key": "late-create", **auth}
+    assert web_session.post("/api/v1/clients", json=body, headers=key).status_code == 503
+    expired_at = time.monotonic() + 1.2
+    # the condition under test is the message's own time to live: the service may only appear after it
+    eventlet.sleep(max(0.0, expired_at - time.monotonic()))
+
+    clients = container_factory(ClientsService, config)
+    clients.start()
+    marker = web_session.post("/api/v1/clients", json={"kind": "person", "name": "Маркер", "branch_id": branch_id},
+                              headers=auth)
+    assert marker.status_code == 201, "a request sent after the timed-out one was served"
+    names = [c["name"] for c in web_session.get(f"/api/v1/clients?branch_id={branch_id}", headers=auth).json()["items"]]
+    assert names == ["Маркер"], "the expired request was dropped, not executed late"
+    retried = web_session.post("/api/v1/clients", json=body, headers=key)
+    assert retried.status_code == 201, "a 503 is not kept for the Idempotency-Key: the retry runs"
+
+
+def test_an_expired_token_is_refused(start_gateway, web_session):
+    start_gateway(token_ttl_s=1)
+    auth = login(web_session)
+    assert web_session.get("/api/v1/me", headers=auth).status_code == 200
+    poll(lambda: web_session.get("/api/v1/me", headers=auth).status_code == 401, timeout=5,
+         message="the token to expire")
+    assert "expired" in web_session.get("/api/v1/me", headers=auth).json()["error"]["message"]
+
+
+def test_too_many_requests_from_one_user_are_slowed_down_with_retry_after(start_gateway, web_session):
+    start_gateway(rate_limit_per_minute=5)
+    auth = login(web_session)
+    codes = [web_session.get("/api/v1/me", headers=auth).status_code for _ in range(6)]
+    assert codes[:5] == [200] * 5
+    limited = web_session.get("/api/v1/me", headers=auth)
+    assert limited.status_code == 429
+    assert limited.json()["error"]["code"] == "rate_limited"
+    assert int(limited.headers["Retry-After"]) >= 1
+
+
+def test_the_first_admin_is_created_only_when_there_is_no_user(migrated_databases, config):
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from crm_common.config import Settings
+    from gateway.identity import bootstrap_admin
+
+    engine = create_engine(migrated_databases["gateway"])
+    settings = Settings.from_config(config)
+    with Session(engine) as session:
+        bootstrap_admin(session, settings)  # the run's first admin, if no test made it yet
+        other = Settings(admin_email="boss@example.com", admin_password="boss-password")
+        assert bootstrap_admin(session, other) is None
+    engine.dispose()
+
+
+def test_user_changes_are_published_as_events(start_gateway, container_factory, config, web_session):
+    from tests.integration.recorder import EventRecorder
+
+    start_gateway()
+    recorder = container_factory(EventRecorder, config)
+    recorder.start()
+    auth = login(web_session)
+    branch_id = branch_of(web_session, auth)
+    with entrypoint_waiter(recorder, "handle_user_created", timeout=10) as waiter:
+        created = web_session.post("/api/v1/users", headers=auth, json={
+            "email": f"u{time.monotonic_ns()}@test.ru", "name": "Новый", "password": "long-password",
+            "role": "manager", "branch_id": branch_id,
+        })
+    assert created.status_code == 201
+    event = waiter.get()
+    assert event["user"]["id"] == created.json()["id"] and "password" not in str(event)

@@ -1,0 +1,38 @@
+"""A fake unit of work for the clients use cases: an in-memory SQLite session and a list of events."""
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
+
+from clients.models import Base
+from crm_common.events import validate_event
+
+
+class FakeUnitOfWork:
+    def __init__(self, session: Session):
+        self.session = session
+        self.events: list[tuple[str, dict]] = []
+
+    def emit(self, event_type: str, payload: dict) -> dict:
+        payload = validate_event(event_type, payload)
+        self.events.append((event_type, payload))
+        return payload
+
+    def rollback(self) -> None:
+        self.session.rollback()
+
+    def commit(self) -> None:
+        self.session.commit()
+
+    def event_types(self) -> list[str]:
+        return [event_type for event_type, _ in self.events]
+
+
+@pytest.fixture
+def uow():
+    engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
+    Base.metadata.create_all(engine)
+    with Session(engine, expire_on_commit=False) as session:
+        yield FakeUnitOfWork(session)
+    engine.dispose()
