@@ -56,3 +56,17 @@ def test_creating_a_client_publishes_client_created_through_the_outbox(container
     assert payload["client"]["id"] == created["id"]
     assert payload["branch_id"] == branch
     assert payload["event_id"] and payload["occurred_at"]
+
+
+def test_the_health_check_command_tells_whether_a_service_answers_on_the_bus(clients, config):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, AMQP_URI=config["AMQP_URI"], PYTHONWARNINGS="ignore")
+    command = [sys.executable, "-m", "crm_common.healthcheck"]
+    up = subprocess.run([*command, "clients"], env=env, capture_output=True, text=True, timeout=30)
+    assert up.returncode == 0, up.stderr
+    missing = subprocess.run([*command, "no_such_service"], env=env, capture_output=True, text=True, timeout=30)
+    assert missing.returncode == 1
+    assert missing.stderr.strip().startswith("no_such_service is unhealthy")
