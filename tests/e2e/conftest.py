@@ -11,16 +11,26 @@ from nameko.testing.utils import find_free_port
 
 from crm_common.config import Settings
 from crm_common.db import drop_database
+from crm_common.testing.fixtures import create_vhost, delete_vhost, vhost_uri
 from crm_common.testing.system import Api, start_system, unique
 
 PASSWORD = "e2e-password-1"
 
 
 @pytest.fixture(scope="session")
-def system(amqp_uri, pg_url, run_id, tmp_path_factory):
+def e2e_amqp_uri(run_id):
+    """A vhost of its own: the running system's services must not answer the integration tests' calls."""
+    vhost = f"crm-test-{run_id}-e2e"
+    create_vhost(vhost)
+    yield vhost_uri(vhost)
+    delete_vhost(vhost)
+
+
+@pytest.fixture(scope="session")
+def system(e2e_amqp_uri, pg_url, run_id, tmp_path_factory):
     prefix = f"crm_e{run_id}_"
     env = {
-        "AMQP_URI": amqp_uri,
+        "AMQP_URI": e2e_amqp_uri,
         "CRM_DATABASE_URL": pg_url,
         "CRM_DATABASE_PREFIX": prefix,
         "CRM_HTTP_PORT": str(find_free_port()),

@@ -5,7 +5,7 @@ import pytest
 import requests
 from nameko.testing.utils import find_free_port
 
-from crm_common.testing.fixtures import create_vhost, delete_vhost, poll
+from crm_common.testing.fixtures import create_vhost, delete_vhost, poll, vhost_uri
 from crm_common.testing.system import phone_number, start_system
 
 
@@ -15,7 +15,7 @@ def sqlite_system(run_id, tmp_path_factory):
     create_vhost(vhost)
     data_dir = tmp_path_factory.mktemp("sqlite-data")
     env = {
-        "AMQP_URI": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+        "AMQP_URI": vhost_uri(vhost),
         "CRM_DATABASE_URL": "",
         "CRM_DATA_DIR": str(data_dir),
         "CRM_HTTP_PORT": str(find_free_port()),

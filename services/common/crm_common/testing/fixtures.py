@@ -57,13 +57,17 @@ def run_id() -> str:
     return uuid.uuid4().hex[:10]
 
 
+def vhost_uri(vhost: str) -> str:
+    base = os.environ.get("CRM_TEST_AMQP_URI", "amqp://guest:guest@127.0.0.1:5672")
+    return f"{base.rstrip('/')}/{quote(vhost, safe='')}"
+
+
 @pytest.fixture(scope="session")
 def amqp_uri(run_id):
     """A fresh vhost for this test run on the local broker."""
-    base = os.environ.get("CRM_TEST_AMQP_URI", "amqp://guest:guest@127.0.0.1:5672")
     vhost = f"crm-test-{run_id}"
     create_vhost(vhost)
-    yield f"{base.rstrip('/')}/{quote(vhost, safe='')}"
+    yield vhost_uri(vhost)
     delete_vhost(vhost)
 
 
