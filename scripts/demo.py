@@ -47,7 +47,7 @@ class Api:
         self.base = base.rstrip("/")
         self.http = requests.Session()
 
-    def login(self, email: str, password: str) -> "Api":
+    def login(self, email: str, password: str) -> Api:
         token = self.call("POST", "/auth/login", {"email": email, "password": password})["access_token"]
         self.http.headers["Authorization"] = f"Bearer {token}"
         return self

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from functools import partial
 
@@ -26,6 +27,7 @@ from crm_common.errors import BadRequest, CrmError, PayloadTooLarge
 from gateway.errors import error_response
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("crm.access")
 
 API_PREFIX = "/api/v1"
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -111,20 +113,28 @@ class ApiEntrypoint(HttpRequestHandler):
         return Rule(self.url, methods=[self.method], strict_slashes=False)
 
     def handle_request(self, request):
+        started = time.monotonic()
         request.shallow = False
-        request.request_id = request.headers.get("X-Request-Id") or str(uuid.uuid4())
+        request.request_id = request.headers.get("X-Request-Id", "")[:100] or str(uuid.uuid4())
         try:
             request.json_body = self._parse_body(request)
             args, kwargs = self.get_entrypoint_parameters(request)
             self.check_signature(args, kwargs)
             event = Event()
+            # the request id travels in nameko's context data to every service the request reaches
             self.container.spawn_worker(
-                self, args, kwargs, context_data={}, handle_result=partial(self.handle_result, event)
+                self, args, kwargs, context_data={"request_id": request.request_id},
+                handle_result=partial(self.handle_result, event),
             )
             response = self.response_from_result(event.wait())
         except Exception as exc:  # noqa: BLE001 - every failure becomes the JSON error shape
             response = self.response_from_exception(exc)
         response.headers["X-Request-Id"] = request.request_id
+        access_log.info(
+            "%s %s %s", request.method, request.path, response.status_code,
+            extra={"request_id": request.request_id, "status": response.status_code,
+                   "duration_ms": round((time.monotonic() - started) * 1000, 1)},
+        )
         return response
 
     def _parse_body(self, request):

@@ -166,11 +166,6 @@ EVENT_SOURCES: dict[str, str] = {
 }
 
 
-def register(source: str, event_type: str, schema: type[EventSchema]) -> None:
-    EVENTS[event_type] = schema
-    EVENT_SOURCES[event_type] = source
-
-
 def validate_event(event_type: str, payload: dict) -> dict:
     """Complete ``event_id``/``occurred_at`` and check the payload against its contract.
 

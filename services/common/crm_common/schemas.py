@@ -9,7 +9,6 @@ from decimal import Decimal, InvalidOperation
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
-
 MONEY = re.compile(r"-?[0-9]{1,15}(\.[0-9]+)?")
 
 

@@ -14,7 +14,6 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from crm_common.caller import Caller
 from crm_common.contracts.deals import (
-    CurrentStageSchema,
     DealCreateSchema,
     DealSchema,
     DealUpdateSchema,
@@ -38,8 +37,6 @@ from deals.models import Deal, Pipeline, Script, ScriptVersion, Stage, StageVisi
 
 pipeline_out = PipelineSchema()
 deal_out = DealSchema()
-deal_list_out = DealSchema()
-stage_out = CurrentStageSchema()
 visit_out = StageVisitSchema()
 script_out = ScriptSchema()
 script_version_out = ScriptVersionSchema()

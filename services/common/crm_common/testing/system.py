@@ -49,7 +49,7 @@ class Api:
         assert response.status_code in expected, f"{method} {path} → {response.status_code} {response.text}"
         return response.json()
 
-    def login(self, email: str, password: str) -> "Api":
+    def login(self, email: str, password: str) -> Api:
         token = self.ok("POST", "/auth/login", {"email": email, "password": password})["access_token"]
         api = Api(self.base_url, token)
         api.me = api.ok("GET", "/me")
