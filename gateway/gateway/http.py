@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 import uuid
 from functools import partial
@@ -23,7 +24,8 @@ from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from crm_common.errors import BadRequest, CrmError, PayloadTooLarge
+from crm_common.errors import BadRequest, CrmError, PayloadTooLarge, ValidationError
+from crm_common.schemas import find_unstorable
 from gateway.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -156,13 +158,16 @@ class ApiEntrypoint(HttpRequestHandler):
                 fields={"Content-Type": [f"Expected application/json, got {request.mimetype or 'nothing'}."]},
             )
         try:
-            parsed = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+            parsed = json.loads(data.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float)
         except (UnicodeDecodeError, ValueError) as exc:
             raise BadRequest("malformed JSON", fields={"body": [f"Malformed JSON: {exc}"]}) from None
         except RecursionError:
             raise BadRequest("JSON nested too deeply", fields={"body": ["Nested too deeply."]}) from None
         if not isinstance(parsed, dict):
             raise BadRequest("the body must be a JSON object", fields={"body": ["Must be a JSON object."]})
+        bad_text = find_unstorable(parsed)
+        if bad_text:
+            raise ValidationError("invalid text", fields={bad_text: ["Contains a NUL character or invalid Unicode."]})
         return parsed
 
     def response_from_result(self, result):
@@ -187,6 +192,13 @@ class ApiEntrypoint(HttpRequestHandler):
 
 def _reject_constant(name):
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is too large a number")
+    return value
 
 
 def api(method: str, path: str, **options):

@@ -224,3 +224,27 @@ def test_an_empty_change_is_refused(head, client):
 def test_an_overlong_idempotency_key_is_refused(head):
     response = head.post("/clients", json={"kind": "person", "name": "X"}, headers={"Idempotency-Key": "k" * 300})
     assert "Idempotency-Key" in error_of(response, 400, "bad_request")["fields"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ('{"kind": "person", "name": "Nul\\u0000l"}', "name"),
+        ('{"kind": "person", "name": "X", "custom_fields": {"k": "a\\u0000"}}', "custom_fields.k"),
+        ('{"kind": "person", "name": "X", "custom_fields": {"k\\u0000": "a"}}', "custom_fields.k\x00"),
+        ('{"kind": "person", "name": "\\ud800"}', "name"),
+    ],
+)
+def test_text_no_database_can_store_is_refused_not_a_crash(head, raw, field):
+    response = head.http.post(f"{head.base_url}/clients", data=raw.encode(), headers={"Content-Type": "application/json"})
+    assert field in error_of(response, 422, "validation_error")["fields"]
+
+
+def test_a_number_too_large_for_a_float_is_a_bad_request(head):
+    raw = b'{"kind": "person", "name": "X", "custom_fields": {"n": 1e400}}'
+    response = head.http.post(f"{head.base_url}/clients", data=raw, headers={"Content-Type": "application/json"})
+    assert "body" in error_of(response, 400, "bad_request")["fields"]
+
+
+def test_a_nul_character_in_a_search_is_refused(head):
+    assert "q" in error_of(head.get("/clients?q=ab%00cd"), 400, "bad_request")["fields"]

@@ -45,7 +45,11 @@ class Id(fields.String):
 class Text(fields.String):
     """A string trimmed of surrounding whitespace, with a maximum length and optional non-blank rule."""
 
-    default_error_messages = {"blank": "Must not be blank.", "too_long": "Longer than {max} characters."}
+    default_error_messages = {
+        "blank": "Must not be blank.",
+        "too_long": "Longer than {max} characters.",
+        "unstorable": "Contains a NUL character or invalid Unicode.",
+    }
 
     def __init__(self, max_length: int, blank: bool = False, **kwargs):
         super().__init__(**kwargs)
@@ -54,6 +58,8 @@ class Text(fields.String):
 
     def _deserialize(self, value, attr, data, **kwargs):
         value = super()._deserialize(value, attr, data, **kwargs).strip()
+        if unstorable_text(value):
+            raise self.make_error("unstorable")
         if not self.blank and not value:
             raise self.make_error("blank")
         if len(value) > self.max_length:
@@ -178,6 +184,37 @@ class Scalar(fields.Field):
         if isinstance(value, str) and len(value) <= 1000:
             return value
         raise self.make_error("invalid")
+
+
+def unstorable_text(value: str) -> bool:
+    """True for text no database keeps: NUL characters or lone UTF-16 surrogates."""
+    if "\x00" in value:
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def find_unstorable(data, path: str = "") -> str | None:
+    """The path of the first string in a JSON document that no database can store, or None."""
+    if isinstance(data, str):
+        return (path or "body") if unstorable_text(data) else None
+    if isinstance(data, dict):
+        for key, value in data.items():
+            child = f"{path}.{key}" if path else str(key)
+            if unstorable_text(str(key)):
+                return child
+            found = find_unstorable(value, child)
+            if found:
+                return found
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            found = find_unstorable(value, f"{path}.{index}" if path else str(index))
+            if found:
+                return found
+    return None
 
 
 def iso(value: datetime) -> str:
