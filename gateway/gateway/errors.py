@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from nameko.exceptions import MalformedRequest, MethodNotFound, RemoteError, UnknownService
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from crm_common.errors import CrmError
 
@@ -17,6 +18,8 @@ FOREIGN_ERRORS: tuple[tuple[type[Exception], int, str, str], ...] = (
     (MalformedRequest, 500, "internal_error", "the gateway sent a malformed request"),
     (RemoteError, 500, "internal_error", "a service failed while handling the request"),
     (ConnectionError, 503, "unavailable", "the message bus or a database is unreachable"),
+    (OperationalError, 503, "unavailable", "the gateway's database is unreachable"),
+    (InterfaceError, 503, "unavailable", "the gateway's database is unreachable"),
 )
 
 ERROR_STATUSES = {

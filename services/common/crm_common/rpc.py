@@ -14,6 +14,7 @@ import sys
 
 import eventlet
 import marshmallow
+import sqlalchemy.exc
 from kombu.exceptions import OperationalError
 from nameko import rpc as nameko_rpc
 from nameko.exceptions import UnknownService
@@ -23,6 +24,8 @@ from crm_common.errors import CrmError, Unavailable, ValidationError, flatten_me
 
 
 def to_wire_error(exc: BaseException) -> BaseException:
+    if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+        return Unavailable("the service's database is unreachable")
     if isinstance(exc, marshmallow.ValidationError):
         return ValidationError("invalid input", fields=flatten_messages(exc.messages))
     if isinstance(exc, CrmError):
