@@ -122,7 +122,8 @@ class DealRoutes:
          errors=(403, 422), summary="Write a sales script", tag="deals")
     def create_script(self, request, caller):
         """``{"title": "Первый звонок", "body": "1. Представьтесь...", "stage_id": ...}`` → 201, version 1.
-        A script written for a stage becomes that stage's script if it has none."""
+        A deal at a stage shows the script the pipeline pins to that stage (``script_id`` in the pipeline),
+        otherwise the most recently changed script written for the stage."""
         body = request.json_body
         if body.get("branch_id") is not None:
             identity.require_branch(self.db.session, body["branch_id"])

@@ -109,6 +109,17 @@ def update_pipeline(uow, caller: Caller, pipeline_id: str, raw: dict, expected_v
     if expected_version is not None and pipeline.version != expected_version:
         raise VersionConflict("the pipeline changed since you read it", details={"current_version": pipeline.version})
     now = utcnow()
+    with session.no_autoflush:  # one change, one new version: nothing is written before the final flush
+        _apply_pipeline_changes(session, pipeline, data, now)
+    pipeline.updated_at = now
+    try:
+        session.flush()
+    except StaleDataError:
+        raise VersionConflict("the pipeline changed while you were saving it") from None
+    return dump_pipeline(session, pipeline)
+
+
+def _apply_pipeline_changes(session, pipeline: Pipeline, data: dict, now) -> None:
     if "name" in data:
         pipeline.name = data["name"]
     if "stages" in data:
@@ -124,24 +135,24 @@ def update_pipeline(uow, caller: Caller, pipeline_id: str, raw: dict, expected_v
             stage.name, stage.kind, stage.position = wanted["name"], wanted["kind"], position
             stage.max_days, stage.script_id = wanted.get("max_days"), wanted.get("script_id")
             if retimed:
-                _retime_open_deals(session, stage)
+                _retime_open_deals(session, stage, now)
         for wanted, position in plan.add:
             session.add(_new_stage(pipeline.id, wanted, position))
-    pipeline.updated_at = now
-    try:
-        session.flush()
-    except StaleDataError:
-        raise VersionConflict("the pipeline changed while you were saving it") from None
-    return dump_pipeline(session, pipeline)
 
 
-def _retime_open_deals(session, stage: Stage) -> None:
-    """A new time limit applies to the deals in the stage now, counted from when each entered it."""
+def _retime_open_deals(session, stage: Stage, now) -> None:
+    """A new time limit applies to the deals in the stage now, counted from when each entered it.
+
+    A deal already raised as stuck that is still past the new limit is not raised again for the same
+    stage entry; one the new limit gives more time may be raised again when that time runs out.
+    """
     deals = session.scalars(select(Deal).where(Deal.stage_id == stage.id, Deal.status == "open")).all()
     for deal in deals:
         due = domain.due_at(deal.stage_entered_at, stage.max_days)
+        still_late = due is not None and due <= now
         session.execute(
-            update(Deal).where(Deal.id == deal.id).values(stage_due_at=due, stuck_raised_at=None)
+            update(Deal).where(Deal.id == deal.id)
+            .values(stage_due_at=due, stuck_raised_at=deal.stuck_raised_at if still_late else None)
             .execution_options(synchronize_session=False)
         )
 
@@ -404,7 +415,7 @@ def create_script(uow, caller: Caller, raw: dict) -> dict:
     data = load_or_raise(ScriptCreateSchema(), raw)
     session = uow.session
     branch_id = caller.target_branch(data["branch_id"])
-    stage = _script_stage(session, data["stage_id"], branch_id)
+    _script_stage(session, data["stage_id"], branch_id)
     now = utcnow()
     script = Script(
         id=new_id(), branch_id=branch_id, title=data["title"], body=data["body"], stage_id=data["stage_id"],
@@ -413,19 +424,17 @@ def create_script(uow, caller: Caller, raw: dict) -> dict:
     session.add(script)
     session.flush()
     session.add(_script_version(script, caller.id))
-    if stage is not None and stage.script_id is None:
-        stage.script_id = script.id
     return script_out.dump(script)
 
 
-def _script_stage(session, stage_id, branch_id: str) -> Stage | None:
+def _script_stage(session, stage_id, branch_id: str) -> None:
+    """Check that a script is written for a live stage of its own branch."""
     if stage_id is None:
-        return None
+        return
     stage = session.get(Stage, stage_id)
     pipeline = session.get(Pipeline, stage.pipeline_id) if stage else None
     if stage is None or stage.removed_at is not None or pipeline.branch_id != branch_id:
         raise ValidationError("unknown stage", fields={"stage_id": ["No such stage in this branch."]})
-    return stage
 
 
 def _script_version(script: Script, author_id) -> ScriptVersion:
@@ -448,7 +457,7 @@ def update_script(uow, caller: Caller, script_id: str, raw: dict) -> dict:
     changes = load_or_raise(ScriptUpdateSchema(), raw)
     session = uow.session
     script = require_script(session, caller, script_id)
-    if "stage_id" in changes:
+    if changes.get("stage_id"):
         _script_stage(session, changes["stage_id"], script.branch_id)
     changed = [name for name, value in changes.items() if getattr(script, name) != value]
     if not changed:
