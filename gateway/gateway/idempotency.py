@@ -14,7 +14,7 @@ from nameko.extensions import DependencyProvider
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
-from crm_common.db import utcnow
+from crm_common.db import IDEMPOTENCY_CONTEXT_KEY, utcnow
 from crm_common.errors import BadRequest, Conflict, CrmError
 from gateway.errors import error_response
 from gateway.models import IdempotencyRecord
@@ -59,6 +59,8 @@ class IdempotentRequests:
             record = None
         if record is not None:
             return self._replay(record, print_)
+        # services remember what they did under this key: a retry after a lost answer writes nothing twice
+        self.worker_ctx.data[IDEMPOTENCY_CONTEXT_KEY] = f"{caller.id}:{key}:{print_}"
         session.add(IdempotencyRecord(user_id=caller.id, key=key, fingerprint=print_, created_at=utcnow()))
         try:
             session.commit()

@@ -16,7 +16,7 @@ from crm_common.rpc import ClusterRpc, RpcProxy
 from gateway import identity
 from gateway.auth import Auth
 from gateway.idempotency import Idempotency, purge_expired
-from gateway.models import Base, OutboxMessage
+from gateway.models import Base
 from gateway.ratelimit import RateLimit
 from gateway.routes.clients import ClientRoutes
 from gateway.routes.deals import DealRoutes
@@ -38,7 +38,7 @@ class IdentityDatabase(Database):
 class GatewayService(IdentityRoutes, ClientRoutes, DealRoutes, SystemRoutes):
     name = "gateway"
 
-    db = IdentityDatabase(Base, OutboxMessage)
+    db = IdentityDatabase(Base)
     settings = SettingsProvider()
     auth = Auth()
     rate_limit = RateLimit()

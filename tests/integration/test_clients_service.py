@@ -70,3 +70,22 @@ def test_the_health_check_command_tells_whether_a_service_answers_on_the_bus(cli
     missing = subprocess.run([*command, "no_such_service"], env=env, capture_output=True, text=True, timeout=30)
     assert missing.returncode == 1
     assert missing.stderr.strip().startswith("no_such_service is unhealthy")
+
+
+def test_a_command_retried_under_the_same_idempotency_key_is_done_once(container_factory, config, branch):
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    container = container_factory(ClientsService, config)
+    container.start()
+    head = head_of(branch)
+    body = {"kind": "person", "name": "Повторённый", "phones": ["+7 916 555-44-33"]}
+    answers = []
+    for _ in range(2):  # as if the first answer was lost on the way back and the gateway retried
+        with ClusterRpcProxy(config, context_data={"idempotency_key": "user-1:key-1:abc"}) as cluster:
+            answers.append(cluster["clients"].create_client(head, body))
+    assert answers[0] == answers[1]
+    with ClusterRpcProxy(config) as cluster:
+        page = cluster["clients"].list_clients(head, {"q": "Повторённый"})
+        assert [c["id"] for c in page["items"]] == [answers[0]["id"]]
+        with pytest.raises(DuplicateClient):
+            cluster["clients"].create_client(head, body)  # without the key it is a new command

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from crm_common.db import OutboxMixin, ProcessedEventMixin, UtcDateTime, json_type, utcnow
+from crm_common.db import CommandLogMixin, OutboxMixin, ProcessedEventMixin, UtcDateTime, json_type, utcnow
 from crm_common.schemas import new_id
 
 
@@ -132,4 +132,8 @@ class OutboxMessage(OutboxMixin, Base):
 
 
 class ProcessedEvent(ProcessedEventMixin, Base):
+    pass
+
+
+class CommandLog(CommandLogMixin, Base):
     pass

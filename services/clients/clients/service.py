@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from nameko.events import event_handler
-
 from clients import commands
 from clients import repository as repo
 from clients.domain import search_term
-from clients.models import Base, OutboxMessage, ProcessedEvent
+from clients.models import Base
 from clients.schemas import client_out, client_query, timeline_out, timeline_query
 from crm_common.caller import Caller
 from crm_common.config import SettingsProvider
 from crm_common.db import Database
 from crm_common.errors import BadRequest
+from crm_common.handlers import event_handler
 from crm_common.rpc import RpcProxy, rpc
 from crm_common.schemas import load_or_raise
 
@@ -20,7 +19,7 @@ from crm_common.schemas import load_or_raise
 class ClientsService:
     name = "clients"
 
-    db = Database(Base, OutboxMessage, ProcessedEvent)
+    db = Database(Base)
     settings = SettingsProvider()
     deals_rpc = RpcProxy("deals")
 
@@ -31,8 +30,7 @@ class ClientsService:
     @rpc
     def create_client(self, caller, data, directory=None):
         """Create a client. ``create_client(caller, {"kind": "person", "name": "Иван", "phones": ["8 916 123-45-67"]})``"""
-        with self.db.transaction():
-            return commands.create_client(self.db, Caller.load(caller), data, directory, self.region)
+        return self.db.write(lambda: commands.create_client(self.db, Caller.load(caller), data, directory, self.region))
 
     @rpc
     def get_client(self, caller, client_id):
@@ -50,10 +48,9 @@ class ClientsService:
     @rpc
     def update_client(self, caller, client_id, changes, expected_version=None, directory=None):
         """Change some fields. ``update_client(caller, id, {"tags": ["vip"]}, expected_version=3)``"""
-        with self.db.transaction():
-            return commands.update_client(
-                self.db, Caller.load(caller), client_id, changes, expected_version, directory, self.region
-            )
+        return self.db.write(lambda: commands.update_client(
+            self.db, Caller.load(caller), client_id, changes, expected_version, directory, self.region
+        ))
 
     @rpc
     def archive_client(self, caller, client_id):
@@ -62,20 +59,17 @@ class ClientsService:
         client = commands.require_visible(self.db, caller, client_id)
         open_deals = self.deals_rpc.open_deals_of_client(client.id) if "deals" in self.settings.services else []
         self.db.rollback()  # no transaction stays open across the remote call above
-        with self.db.transaction():
-            return commands.set_archived(self.db, caller, client_id, True, open_deals)
+        return self.db.write(lambda: commands.set_archived(self.db, caller, client_id, True, open_deals))
 
     @rpc
     def restore_client(self, caller, client_id):
         """Bring an archived client back. ``restore_client(caller, id)``"""
-        with self.db.transaction():
-            return commands.set_archived(self.db, Caller.load(caller), client_id, False)
+        return self.db.write(lambda: commands.set_archived(self.db, Caller.load(caller), client_id, False))
 
     @rpc
     def log_interaction(self, caller, client_id, data):
         """Record a call, meeting, note... ``log_interaction(caller, id, {"type": "call", "direction": "in"})``"""
-        with self.db.transaction():
-            return commands.log_interaction(self.db, Caller.load(caller), client_id, data)
+        return self.db.write(lambda: commands.log_interaction(self.db, Caller.load(caller), client_id, data))
 
     @rpc
     def get_timeline(self, caller, client_id, query=None):
@@ -92,8 +86,7 @@ class ClientsService:
         ``record_touchpoint(caller, {"channel": "web_form", "phone": "+7 916 000-00-00"},
         {"managers": [...]})`` → ``{client_id, created, touchpoint_id}``
         """
-        with self.db.transaction():
-            return commands.record_touchpoint(self.db, Caller.load(caller), data, directory, self.region)
+        return self.db.write(lambda: commands.record_touchpoint(self.db, Caller.load(caller), data, directory, self.region))
 
     @event_handler("deals", "deal_created")
     def handle_deal_created(self, payload):

@@ -160,11 +160,26 @@ class ProcessedEventMixin:
     handled_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
+class CommandLogMixin:
+    """Results of writes made under an idempotency key, so a retried command returns them instead of
+    writing again (the gateway's Idempotency-Key reaches services in the call's context data)."""
+
+    __tablename__ = "command_log"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    result: Mapped[dict | list | None] = mapped_column(JSON())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
+
+
+IDEMPOTENCY_CONTEXT_KEY = "idempotency_key"
+
+
 class WorkerDatabase:
     """What a worker sees as ``self.db``."""
 
-    def __init__(self, provider: Database):
+    def __init__(self, provider: Database, worker_ctx=None):
         self._provider = provider
+        self._worker_ctx = worker_ctx
         self._session: Session | None = None
         self._emitted = False
 
@@ -212,6 +227,39 @@ class WorkerDatabase:
             self.rollback()
             raise
 
+    def write(self, command):
+        """Run ``command()`` in a transaction and commit; under an idempotency key, only once.
+
+        When the call carries an idempotency key (a retry of a request whose answer was lost), the
+        result of the first run is returned and nothing is written again.
+        """
+        key = self._command_key()
+        model = self._provider.command_model
+        if key is None or model is None:
+            with self.transaction():
+                return command()
+        done = self.session.get(model, key)
+        if done is not None:
+            return done.result
+        try:
+            with self.transaction() as session:
+                result = command()
+                session.add(model(key=key, result=result, created_at=utcnow()))
+        except IntegrityError:
+            self.rollback()
+            done = self.session.get(model, key)
+            if done is None:
+                raise
+            return done.result  # the same command ran at the same moment and won
+        return result
+
+    def _command_key(self) -> str | None:
+        data = getattr(self._worker_ctx, "data", None) or {}
+        key = data.get(IDEMPOTENCY_CONTEXT_KEY)
+        if not key:
+            return None
+        return f"{self._worker_ctx.service_name}.{self._worker_ctx.entrypoint.method_name}:{key}"[:400]
+
     def first_delivery(self, event_id: str, event_type: str) -> bool:
         """Record that an event is being handled; False if it was handled before.
 
@@ -240,12 +288,17 @@ class WorkerDatabase:
 
 
 class Database(DependencyProvider):
-    """``db = Database(Base)`` on a nameko service class."""
+    """``db = Database(Base)`` on a nameko service class.
 
-    def __init__(self, base, outbox_model=None, processed_model=None):
+    The outbox, processed-events and command-log tables are found among ``Base``'s models by their
+    table names (each service declares the ones it uses from the mixins above, in its own models).
+    """
+
+    def __init__(self, base):
         self.base = base
-        self.outbox_model = outbox_model
-        self.processed_model = processed_model
+        self.outbox_model = _model_for(base, OutboxMixin.__tablename__)
+        self.processed_model = _model_for(base, ProcessedEventMixin.__tablename__)
+        self.command_model = _model_for(base, CommandLogMixin.__tablename__)
         self.workers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.engine: Engine | None = None
         self.relay = None
@@ -261,6 +314,7 @@ class Database(DependencyProvider):
             self.relay = OutboxRelay(
                 session_factory=self.session_factory,
                 model=self.outbox_model,
+                command_model=self.command_model,
                 config=self.container.config,
                 service_name=self.container.service_name,
                 poll_s=self.settings.outbox_poll_s,
@@ -284,7 +338,7 @@ class Database(DependencyProvider):
             self.relay.wake()
 
     def get_dependency(self, worker_ctx):
-        worker_db = WorkerDatabase(self)
+        worker_db = WorkerDatabase(self, worker_ctx)
         self.workers[worker_ctx] = worker_db
         return worker_db
 
@@ -292,3 +346,10 @@ class Database(DependencyProvider):
         worker_db = self.workers.pop(worker_ctx, None)
         if worker_db is not None:
             worker_db.close()
+
+
+def _model_for(base, table_name: str):
+    for mapper in base.registry.mappers:
+        if getattr(mapper.class_, "__tablename__", None) == table_name:
+            return mapper.class_
+    return None

@@ -25,13 +25,17 @@ log = logging.getLogger(__name__)
 
 BATCH = 200
 KEEP_PUBLISHED = timedelta(days=7)
+KEEP_COMMANDS = timedelta(hours=25)  # longer than the gateway keeps an Idempotency-Key
 PURGE_EVERY_S = 3600.0
 
 
 class OutboxRelay:
-    def __init__(self, session_factory, model, config: dict, service_name: str, poll_s: float = 1.0):
+    def __init__(
+        self, session_factory, model, config: dict, service_name: str, poll_s: float = 1.0, command_model=None
+    ):
         self.session_factory = session_factory
         self.model = model
+        self.command_model = command_model
         self.service_name = service_name
         self.poll_s = poll_s
         self.exchange = get_event_exchange(service_name, config)
@@ -101,4 +105,8 @@ class OutboxRelay:
             session.execute(
                 delete(self.model).where(self.model.published_at < utcnow() - KEEP_PUBLISHED)
             )
+            if self.command_model is not None:
+                session.execute(
+                    delete(self.command_model).where(self.command_model.created_at < utcnow() - KEEP_COMMANDS)
+                )
             session.commit()

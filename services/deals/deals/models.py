@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from crm_common.db import OutboxMixin, ProcessedEventMixin, UtcDateTime, utcnow
+from crm_common.db import CommandLogMixin, OutboxMixin, ProcessedEventMixin, UtcDateTime, utcnow
 from crm_common.schemas import new_id
 
 
@@ -145,4 +145,8 @@ class OutboxMessage(OutboxMixin, Base):
 
 
 class ProcessedEvent(ProcessedEventMixin, Base):
+    pass
+
+
+class CommandLog(CommandLogMixin, Base):
     pass

@@ -13,7 +13,7 @@ from crm_common.schemas import PageQuerySchema, load_or_raise
 from crm_common.timer import settings_timer
 from deals import commands
 from deals import repository as repo
-from deals.models import Base, OutboxMessage, ProcessedEvent
+from deals.models import Base
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 class DealsService:
     name = "deals"
 
-    db = Database(Base, OutboxMessage, ProcessedEvent)
+    db = Database(Base)
     clients_rpc = RpcProxy("clients")
 
     # ---- pipelines
@@ -30,14 +30,13 @@ class DealsService:
     def create_pipeline(self, caller, data):
         """``create_pipeline(caller, {"name": "Опт", "stages": [{"name": "Новая", "kind": "open", "max_days": 2},
         {"name": "Успех", "kind": "won"}, {"name": "Отказ", "kind": "lost"}]})`` → pipeline with stage ids."""
-        with self.db.transaction():
-            return commands.create_pipeline(self.db, Caller.load(caller), data)
+        return self.db.write(lambda: commands.create_pipeline(self.db, Caller.load(caller), data))
 
     @rpc
     def update_pipeline(self, caller, pipeline_id, changes, expected_version=None):
         """Rename or change stages (the whole list): ``update_pipeline(caller, id, {"stages": [...]})``."""
-        with self.db.transaction():
-            return commands.update_pipeline(self.db, Caller.load(caller), pipeline_id, changes, expected_version)
+        caller = Caller.load(caller)
+        return self.db.write(lambda: commands.update_pipeline(self.db, caller, pipeline_id, changes, expected_version))
 
     @rpc
     def get_pipeline(self, caller, pipeline_id):
@@ -60,8 +59,7 @@ class DealsService:
         caller = Caller.load(caller)
         data = commands.load_new_deal(data)
         client = self._visible_client(caller, data["client_id"])
-        with self.db.transaction():
-            return commands.create_deal(self.db, caller, data, client, directory)
+        return self.db.write(lambda: commands.create_deal(self.db, caller, data, client, directory))
 
     def _visible_client(self, caller: Caller, client_id: str):
         try:
@@ -83,14 +81,13 @@ class DealsService:
     @rpc
     def update_deal(self, caller, deal_id, changes, expected_version=None, directory=None):
         """``update_deal(caller, id, {"amount": "990.00"}, expected_version=2)``"""
-        with self.db.transaction():
-            return commands.update_deal(self.db, Caller.load(caller), deal_id, changes, expected_version, directory)
+        caller = Caller.load(caller)
+        return self.db.write(lambda: commands.update_deal(self.db, caller, deal_id, changes, expected_version, directory))
 
     @rpc
     def move_deal(self, caller, deal_id, data, expected_version=None):
         """``move_deal(caller, id, {"stage_id": ..., "lost_reason": "Дорого"})``; stale versions are refused."""
-        with self.db.transaction():
-            return commands.move_deal(self.db, Caller.load(caller), deal_id, data, expected_version)
+        return self.db.write(lambda: commands.move_deal(self.db, Caller.load(caller), deal_id, data, expected_version))
 
     @rpc
     def get_history(self, caller, deal_id, query=None):
@@ -116,14 +113,12 @@ class DealsService:
     @rpc
     def create_script(self, caller, data):
         """``create_script(caller, {"title": "Первый звонок", "body": "...", "stage_id": ...})`` → version 1."""
-        with self.db.transaction():
-            return commands.create_script(self.db, Caller.load(caller), data)
+        return self.db.write(lambda: commands.create_script(self.db, Caller.load(caller), data))
 
     @rpc
     def update_script(self, caller, script_id, changes):
         """Any change makes a new version: ``update_script(caller, id, {"body": "..."})``."""
-        with self.db.transaction():
-            return commands.update_script(self.db, Caller.load(caller), script_id, changes)
+        return self.db.write(lambda: commands.update_script(self.db, Caller.load(caller), script_id, changes))
 
     @rpc
     def get_script(self, caller, script_id):
