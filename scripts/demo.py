@@ -124,14 +124,18 @@ def seed(base: str, admin_email: str, admin_password: str, clients_per_branch: i
                     "currency": "RUB",
                 })
                 deals += 1
-                target = rnd.randrange(len(stages))
-                for stage in stages[1:target + 1]:
-                    move = {"stage_id": stage["id"]}
-                    if stage["kind"] == "lost":
-                        move["lost_reason"] = rnd.choice(LOST_REASONS)
-                    manager.call("POST", f"/deals/{deal['id']}/stage", move)
-                    if stage["kind"] != "open":
-                        break
+                open_stages = [s for s in stages if s["kind"] == "open"]
+                outcome = rnd.choice(["open", "open", "won", "lost"])
+                reached = rnd.randrange(len(open_stages)) if outcome != "won" else len(open_stages) - 1
+                for stage in open_stages[1:reached + 1]:
+                    manager.call("POST", f"/deals/{deal['id']}/stage", {"stage_id": stage["id"]})
+                if outcome == "won":
+                    won = next(s for s in stages if s["kind"] == "won")
+                    manager.call("POST", f"/deals/{deal['id']}/stage", {"stage_id": won["id"]})
+                elif outcome == "lost":
+                    lost = next(s for s in stages if s["kind"] == "lost")
+                    manager.call("POST", f"/deals/{deal['id']}/stage",
+                                 {"stage_id": lost["id"], "lost_reason": rnd.choice(LOST_REASONS)})
         for _ in range(5):
             head.call("POST", "/touchpoints", {
                 "channel": rnd.choice(["web_form", "call", "telegram", "walk_in"]), "name": fake.name(),

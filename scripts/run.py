@@ -41,6 +41,13 @@ def say(message: str) -> None:
     print(f"[run] {message}", flush=True)
 
 
+def printable(url: str) -> str:
+    """A database URL without its password, for the console."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -97,7 +104,7 @@ def ensure_postgres(database_url: str | None) -> None:
     if port_open(host, port):
         return
     if host in ("127.0.0.1", "localhost") and shutil.which("pg_ctlcluster") and Path("/etc/postgresql").exists():
-        version = sorted(os.listdir("/etc/postgresql"))[-1]
+        version = max(os.listdir("/etc/postgresql"), key=lambda v: [int(part) for part in v.split(".") if part.isdigit()])
         say(f"PostgreSQL is not running; starting cluster {version}/main")
         subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], check=False)
         if wait_until(lambda: port_open(host, port), 60, 1.0):
@@ -110,14 +117,14 @@ def ensure_postgres(database_url: str | None) -> None:
 class Child:
     """One service process, restarted with back-off when it dies."""
 
-    def __init__(self, name: str, module: str, env: dict, log_file=None):
-        self.name, self.module, self.env, self.log_file = name, module, env, log_file
+    def __init__(self, name: str, module: str, env: dict, config_path: Path):
+        self.name, self.module, self.env, self.config_path = name, module, env, config_path
         self.process: subprocess.Popen | None = None
         self.restarts: list[float] = []
         self.next_start = 0.0
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "nameko", "run", "--config", str(ROOT / "config.yml"), self.module]
+        command = [sys.executable, "-m", "nameko", "run", "--config", str(self.config_path), self.module]
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, bufsize=1, start_new_session=True,
@@ -175,11 +182,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--startup-timeout", type=float, default=90.0)
     args = parser.parse_args(argv)
 
+    os.chdir(ROOT)  # relative paths (CRM_DATA_DIR=./var) mean the same to this script and the services
     os.environ.setdefault("PYTHONWARNINGS", QUIET_WARNINGS)
-    config = load_config()
+    config_path = Path(os.environ.get("CRM_CONFIG", ROOT / "config.yml")).resolve()
+    config = load_config(config_path)
     settings = Settings.from_config(config)
     port = int(os.environ.get("CRM_HTTP_PORT", "8000"))
 
+    if args.replicas > 1 and not settings.database_url:
+        sys.exit("[run] --replicas needs PostgreSQL (set CRM_DATABASE_URL): SQLite files serve one process each")
     ensure_rabbitmq(settings.amqp_uri)
     ensure_postgres(settings.database_url)
 
@@ -187,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 
     names = [*settings.services, "gateway"]
     for name in names:
-        say(f"{name}: database {migrate(name, config)} ({settings.database_url_for(name).split('@')[-1]})")
+        say(f"{name}: database {migrate(name, config)} ({printable(settings.database_url_for(name))})")
 
     children: list[Child] = []
     for name in names:
@@ -195,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         for index in range(copies):
             label = name if copies == 1 else f"{name}-{index + 1}"
             env = dict(os.environ, CRM_SERVICE_NAME=label)
-            children.append(Child(label, SERVICE_MODULES[name], env))
+            children.append(Child(label, SERVICE_MODULES[name], env, config_path))
 
     stopping = threading.Event()
 
@@ -215,11 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         if not up:
             say(f"not healthy after {args.startup_timeout:g}s: {health(port)}")
         password = settings.admin_password if settings.admin_password == DEV_ADMIN_PASSWORD else "(CRM_ADMIN_PASSWORD)"
+        data_location = printable(settings.database_url) if settings.database_url else Path(settings.data_dir).resolve()
         print(
             "\n"
             f"  CRM is running:  http://127.0.0.1:{port}/api/v1   (docs: http://127.0.0.1:{port}/api/v1/docs)\n"
             f"  Log in as:       {settings.admin_email} / {password}\n"
-            f"  Data:            {settings.database_url or Path(settings.data_dir).resolve()}\n"
+            f"  Data:            {data_location}\n"
             "  Stop with Ctrl-C.\n",
             flush=True,
         )

@@ -76,7 +76,9 @@ class Authenticator:
         from gateway.models import User
 
         claims = read_token(self.settings, bearer_token(request))
-        user = self.worker_ctx.service.db.session.get(User, str(claims["sub"]))
+        session = self.worker_ctx.service.db.session
+        user = session.get(User, str(claims["sub"]))
+        session.commit()  # end the read: no transaction stays open while the route waits on services
         if user is None or not user.active or user.token_version != claims["ver"]:
             raise Unauthorized("the token is no longer valid")
         self.user = user

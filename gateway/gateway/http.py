@@ -24,6 +24,7 @@ from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
+from crm_common.config import Settings
 from crm_common.errors import BadRequest, CrmError, PayloadTooLarge, ValidationError
 from crm_common.schemas import find_unstorable
 from gateway.errors import error_response
@@ -95,6 +96,7 @@ class ApiEntrypoint(HttpRequestHandler):
         tag: str | None = None,
         prefix: str = API_PREFIX,
         raw: bool = False,
+        if_match: bool = False,
         **kwargs,
     ):
         kwargs.setdefault("expected_exceptions", CrmError)
@@ -110,9 +112,14 @@ class ApiEntrypoint(HttpRequestHandler):
         self.errors = errors
         self.tag = tag
         self.raw = raw
+        self.if_match = if_match
 
     def get_url_rule(self):
         return Rule(self.url, methods=[self.method], strict_slashes=False)
+
+    def setup(self):
+        super().setup()
+        self.max_body_bytes = Settings.from_config(self.container.config).max_body_bytes
 
     def handle_request(self, request):
         started = time.monotonic()
@@ -142,12 +149,12 @@ class ApiEntrypoint(HttpRequestHandler):
     def _parse_body(self, request):
         if self.method not in BODY_METHODS:
             return None
-        length = request.content_length or 0
-        if length > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"the body is larger than {MAX_BODY_BYTES} bytes")
-        data = request.stream.read(MAX_BODY_BYTES + 1)  # never more than the limit in memory
-        if len(data) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"the body is larger than {MAX_BODY_BYTES} bytes")
+        limit = getattr(self, "max_body_bytes", MAX_BODY_BYTES)
+        if (request.content_length or 0) > limit:
+            raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+        data = request.stream.read(limit + 1)  # never more than the limit in memory
+        if len(data) > limit:
+            raise PayloadTooLarge(f"the body is larger than {limit} bytes")
         if not data.strip():
             if self.body is None:
                 return {}
@@ -229,6 +236,7 @@ def api(method: str, path: str, **options):
         route.__name__ = fn.__name__
         route.__doc__ = fn.__doc__
         route.__qualname__ = fn.__qualname__
+        route.route_body = fn  # not __wrapped__: nameko checks call signatures against the wrapper
         return ApiEntrypoint.decorator(method, path, **options)(route)
 
     return decorate

@@ -34,7 +34,7 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     branch_id: Mapped[str | None] = mapped_column(String(36), index=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    # bumped when the password changes or the user is deactivated: older tokens stop working
+    # bumped when the password, role, branch or active flag changes: older tokens stop working
     token_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

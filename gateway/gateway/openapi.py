@@ -90,7 +90,7 @@ def build_spec(service_cls, title: str = "Sales CRM API", version: str = "1.0.0"
                 "in": "header", "name": "Idempotency-Key", "required": False, "schema": {"type": "string"},
                 "description": "the same key and body within 24 h returns the first response",
             })
-        if ep.method == "PATCH":
+        if ep.if_match:
             params.append({
                 "in": "header", "name": "If-Match", "required": False, "schema": {"type": "string"},
                 "description": "the version you read; a stale one is 409 version_conflict",

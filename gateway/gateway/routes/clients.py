@@ -60,7 +60,7 @@ class ClientRoutes:
         client = self.clients_rpc.get_client(caller.dump(), client_id)
         return 200, client, etag(client)
 
-    @api("PATCH", "/clients/<client_id>", body=ClientUpdateSchema, response=ClientSchema,
+    @api("PATCH", "/clients/<client_id>", body=ClientUpdateSchema, response=ClientSchema, if_match=True,
          errors=(403, 404, 409, 422), summary="Change a client", tag="clients")
     def update_client(self, request, caller, client_id):
         """Send only what changes. With ``If-Match: <version>`` a stale version is 409 ``version_conflict``."""
@@ -71,10 +71,12 @@ class ClientRoutes:
         )
         return 200, client, etag(client)
 
-    @api("DELETE", "/clients/<client_id>", response=ClientSchema, errors=(404,),
+    @api("DELETE", "/clients/<client_id>", response=ClientSchema, errors=(404, 409),
          summary="Archive a client", tag="clients")
     def archive_client(self, request, caller, client_id):
-        """Archives the client (nothing is destroyed); the archived client is returned."""
+        """Archives the client (nothing is destroyed); the archived client is returned.
+
+        A client with open deals is not archived: 409 ``conflict`` with ``open_deal_ids`` to close first."""
         return self.clients_rpc.archive_client(caller.dump(), client_id)
 
     @api("POST", "/clients/<client_id>/restore", response=ClientSchema, errors=(404,),

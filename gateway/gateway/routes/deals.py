@@ -61,7 +61,7 @@ class DealRoutes:
         pipeline = self.deals_rpc.get_pipeline(caller.dump(), pipeline_id)
         return 200, pipeline, etag(pipeline)
 
-    @api("PATCH", "/pipelines/<pipeline_id>", roles=("admin", "head"), body=PipelineUpdateSchema,
+    @api("PATCH", "/pipelines/<pipeline_id>", roles=("admin", "head"), body=PipelineUpdateSchema, if_match=True,
          response=PipelineSchema, errors=(403, 404, 409, 422), summary="Change a pipeline", tag="deals")
     def update_pipeline(self, request, caller, pipeline_id):
         """Rename it, or send the whole new stage list: stages with ``id`` are kept (renamed, re-timed,
@@ -93,7 +93,7 @@ class DealRoutes:
         deal = self.deals_rpc.get_deal(caller.dump(), deal_id)
         return 200, deal, etag(deal)
 
-    @api("PATCH", "/deals/<deal_id>", body=DealUpdateSchema, response=DealSchema, errors=(403, 404, 409, 422),
+    @api("PATCH", "/deals/<deal_id>", body=DealUpdateSchema, response=DealSchema, errors=(403, 404, 409, 422), if_match=True,
          summary="Change a deal", tag="deals")
     def update_deal(self, request, caller, deal_id):
         """Title, amount, currency, owner. With ``If-Match`` a stale version is 409 ``version_conflict``."""
@@ -103,7 +103,7 @@ class DealRoutes:
         )
         return 200, deal, etag(deal)
 
-    @api("POST", "/deals/<deal_id>/stage", body=StageMoveSchema, response=DealSchema, errors=(404, 409, 422),
+    @api("POST", "/deals/<deal_id>/stage", body=StageMoveSchema, response=DealSchema, errors=(404, 409, 422), if_match=True,
          summary="Move a deal to a stage", tag="deals")
     def move_deal(self, request, caller, deal_id):
         """``{"stage_id": ...}``; a lost stage needs ``lost_reason``. Won and lost deals are closed and can be

@@ -298,6 +298,7 @@ def _collect_new_contacts(uow, caller: Caller, client: Client, phones: list[str]
         _flush_contacts(uow, client)
     out = client_out.dump(client)
     event = "client_restored" if changed == ["archived"] else "client_updated"
+    _timeline(uow, client, "client", event, caller.id, ref_id=client.id, data={"changed": changed})
     payload = {"branch_id": client.branch_id, "actor_id": caller.id, "client": out}
     if event == "client_updated":
         payload["changed"] = changed

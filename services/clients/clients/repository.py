@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import and_, exists, func, or_, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from clients.models import Client, ClientContact, RoundRobinCursor, TimelineEntry
@@ -94,11 +96,11 @@ def timeline(session: Session, client_id: str, cursor: str | None, limit: int, d
 
 
 def round_robin_cursor(session: Session, branch_id: str) -> RoundRobinCursor:
+    """The branch's round-robin row, created if missing and locked until the transaction ends."""
+    dialect = session.bind.dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(insert(RoundRobinCursor).values(branch_id=branch_id).on_conflict_do_nothing())
     query = select(RoundRobinCursor).where(RoundRobinCursor.branch_id == branch_id)
-    if session.bind.dialect.name == "postgresql":
+    if dialect == "postgresql":
         query = query.with_for_update()
-    cursor = session.scalars(query).first()
-    if cursor is None:
-        cursor = RoundRobinCursor(branch_id=branch_id, last_owner_id=None)
-        session.add(cursor)
-    return cursor
+    return session.scalars(query).one()

@@ -3,4 +3,4 @@
 from clients.models import Base
 from crm_common.migrate import run_env
 
-run_env(Base.metadata)
+run_env(Base.metadata, "clients")

@@ -46,11 +46,17 @@ def migrate(service: str, config: dict | None = None, revision: str = "head") ->
     return "created and migrated" if created else "migrated"
 
 
-def run_env(metadata) -> None:
-    """Body of every service's ``migrations/env.py``."""
+def run_env(metadata, service: str) -> None:
+    """Body of every service's ``migrations/env.py``.
+
+    The URL is the one ``migrate()`` set, or, when a developer runs ``alembic -c <service>/alembic.ini``,
+    the service's database from config.yml and the environment (CRM_DATABASE_URL, CRM_DATA_DIR).
+    """
     from alembic import context
 
     url = context.config.get_main_option("sqlalchemy.url")
+    if not url:
+        url = Settings.from_config(load_config()).database_url_for(service)
     if context.is_offline_mode():
         context.configure(url=url, target_metadata=metadata, literal_binds=True)
         with context.begin_transaction():

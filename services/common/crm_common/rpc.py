@@ -54,6 +54,10 @@ class TimedMethodProxy(nameko_rpc.MethodProxy):
     def __init__(self, worker_ctx, service_name, method_name, reply_listener, timeout, **options):
         self.timeout = timeout
         options.setdefault("expiration", timeout)
+        # reconnecting to a broker that is down must not outlast the timeout the caller was promised
+        options.setdefault(
+            "retry_policy", {"max_retries": 2, "interval_start": 0, "interval_step": timeout / 4, "interval_max": timeout / 2}
+        )
         super().__init__(worker_ctx, service_name, method_name, reply_listener, **options)
 
     def __call__(self, *args, **kwargs):

@@ -444,8 +444,8 @@ def _script_version(script: Script, author_id) -> ScriptVersion:
     )
 
 
-def require_script(session, caller: Caller, script_id: str) -> Script:
-    script = repo.get_script(session, caller, script_id)
+def require_script(session, caller: Caller, script_id: str, for_update: bool = False) -> Script:
+    script = repo.get_script(session, caller, script_id, for_update)
     if script is None:
         raise ScriptNotFound()
     return script
@@ -456,7 +456,7 @@ def update_script(uow, caller: Caller, script_id: str, raw: dict) -> dict:
     _require_process_manager(caller, "the sales book")
     changes = load_or_raise(ScriptUpdateSchema(), raw)
     session = uow.session
-    script = require_script(session, caller, script_id)
+    script = require_script(session, caller, script_id, for_update=True)
     if changes.get("stage_id"):
         _script_stage(session, changes["stage_id"], script.branch_id)
     changed = [name for name, value in changes.items() if getattr(script, name) != value]

@@ -117,12 +117,13 @@ def due_for_stuck(session: Session, now: datetime, batch: int) -> list[Deal]:
     return list(session.scalars(query).all())
 
 
-def get_script(session: Session, caller: Caller, script_id: str) -> Script | None:
+def get_script(session: Session, caller: Caller, script_id: str, for_update: bool = False) -> Script | None:
     if not is_uuid(script_id):
         return None
-    return session.scalars(
-        select(Script).where(Script.id == script_id, branch_condition(caller, Script.branch_id))
-    ).first()
+    query = select(Script).where(Script.id == script_id, branch_condition(caller, Script.branch_id))
+    if for_update and session.bind.dialect.name == "postgresql":
+        query = query.with_for_update()  # two edits at once become versions n+1 and n+2, not a clash
+    return session.scalars(query).first()
 
 
 def scripts_by_id(session: Session, script_ids) -> dict[str, Script]:

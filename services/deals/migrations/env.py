@@ -3,4 +3,4 @@
 from crm_common.migrate import run_env
 from deals.models import Base
 
-run_env(Base.metadata)
+run_env(Base.metadata, "deals")
