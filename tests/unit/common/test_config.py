@@ -242,3 +242,11 @@ def test_the_shipped_config_keeps_the_secret_key_exactly_as_the_environment_give
     monkeypatch.setenv("CRM_SECRET_KEY", secret_key)
 
     assert Settings.from_config(load_config(DEFAULT_CONFIG_PATH)).secret_key == secret_key
+
+
+@pytest.mark.parametrize("url", ["sqlite:////tmp/crm.db", "mysql://root@localhost/crm"])
+def test_a_database_url_that_is_not_a_postgresql_server_is_refused(url):
+    from crm_common.config import ConfigError, Settings
+
+    with pytest.raises(ConfigError):
+        Settings(database_url=url).database_url_for("clients")
