@@ -391,13 +391,14 @@ def raise_stuck_deals(uow, now: datetime | None = None, batch: int = 500) -> int
             update(Deal).where(Deal.id.in_([d.id for d in deals])).values(stuck_raised_at=now)
             .execution_options(synchronize_session=False)
         )
-        for deal in deals:
+        view = DealView(session, with_script=False, now=now)
+        for index, deal in enumerate(deals):
             stage = stages[deal.stage_id]
-            snapshot = _snapshot(DealView(session, with_script=False, now=now)._one(deal, stage, None))
+            snapshot = _snapshot(view._one(deal, stage, None))
             uow.emit("deal_stuck", {
                 "branch_id": deal.branch_id, "deal": snapshot, "stage": _stage_ref(stage),
                 "max_days": stage.max_days or 0.0, "days_in_stage": domain.days_between(deal.stage_entered_at, now),
-            })
+            }, full_check=index == 0)  # the rest of the batch is built the same way
         uow.commit()
         raised += len(deals)
         if len(deals) < batch:
