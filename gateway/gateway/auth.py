@@ -76,9 +76,8 @@ class Authenticator:
         from gateway.models import User
 
         claims = read_token(self.settings, bearer_token(request))
-        session = self.worker_ctx.service.db.session
-        user = session.get(User, str(claims["sub"]))
-        session.commit()  # end the read: no transaction stays open while the route waits on services
+        # autocommit read: one round trip, and no transaction stays open while the route waits on services
+        user = self.worker_ctx.service.db.reader.get(User, str(claims["sub"]))
         if user is None or not user.active or user.token_version != claims["ver"]:
             raise Unauthorized("the token is no longer valid")
         self.user = user

@@ -26,11 +26,11 @@ TimelinePage = page_schema(TimelineEntrySchema, "TimelinePage")
 
 class ClientRoutes:
     def _directory(self, body: dict, field: str = "owner_id") -> dict:
-        return identity.directory(self.db.session, [body.get(field)])
+        return identity.directory(self.db.reader, [body.get(field)])
 
     def _check_named_branch(self, body: dict) -> None:
         if body.get("branch_id") is not None:
-            identity.require_branch(self.db.session, body["branch_id"])
+            identity.require_branch(self.db.reader, body["branch_id"])
 
     @api("POST", "/clients", status=201, body=ClientCreateSchema, response=ClientSchema,
          errors=(403, 409, 422), summary="Create a client", tag="clients")
@@ -120,5 +120,5 @@ class ClientRoutes:
         body = request.json_body
         self._check_named_branch(body)
         branch_id = body.get("branch_id") if caller.is_admin else caller.branch_id
-        directory = {"managers": identity.active_managers(self.db.session, branch_id or caller.branch_id)}
+        directory = {"managers": identity.active_managers(self.db.reader, branch_id or caller.branch_id)}
         return 201, self.clients_rpc.record_touchpoint(caller.dump(), body, directory)

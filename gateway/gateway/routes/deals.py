@@ -44,7 +44,7 @@ class DealRoutes:
         """
         body = request.json_body
         if body.get("branch_id") is not None:
-            identity.require_branch(self.db.session, body["branch_id"])
+            identity.require_branch(self.db.reader, body["branch_id"])
         pipeline = self.deals_rpc.create_pipeline(caller.dump(), body)
         return 201, pipeline, etag(pipeline)
 
@@ -77,7 +77,7 @@ class DealRoutes:
         "currency": "RUB"}`` → 201 deal at the first stage. The client must exist and be visible to you
         (otherwise 422 naming client_id); the owner defaults to the client's owner."""
         body = request.json_body
-        deal = self.deals_rpc.create_deal(caller.dump(), body, identity.directory(self.db.session, [body.get("owner_id")]))
+        deal = self.deals_rpc.create_deal(caller.dump(), body, identity.directory(self.db.reader, [body.get("owner_id")]))
         return 201, deal, etag(deal)
 
     @api("GET", "/deals", query=DealQuerySchema, response=DealPage, errors=(400,), summary="List deals",
@@ -99,7 +99,7 @@ class DealRoutes:
         """Title, amount, currency, owner. With ``If-Match`` a stale version is 409 ``version_conflict``."""
         body = request.json_body
         deal = self.deals_rpc.update_deal(
-            caller.dump(), deal_id, body, if_match(request), identity.directory(self.db.session, [body.get("owner_id")])
+            caller.dump(), deal_id, body, if_match(request), identity.directory(self.db.reader, [body.get("owner_id")])
         )
         return 200, deal, etag(deal)
 
@@ -126,7 +126,7 @@ class DealRoutes:
         otherwise the most recently changed script written for the stage."""
         body = request.json_body
         if body.get("branch_id") is not None:
-            identity.require_branch(self.db.session, body["branch_id"])
+            identity.require_branch(self.db.reader, body["branch_id"])
         return 201, self.deals_rpc.create_script(caller.dump(), body)
 
     @api("GET", "/scripts", query=ScriptQuerySchema, response=ScriptPage, errors=(400,),

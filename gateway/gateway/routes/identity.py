@@ -47,12 +47,12 @@ class IdentityRoutes:
     @api("GET", "/branches", query=PageQuerySchema, response=BranchPage, summary="List branches", tag="identity")
     def list_branches(self, request, caller):
         """An admin sees every branch; anyone else sees their own."""
-        return identity.list_branches(self.db.session, caller, query_args(request))
+        return identity.list_branches(self.db.reader, caller, query_args(request))
 
     @api("GET", "/branches/<branch_id>", response=BranchSchema, errors=(404,), summary="One branch", tag="identity")
     def get_branch(self, request, caller, branch_id):
         """A branch the caller belongs to (any branch for an admin)."""
-        return identity.get_branch(self.db.session, caller, branch_id)
+        return identity.get_branch(self.db.reader, caller, branch_id)
 
     @api("POST", "/users", status=201, roles=("admin", "head"), body=UserCreateSchema, response=UserSchema,
          errors=(403, 409, 422), summary="Create a user", tag="identity")
@@ -68,12 +68,12 @@ class IdentityRoutes:
     @api("GET", "/users", query=UserQuerySchema, response=UserPage, summary="List users", tag="identity")
     def list_users(self, request, caller):
         """Users of the caller's branch (every branch for an admin); filters: branch_id, role, active, q."""
-        return identity.list_users(self.db.session, caller, query_args(request))
+        return identity.list_users(self.db.reader, caller, query_args(request))
 
     @api("GET", "/users/<user_id>", response=UserSchema, errors=(404,), summary="One user", tag="identity")
     def get_user(self, request, caller, user_id):
         """A user of the caller's branch (any for an admin); others are 404."""
-        return identity.get_user(self.db.session, caller, user_id)
+        return identity.get_user(self.db.reader, caller, user_id)
 
     @api("PATCH", "/users/<user_id>", body=UserUpdateSchema, response=UserSchema, errors=(403, 404, 409, 422),
          summary="Change a user", tag="identity")

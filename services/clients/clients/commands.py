@@ -31,8 +31,8 @@ from crm_common.schemas import load_or_raise, new_id
 EDITABLE = ("kind", "name", "phones", "emails", "source", "tags", "custom_fields", "owner_id", "branch_id")
 
 
-def require_visible(uow, caller: Caller, client_id: str, for_update: bool = False) -> Client:
-    client = repo.get_visible(uow.session, caller, client_id, for_update=for_update)
+def require_visible(session, caller: Caller, client_id: str, for_update: bool = False) -> Client:
+    client = repo.get_visible(session, caller, client_id, for_update=for_update)
     if client is None:
         raise ClientNotFound()
     return client
@@ -100,7 +100,7 @@ def create_client(uow, caller: Caller, raw: dict, directory: dict | None, region
 
 def update_client(uow, caller: Caller, client_id: str, raw: dict, expected_version, directory, region: str) -> dict:
     changes = load_or_raise(client_update, raw)
-    client = require_visible(uow, caller, client_id, for_update=True)
+    client = require_visible(uow.session, caller, client_id, for_update=True)
     if expected_version is not None and client.version != expected_version:
         raise VersionConflict(
             "the client changed since you read it",
@@ -150,7 +150,7 @@ def update_client(uow, caller: Caller, client_id: str, raw: dict, expected_versi
 
 def set_archived(uow, caller: Caller, client_id: str, archived: bool, open_deals=None) -> dict:
     """Archive or restore. ``open_deals`` (from the deals service) must be empty to archive."""
-    client = require_visible(uow, caller, client_id, for_update=True)
+    client = require_visible(uow.session, caller, client_id, for_update=True)
     if archived and open_deals:
         raise ClientHasOpenDeals(open_deals)
     if client.archived == archived:
@@ -168,7 +168,7 @@ def set_archived(uow, caller: Caller, client_id: str, archived: bool, open_deals
 
 def log_interaction(uow, caller: Caller, client_id: str, raw: dict) -> dict:
     data = load_or_raise(interaction_create, raw)
-    client = require_visible(uow, caller, client_id)
+    client = require_visible(uow.session, caller, client_id)
     interaction = Interaction(
         id=new_id(),
         client_id=client.id,

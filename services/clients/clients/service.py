@@ -35,7 +35,7 @@ class ClientsService:
     @rpc
     def get_client(self, caller, client_id):
         """One client the caller may see. ``get_client(caller, "6f1c...")`` → client dict."""
-        return client_out.dump(commands.require_visible(self.db, Caller.load(caller), client_id))
+        return client_out.dump(commands.require_visible(self.db.reader, Caller.load(caller), client_id))
 
     @rpc
     def list_clients(self, caller, query=None):
@@ -43,7 +43,7 @@ class ClientsService:
         caller = Caller.load(caller)
         filters = load_or_raise(client_query, query or {}, BadRequest)
         term = search_term(filters["q"], self.region) if filters.get("q") else None
-        return repo.list_clients(self.db.session, caller, filters, term, client_out.dump)
+        return repo.list_clients(self.db.reader, caller, filters, term, client_out.dump)
 
     @rpc
     def update_client(self, caller, client_id, changes, expected_version=None, directory=None):
@@ -56,9 +56,8 @@ class ClientsService:
     def archive_client(self, caller, client_id):
         """Archive (never delete) a client without open deals. ``archive_client(caller, id)`` → the client."""
         caller = Caller.load(caller)
-        client = commands.require_visible(self.db, caller, client_id)
+        client = commands.require_visible(self.db.reader, caller, client_id)
         open_deals = self.deals_rpc.open_deals_of_client(client.id) if "deals" in self.settings.services else []
-        self.db.rollback()  # no transaction stays open across the remote call above
         return self.db.write(lambda: commands.set_archived(self.db, caller, client_id, True, open_deals))
 
     @rpc
@@ -76,8 +75,8 @@ class ClientsService:
         """Everything that happened with a client, newest first: ``{items, next_cursor}``."""
         caller = Caller.load(caller)
         page = load_or_raise(timeline_query, query or {}, BadRequest)
-        client = commands.require_visible(self.db, caller, client_id)
-        return repo.timeline(self.db.session, client.id, page["cursor"], page["limit"], timeline_out.dump)
+        client = commands.require_visible(self.db.reader, caller, client_id)
+        return repo.timeline(self.db.reader, client.id, page["cursor"], page["limit"], timeline_out.dump)
 
     @rpc
     def record_touchpoint(self, caller, data, directory=None):

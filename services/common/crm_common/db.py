@@ -93,7 +93,9 @@ def create_engine_for(url: str, pool_size: int = 12) -> Engine:
         return engine
     make_green()
     return create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
+        # no pre-ping: it costs a round trip per request; a connection found dead fails that request
+        # (503) and SQLAlchemy then drops every pooled connection of the lost server
+        url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
     )
 
 
@@ -181,6 +183,7 @@ class WorkerDatabase:
         self._provider = provider
         self._worker_ctx = worker_ctx
         self._session: Session | None = None
+        self._reader: Session | None = None
         self._emitted = False
 
     @property
@@ -188,6 +191,17 @@ class WorkerDatabase:
         if self._session is None:
             self._session = self._provider.session_factory()
         return self._session
+
+    @property
+    def reader(self) -> Session:
+        """A session for reads only, in autocommit: no BEGIN, COMMIT or ROLLBACK round trips.
+
+        Each statement sees the data committed when it runs; use ``session`` when several reads
+        must agree with each other or lead to a write.
+        """
+        if self._reader is None:
+            self._reader = self._provider.reader_factory()
+        return self._reader
 
     @property
     def dialect(self) -> str:
@@ -279,12 +293,13 @@ class WorkerDatabase:
         return True
 
     def ping(self) -> None:
-        self.session.execute(select(1))
+        self.reader.execute(select(1))
 
     def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-            self._session = None
+        for session in (self._session, self._reader):
+            if session is not None:
+                session.close()
+        self._session = self._reader = None
 
 
 class Database(DependencyProvider):
@@ -310,6 +325,9 @@ class Database(DependencyProvider):
         self.url = self.settings.database_url_for(self.container.service_name)
         self.engine = create_engine_for(self.url, pool_size=self.settings.db_pool_size)
         self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
+        self.reader_factory = sessionmaker(
+            self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
         if self.outbox_model is not None:
             self.relay = OutboxRelay(
                 session_factory=self.session_factory,

@@ -17,7 +17,19 @@ import marshmallow
 import sqlalchemy.exc
 from kombu.exceptions import OperationalError
 from nameko import rpc as nameko_rpc
+from nameko.amqp.publish import Publisher
+from nameko.constants import (
+    AMQP_SSL_CONFIG_KEY,
+    AMQP_URI_CONFIG_KEY,
+    DEFAULT_SERIALIZER,
+    LOGIN_METHOD_CONFIG_KEY,
+    SERIALIZER_CONFIG_KEY,
+)
+from nameko.constants import (
+    NON_PERSISTENT as TRANSIENT,
+)
 from nameko.exceptions import UnknownService
+from nameko.rpc import get_rpc_exchange
 
 from crm_common.config import Settings
 from crm_common.errors import CrmError, Unavailable, ValidationError, flatten_messages, wire_class
@@ -35,7 +47,32 @@ def to_wire_error(exc: BaseException) -> BaseException:
     return exc
 
 
+class _ReplyPublisher(Publisher):
+    # a lost reply is a timeout for the caller with or without a confirm: waiting for it only adds a round trip
+    use_confirms = False
+
+
+class _Responder(nameko_rpc.Responder):
+    publisher_cls = _ReplyPublisher
+
+
+class RpcConsumer(nameko_rpc.RpcConsumer):
+    """nameko's, replying without publisher confirms."""
+
+    def handle_result(self, message, result, exc_info):
+        config = self.container.config
+        responder = _Responder(
+            config[AMQP_URI_CONFIG_KEY], get_rpc_exchange(config), config.get(SERIALIZER_CONFIG_KEY, DEFAULT_SERIALIZER),
+            message, ssl=config.get(AMQP_SSL_CONFIG_KEY), login_method=config.get(LOGIN_METHOD_CONFIG_KEY),
+        )
+        result, exc_info = responder.send_response(result, exc_info)
+        self.queue_consumer.ack_message(message)
+        return result, exc_info
+
+
 class Rpc(nameko_rpc.Rpc):
+    rpc_consumer = RpcConsumer()
+
     def __init__(self, expected_exceptions=(CrmError, marshmallow.ValidationError), **kwargs):
         super().__init__(expected_exceptions=expected_exceptions, **kwargs)
 
@@ -54,6 +91,8 @@ class TimedMethodProxy(nameko_rpc.MethodProxy):
     def __init__(self, worker_ctx, service_name, method_name, reply_listener, timeout, **options):
         self.timeout = timeout
         options.setdefault("expiration", timeout)
+        # a request outlives neither its timeout nor a broker restart: keeping it on disk buys nothing
+        options.setdefault("delivery_mode", TRANSIENT)
         # reconnecting to a broker that is down must not outlast the timeout the caller was promised
         options.setdefault(
             "retry_policy", {"max_retries": 2, "interval_start": 0, "interval_step": timeout / 4, "interval_max": timeout / 2}

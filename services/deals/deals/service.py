@@ -41,14 +41,14 @@ class DealsService:
     @rpc
     def get_pipeline(self, caller, pipeline_id):
         """A pipeline of the caller's branch with its current stages in order."""
-        pipeline = commands.require_pipeline(self.db.session, Caller.load(caller), pipeline_id)
-        return commands.dump_pipeline(self.db.session, pipeline)
+        pipeline = commands.require_pipeline(self.db.reader, Caller.load(caller), pipeline_id)
+        return commands.dump_pipeline(self.db.reader, pipeline)
 
     @rpc
     def list_pipelines(self, caller, query=None):
         """``list_pipelines(caller, {"branch_id": ...})`` → ``{items, next_cursor}``."""
         filters = load_or_raise(PipelineQuerySchema(), query or {}, BadRequest)
-        return commands.list_pipelines(self.db.session, Caller.load(caller), filters)
+        return commands.list_pipelines(self.db.reader, Caller.load(caller), filters)
 
     # ---- deals
 
@@ -70,13 +70,13 @@ class DealsService:
     @rpc
     def get_deal(self, caller, deal_id):
         """One deal the caller may see, with its stage and the stage's current script."""
-        return commands.dump_deal(self.db.session, commands.require_deal(self.db.session, Caller.load(caller), deal_id))
+        return commands.dump_deal(self.db.reader, commands.require_deal(self.db.reader, Caller.load(caller), deal_id))
 
     @rpc
     def list_deals(self, caller, query=None):
         """``list_deals(caller, {"stage_id": ..., "owner_id": ..., "stuck": "true"})`` → ``{items, next_cursor}``."""
         filters = load_or_raise(DealQuerySchema(), query or {}, BadRequest)
-        return commands.list_deals(self.db.session, Caller.load(caller), filters)
+        return commands.list_deals(self.db.reader, Caller.load(caller), filters)
 
     @rpc
     def update_deal(self, caller, deal_id, changes, expected_version=None, directory=None):
@@ -93,12 +93,12 @@ class DealsService:
     def get_history(self, caller, deal_id, query=None):
         """Every stage the deal entered, oldest first, with entry and exit times: ``{items, next_cursor}``."""
         page = load_or_raise(PageQuerySchema(), query or {}, BadRequest)
-        return commands.deal_history(self.db.session, Caller.load(caller), deal_id, page)
+        return commands.deal_history(self.db.reader, Caller.load(caller), deal_id, page)
 
     @rpc
     def open_deals_of_client(self, client_id):
         """For the clients service: ``[{id, title}]`` of the client's open deals, whoever owns them."""
-        return commands.open_deals_of_client(self.db.session, client_id)
+        return commands.open_deals_of_client(self.db.reader, client_id)
 
     @settings_timer("stuck_check_interval_s")
     def raise_stuck_deals(self):
@@ -123,20 +123,20 @@ class DealsService:
     @rpc
     def get_script(self, caller, script_id):
         """A script of the caller's branch, at its current version."""
-        return commands.script_out.dump(commands.require_script(self.db.session, Caller.load(caller), script_id))
+        return commands.script_out.dump(commands.require_script(self.db.reader, Caller.load(caller), script_id))
 
     @rpc
     def list_scripts(self, caller, query=None):
         """``list_scripts(caller, {"stage_id": ...})`` → ``{items, next_cursor}``, recently changed first."""
         filters = load_or_raise(ScriptQuerySchema(), query or {}, BadRequest)
-        return repo.list_scripts(self.db.session, Caller.load(caller), filters, commands.script_out.dump)
+        return repo.list_scripts(self.db.reader, Caller.load(caller), filters, commands.script_out.dump)
 
     @rpc
     def list_script_versions(self, caller, script_id, query=None):
         """Every version of a script, newest first."""
         page = load_or_raise(PageQuerySchema(), query or {}, BadRequest)
-        script = commands.require_script(self.db.session, Caller.load(caller), script_id)
-        return repo.script_versions(self.db.session, script.id, page["cursor"], page["limit"],
+        script = commands.require_script(self.db.reader, Caller.load(caller), script_id)
+        return repo.script_versions(self.db.reader, script.id, page["cursor"], page["limit"],
                                     commands.script_version_out.dump)
 
     @rpc

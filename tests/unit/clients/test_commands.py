@@ -281,10 +281,10 @@ def test_a_client_is_found_only_by_those_who_may_see_it(uow, reader, visible):
     client = create(uow, MANAGER)
 
     if visible:
-        assert commands.require_visible(uow, reader, client["id"]).id == client["id"]
+        assert commands.require_visible(uow.session, reader, client["id"]).id == client["id"]
     else:
         with pytest.raises(NotFound):
-            commands.require_visible(uow, reader, client["id"])
+            commands.require_visible(uow.session, reader, client["id"])
 
 
 @pytest.mark.parametrize("client_id", ["not-a-uuid", str(uuid.uuid4())])
