@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import socket
 import time
 import uuid
 from functools import partial
@@ -75,6 +76,15 @@ class JsonWsgiApp(WsgiApp):
 class JsonWebServer(WebServer):
     def get_wsgi_app(self):
         return JsonWsgiApp(self)
+
+    def run(self):
+        while self._is_accepting:
+            sock, addr = self._sock.accept()
+            # the server writes a response in more than one segment: with Nagle's algorithm the last one
+            # waits for the client's delayed ACK, 40 ms on every response that does not fit one segment
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(self._serv.socket_timeout)
+            self.container.spawn_managed_thread(partial(self.process_request, sock, addr))
 
 
 class ApiEntrypoint(HttpRequestHandler):
