@@ -230,3 +230,12 @@ def test_no_response_schema_exposes_a_password():
         if name.endswith("Create") or name.endswith("Update") or name == "Login":
             continue
         assert not {"password", "password_hash"} & set(schema.get("properties", {})), name
+
+
+def test_the_document_is_valid_openapi_3():
+    from openapi_spec_validator import validate
+
+    from gateway.openapi import build_spec
+    from gateway.service import GatewayService
+
+    validate(build_spec(GatewayService))
