@@ -1,0 +1,222 @@
+"""docs/benchmarks.md from one run's results (bench/report.py gives the verdicts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.report import PROCESSES, ratio, targets
+
+NOTES_START, NOTES_END = "<!-- notes:start -->", "<!-- notes:end -->"
+DESCRIPTIONS = {
+    "echo": "the baseline: nameko RPC `bench_echo.echo(payload)` through `ClusterRpcProxy`, the payload being "
+            "the arguments of a `get_client` call; the echo service runs with the services' config.yml. It runs "
+            "before and after the API scenarios; ratios use the better of the two",
+    "echo_crm": "the same echo through the services' own RPC entrypoint (`crm_common.rpc.rpc`, replies without "
+                "publisher confirms): what the CRM's RPC stack does when a method does no work; the *× echo_crm* "
+                "column compares with it",
+    "get_client": "`GET /api/v1/clients/{id}` for random ids of sampled clients, as the head of the branch "
+                  "(who sees all its clients): token check in the gateway, one RPC, one indexed read",
+    "search_clients": "`GET /api/v1/clients?q=…` (first page, 50): half surname or company starts of 4–6 letters, "
+                      "30% phone fragments written four ways (`1234567`, `916 123`, `8 916 123-45`, `+7916123`), "
+                      "20% email starts; as the head",
+    "list_deals": "`GET /api/v1/deals?stage_id=&owner_id=` (first page, 50) for random pairs of the 12 stages and "
+                  "20 managers; as the head",
+    "create_client": "`POST /api/v1/clients`: a new person or company with a fresh phone and email, as one of the "
+                     "managers (contact de-duplication, contacts, timeline entry, outbox event)",
+    "move_deal": "`POST /api/v1/deals/{id}/stage`: each worker moves its own 100 open deals, one after the other, "
+                 "to the next open stage, as their manager; 409s would mean two moves of one deal collided",
+}
+TITLES = {
+    "echo": "Baseline: raw nameko RPC (echo)",
+    "echo_crm": "Second baseline: echo through the services' RPC entrypoint (echo_crm)",
+    "get_client": "GET /clients/{id}",
+    "search_clients": "GET /clients?q=",
+    "list_deals": "GET /deals?stage_id=&owner_id=",
+    "create_client": "POST /clients",
+    "move_deal": "POST /deals/{id}/stage",
+}
+
+def write(results: dict, path: Path) -> None:
+    notes = _keep_notes(path)
+    out: list[str] = []
+    add = out.append
+    m = results["machine"]
+    add("# Benchmarks\n")
+    add(f"Written by `{'python -m bench --quick' if results['mode'] == 'quick' else 'make bench'}` "
+        f"(bench/) on {results['started_at']} at commit {m['commit'] or 'unknown'}; "
+        "raw numbers in `bench/results/` (not in git). Run it again to refresh this page; the notes section is kept.\n")
+    add("`make bench` takes about 8 minutes; `.venv/bin/python -m bench --quick` (5,000 clients, 20,000 deals, 3 s "
+        "per run, report in bench/results/) about 2. `--reuse` skips the reset and seeding, `--scenarios` and "
+        "`--concurrency` pick a subset (`python -m bench --help`).\n")
+    add("## Targets\n")
+    add("| target | goal | measured | verdict | what the run shows |")
+    add("|---|---|---|---|---|")
+    for row in targets(results):
+        add(f"| {row['target']} | {row['goal']} | {row['measured']} | **{row['verdict']}** | {row['note']} |")
+    add("")
+    add(NOTES_START)
+    add(notes)
+    add(NOTES_END + "\n")
+    add("## Machine\n")
+    add("| | |\n|---|---|")
+    packages = ", ".join(f"{k} {v}" for k, v in m["packages"].items())
+    for label, value in (("CPU", f"{m['cpu']}, {m['cores']} cores"), ("RAM", f"{m['ram_gib']} GiB"), ("OS", m["os"]),
+                         ("Python", m["python"]), ("PostgreSQL", m["postgresql"]), ("RabbitMQ", m["rabbitmq"]),
+                         ("Packages", packages), ("Load average at start", " / ".join(map(str, m["load_average"])))):
+        add(f"| {label} | {value} |")
+    add("")
+    _method(results, add)
+    _scenarios(results, add)
+    _resources(results, add)
+    _stuck(results, add)
+    _plans(results, add)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(out).rstrip() + "\n", encoding="utf-8")
+
+
+def _keep_notes(path: Path) -> str:
+    if path.exists():
+        text = path.read_text(encoding="utf-8")
+        if NOTES_START in text and NOTES_END in text:
+            return text.split(NOTES_START, 1)[1].split(NOTES_END, 1)[0].strip("\n")
+    return "## Notes\n\n(Findings written by hand go here, between the notes markers; regenerating keeps them.)"
+
+
+def _method(results: dict, add) -> None:
+    size, data, seed = results["size"], results.get("data", {}), results.get("seed")
+    add("## Method\n")
+    add("- **System under test**: started by `scripts/run.py` exactly as `make run` starts it (one process per service "
+        "and the gateway, nameko `max_workers` 10, log level INFO with the access log), on PostgreSQL with its own "
+        "databases `crm_bench_*` (dropped and recreated at the start) and its own RabbitMQ vhost `crm-bench`; rate "
+        "limit off; the stuck-deal timer pushed out of the way (the benchmark runs the scan itself).")
+    add(f"- **Data**: {data.get('clients', 0):,} clients ({data.get('client_contacts', 0):,} contacts, "
+        f"{data.get('timeline_entries', 0):,} timeline entries) and {data.get('deals', 0):,} deals "
+        f"({data.get('stage_history', 0):,} stage visits; {data.get('open_deals', 0):,} open, "
+        f"{data.get('open_deals_past_due', 0):,} of them past their stage's max_days) in one branch with a head and "
+        "20 managers and two pipelines of four timed open stages plus won and lost, created through the API. Names "
+        "come from Faker ru_RU, phones are +7 9xx mobiles, emails are transliterated names; clients and deals are "
+        "written with COPY, secondary indexes built afterwards, then VACUUM ANALYZE.")
+    if seed:
+        add(f"- **Seeding took** {seed['clients']['total_s']} s for the clients and {seed['deals']['total_s']} s for "
+            f"the deals (COPY {seed['deals']['copy_s']} s, indexes {seed['deals']['indexes_s']} s).")
+    add(f"- **Load**: closed loop: each worker sends its next request when the previous one answered. Workers are "
+        f"threads spread over {results['load_processes']} load-generator processes (one when there is one worker), "
+        "each with its own keep-alive `http.client` connection or its own `ClusterRpcProxy`; the baseline and the "
+        f"API runs use the same processes, threads and timing. Each run warms up {size['warmup_s']:g} s, then "
+        f"measures {size['duration_s']:g} s: req/s counts requests answered with 2xx in that window, latencies are "
+        "theirs (client side, so they include the load generator's own queueing), errors are other answers or "
+        "exceptions, 409s are counted apart.")
+    add("- **One machine**: the load generator, RabbitMQ, PostgreSQL and the services share its cores. The resources "
+        "table gives each one's CPU in cores during the measured window (1.00 = a whole core, the most a "
+        "single-threaded eventlet process can use; run.py relays every log line of the services; *other* is what "
+        "processes outside the benchmark used, e.g. a test run: PostgreSQL and RabbitMQ count everyone's work; "
+        "*iowait* is time the cores sat idle waiting on the disk) and the peak RSS sampled every 0.2 s.")
+    add("- **Who calls**: reads as the head of the branch (sees the whole branch); writes as managers.")
+    for incident in results.get("incidents", []):
+        add(f"- **Incident**: {incident}.")
+    add("")
+
+
+def _scenarios(results: dict, add) -> None:
+    add("## Results\n")
+    for scenario, title in TITLES.items():
+        runs = [r for r in results.get("runs", []) if r["scenario"] == scenario]
+        if not runs:
+            continue
+        add(f"### {title}\n")
+        add(DESCRIPTIONS[scenario][0].upper() + DESCRIPTIONS[scenario][1:] + ".\n")
+        add("| workers | req/s | × echo | × echo_crm | p50 ms | p90 ms | p99 ms | max ms | errors | 409 |")
+        add("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in sorted(runs, key=lambda r: (r["concurrency"], r.get("round", 1))):
+            x, y = (None, None) if scenario in ("echo", "echo_crm") else (ratio(results, r), ratio(results, r, "echo_crm"))
+            workers = f"{r['concurrency']} ({'before' if r.get('round', 1) == 1 else 'after'})" if scenario == "echo" \
+                else str(r["concurrency"])
+            add(f"| {workers} | {r['rps']:.1f} | {'' if x is None else x} | {'' if y is None else y} | {_v(r['p50_ms'])} | "
+                f"{_v(r['p90_ms'])} | {_v(r['p99_ms'])} | {_v(r['max_ms'])} | {r['errors']} | {r['conflicts']} |")
+        samples = [s for r in runs for s in r["error_samples"]]
+        if samples:
+            add(f"\nFirst errors: `{'`, `'.join(samples[:3])}`")
+        add("")
+
+
+def _resources(results: dict, add) -> None:
+    add("### CPU (cores) and peak RSS (MiB) per run\n")
+    add("| scenario | workers | gateway | clients | deals | echo | run.py | PostgreSQL | RabbitMQ | load gen | other "
+        "| machine | iowait | RSS gateway | RSS clients | RSS deals | RSS echo |")
+    add("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results.get("runs", []):
+        cpu, rss = r["cpu_cores"], r["peak_rss_mb"]
+        load = " + ".join(f"{c:.2f}" for c in r["loadgen"]["cpu_cores"])
+        label = r["scenario"] + (" (after)" if r.get("round", 1) > 1 else "")
+        add(f"| {label} | {r['concurrency']} | " + " | ".join(_v(cpu.get(n)) for n in PROCESSES)
+            + f" | {_v(cpu.get('run.py'))} | {_v(cpu.get('postgres'))} | {_v(cpu.get('rabbitmq'))} | {load} | "
+            + f"{_v(cpu.get('other'))} | {_v(cpu.get('machine'))} | {_v(cpu.get('iowait'))} | "
+            + " | ".join(_v(rss.get(n)) for n in PROCESSES) + " |")
+    add("")
+
+
+def _stuck(results: dict, add) -> None:
+    stuck = results.get("stuck")
+    if not stuck:
+        return
+    add("## Stuck-deal scan\n")
+    add(f"`deals.commands.raise_stuck_deals` (batches of {stuck['batch']}) run with the service's unit of work against "
+        f"the {results.get('data', {}).get('deals', 0):,} deals. Before each pass {stuck['newly_stuck']:,} open deals "
+        "reach their stage's max_days within the last 50 minutes; every other past-due deal was raised before, as "
+        f"the timer's previous ticks would have (a first, unmeasured pass raised the {stuck.get('caught_up', 0):,} "
+        "that came due since the seed). A pass selects the due deals, marks them, and writes one validated "
+        "`deal_stuck` event per deal to the outbox, committing per batch; the running services relay and handle "
+        "the events, and the next pass waits until they are done. *commits* is the time in `uow.commit()` (the "
+        "outbox INSERTs and the COMMIT); the SQL columns are time spent in those statements.\n")
+    add("| pass | newly stuck | raised | scan s | commits s | UPDATE deals s | INSERT outbox s | SELECT s "
+        "| due query alone ms |")
+    add("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for index, p in enumerate(stuck["passes"], start=1):
+        sql = p.get("sql_s", {})
+        selects = sum(v for k, v in sql.items() if k.startswith("SELECT"))
+        add(f"| {index} | {p['armed']} | {p['raised']} | {p['scan_s']:.3f} | {p.get('commits_s', 0):.3f} | "
+            f"{sql.get('UPDATE deals', 0):.3f} | {sql.get('INSERT outbox', 0):.3f} | {selects:.3f} | "
+            f"{p['due_query_ms']:.1f} |")
+    empty = stuck.get("empty_pass")
+    if empty:
+        add(f"| nothing new due | 0 | {empty['raised']} | {empty['scan_s']:.3f} | | | | | |")
+    add("")
+    for plan in stuck.get("due_query_plan", [])[:1]:
+        add("Plan of the due query (first batch):\n")
+        add("```\n" + plan["plan"] + "\n```\n")
+
+
+def _plans(results: dict, add) -> None:
+    plans = results.get("plans")
+    if not plans:
+        return
+    add("## Query plans of the read scenarios\n")
+    add("The services' repository code run against the bench databases as the head, without HTTP, RPC or "
+        "serialisation; plans from EXPLAIN (ANALYZE, BUFFERS).\n")
+    t = plans.get("search_timings")
+    if t:
+        add(f"`GET /clients?q=`: the search for {t['terms']:,} of the load test's terms took p50 {t['p50_ms']} ms, "
+            f"p90 {t['p90_ms']} ms, p99 {t['p99_ms']} ms, max {t['max_ms']} ms; {t['over_50_ms']} terms over 50 ms. "
+            "The plans of the typical term and of the three slowest:\n")
+    for entry in plans.get("search", []):
+        times = ", ".join(f"{p['execution_ms']:.2f} ms" for p in entry["plans"])
+        add(f"<details><summary>{entry.get('which', '')} <code>?q={entry['q']}</code> (searches "
+            f"<code>{entry['term']}</code>): {times}</summary>\n")
+        for p in entry["plans"]:
+            add("```\n" + p["plan"] + "\n```")
+        add("</details>\n")
+    deals = plans.get("list_deals")
+    if deals:
+        times = ", ".join(f"{p['execution_ms']:.2f} ms" for p in deals["plans"])
+        add(f"<details><summary><code>GET /deals?stage_id=&owner_id=</code>: {times}</summary>\n")
+        for p in deals["plans"]:
+            add("```\n" + p["plan"] + "\n```")
+        add("</details>\n")
+
+
+def _v(value) -> str:
+    if value is None:
+        return "–"
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}"

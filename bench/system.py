@@ -1,0 +1,180 @@
+"""The system under test: its own vhost and databases, started as `make run` starts it, plus the echo service.
+
+Everything the benchmark creates is named with ``crm-bench`` / ``crm_bench_`` so it never touches a
+developer's data; resetting drops only those databases.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+DB_PREFIX = "crm_bench_"
+VHOST = "crm-bench"
+AMQP_URI = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
+SERVICES = ("clients", "deals", "gateway")
+ADMIN_EMAIL = "admin@bench.local"
+ADMIN_PASSWORD = "bench-admin-12345"
+# what identifies each child of scripts/run.py (and the echo service) on its command line
+MODULES = {
+    "gateway": "gateway.service:GatewayService",
+    "clients": "clients.service:ClientsService",
+    "deals": "deals.service:DealsService",
+}
+ECHO_SERVICES = ("bench.echo_service:EchoService", "bench.echo_service:CrmEchoService")
+
+
+def database_url(service: str) -> str:
+    return f"{PG_SERVER}/{DB_PREFIX}{service}"
+
+
+def ensure_vhost() -> None:
+    """The benchmark's own vhost, so its services never answer a developer's or a test run's calls."""
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", VHOST], check=False, capture_output=True, timeout=60)
+    subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*"],
+                   check=True, capture_output=True, timeout=60)
+
+
+def reset_databases() -> None:
+    """Drop the benchmark's databases (and only them); scripts/run.py creates and migrates them again."""
+    import psycopg2
+
+    assert DB_PREFIX.startswith("crm_bench"), "the reset must never reach a database it did not create"
+    conn = psycopg2.connect(f"{PG_SERVER}/postgres")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            for service in SERVICES:
+                cur.execute(f'DROP DATABASE IF EXISTS "{DB_PREFIX}{service}" WITH (FORCE)')
+    finally:
+        conn.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class System:
+    """scripts/run.py and the echo service, started in the benchmark's vhost and databases."""
+
+    port: int
+    log_dir: Path
+    run: subprocess.Popen | None = None
+    echo: subprocess.Popen | None = None
+    env: dict = field(default_factory=dict)
+    logs: list = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v1"
+
+    def start(self, startup_timeout: float = 180.0) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.env = dict(
+            os.environ,
+            PYTHONUNBUFFERED="1",
+            AMQP_URI=AMQP_URI,
+            CRM_DATABASE_URL=PG_SERVER,
+            CRM_DATABASE_PREFIX=DB_PREFIX,
+            CRM_HTTP_HOST="127.0.0.1",
+            CRM_HTTP_PORT=str(self.port),
+            CRM_DATA_DIR=str(self.log_dir / "data"),
+            CRM_RATE_LIMIT_PER_MINUTE="0",
+            # the benchmark runs the stuck scan itself, at a moment it chooses; the service's own timer
+            # must not raise the seeded past-due deals in the middle of a measurement
+            CRM_STUCK_CHECK_INTERVAL_S="86400",
+            CRM_ADMIN_EMAIL=ADMIN_EMAIL,
+            CRM_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        )
+        # each benchmark run starts its logs afresh; a restart within the run appends to them
+        mode = "a" if self.logs else "w"
+        self.logs = [open(self.log_dir / "run.log", mode), open(self.log_dir / "echo.log", mode)]
+        self.run = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "run.py")], cwd=ROOT, env=self.env,
+            stdout=self.logs[0], stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.echo = subprocess.Popen(
+            [sys.executable, "-m", "nameko", "run", "--config", str(ROOT / "config.yml"), *ECHO_SERVICES],
+            cwd=ROOT, env=dict(self.env, CRM_SERVICE_NAME="bench_echo"),
+            stdout=self.logs[1], stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + startup_timeout
+        while not self.healthy():
+            if self.run.poll() is not None:
+                raise RuntimeError(f"scripts/run.py exited with {self.run.returncode}; see {self.log_dir / 'run.log'}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the CRM was not healthy after {startup_timeout:g}s; see {self.log_dir / 'run.log'}")
+            time.sleep(0.5)
+        self._wait_for_echo(deadline)
+
+    def healthy(self) -> bool:
+        if self.run is None or self.run.poll() is not None or self.echo is None or self.echo.poll() is not None:
+            return False
+        try:
+            return requests.get(f"http://127.0.0.1:{self.port}/health", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def _wait_for_echo(self, deadline: float) -> None:
+        from nameko.exceptions import UnknownService
+        from nameko.standalone.rpc import ClusterRpcProxy
+
+        with ClusterRpcProxy({"AMQP_URI": AMQP_URI}, timeout=10) as proxy:
+            while True:
+                try:
+                    proxy.bench_echo.echo("ping")
+                    proxy.bench_echo_crm.echo("ping")
+                    return
+                except UnknownService:
+                    if self.echo.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"the echo service did not start; see {self.log_dir / 'echo.log'}") from None
+                    time.sleep(0.5)
+
+    def processes(self) -> dict[str, psutil.Process]:
+        """The gateway, clients, deals and echo processes as they are now (run.py restarts what dies),
+        and run.py itself, which relays every log line of its children."""
+        found: dict[str, psutil.Process] = {}
+        if self.run is not None and self.run.poll() is None:
+            found["run.py"] = psutil.Process(self.run.pid)
+            for child in psutil.Process(self.run.pid).children(recursive=True):
+                try:
+                    cmdline = " ".join(child.cmdline())
+                except psutil.Error:
+                    continue
+                for name, module in MODULES.items():
+                    if module in cmdline:
+                        found[name] = child
+        if self.echo is not None and self.echo.poll() is None:
+            found["echo"] = psutil.Process(self.echo.pid)
+        return found
+
+    def stop(self) -> None:
+        """SIGINT to run.py (it stops every service cleanly), SIGTERM to the echo service; kill what hangs."""
+        for process, sig in ((self.run, signal.SIGINT), (self.echo, signal.SIGTERM)):
+            if process is not None and process.poll() is None:
+                process.send_signal(sig)
+        for process in (self.run, self.echo):
+            if process is None:
+                continue
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        for log in self.logs:
+            log.close()
