@@ -35,7 +35,7 @@ class IdentityRoutes:
     @api("GET", "/me", response=UserSchema, summary="The caller", tag="identity")
     def me(self, request, caller):
         """The user behind the token: ``{id, email, name, role, branch_id, active}``."""
-        return identity.user_out.dump(self.auth.user)
+        return identity.get_user(self.db.reader, caller, caller.id)
 
     @api("POST", "/branches", status=201, roles=("admin",), body=BranchCreateSchema, response=BranchSchema,
          errors=(403, 409, 422), summary="Create a branch", tag="identity")

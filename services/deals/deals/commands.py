@@ -181,7 +181,11 @@ class DealView:
         if not deals:
             return []
         stage_ids = {d.stage_id for d in deals}
-        stages = {s.id: s for s in self.session.scalars(select(Stage).where(Stage.id.in_(stage_ids)))}
+        if len(stage_ids) == 1:  # one deal: its stage is usually in the session already, no query
+            stage = self.session.get(Stage, next(iter(stage_ids)))
+            stages = {stage.id: stage}
+        else:
+            stages = {s.id: s for s in self.session.scalars(select(Stage).where(Stage.id.in_(stage_ids)))}
         scripts: dict[str, Script] = {}
         if self.with_script:
             explicit = repo.scripts_by_id(self.session, [s.script_id for s in stages.values()])
@@ -311,8 +315,8 @@ def move_deal(uow, caller: Caller, deal_id: str, raw: dict, expected_version=Non
     now = utcnow()
     previous_status = deal.status
     time_in_stage = (now - deal.stage_entered_at).total_seconds()
-    visit = repo.open_visit(session, deal.id)
-    seq = repo.last_seq(session, deal.id) + 1
+    visit = repo.last_visit(session, deal.id)  # the stage the deal is in: still open
+    seq = (visit.seq if visit else 0) + 1
     deal.stage_id, deal.status, deal.stage_entered_at = target.id, domain.status_of(target.kind), now
     deal.stage_due_at = domain.due_at(now, target.max_days) if target.kind == "open" else None
     deal.stuck_raised_at = None
@@ -320,7 +324,7 @@ def move_deal(uow, caller: Caller, deal_id: str, raw: dict, expected_version=Non
     deal.closed_at = now if target.kind in ("won", "lost") else None
     deal.updated_at = now
     _flush(session)  # the version check: of two simultaneous moves only one gets past this line
-    if visit is not None:
+    if visit is not None and visit.exited_at is None:
         visit.exited_at, visit.time_spent_s = now, (now - visit.entered_at).total_seconds()
     session.add(_visit(deal, target, current.id, now, caller.id, deal.lost_reason, seq))
     session.flush()

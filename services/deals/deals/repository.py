@@ -83,15 +83,11 @@ def list_deals(session: Session, caller: Caller, filters: dict, now: datetime, d
     return page
 
 
-def open_visit(session: Session, deal_id: str) -> StageVisit | None:
+def last_visit(session: Session, deal_id: str) -> StageVisit | None:
+    """The deal's latest stage entry: the stage it is in now, not yet exited."""
     return session.scalars(
-        select(StageVisit).where(StageVisit.deal_id == deal_id, StageVisit.exited_at.is_(None))
-        .order_by(StageVisit.seq.desc())
+        select(StageVisit).where(StageVisit.deal_id == deal_id).order_by(StageVisit.seq.desc()).limit(1)
     ).first()
-
-
-def last_seq(session: Session, deal_id: str) -> int:
-    return session.scalar(select(func.coalesce(func.max(StageVisit.seq), 0)).where(StageVisit.deal_id == deal_id))
 
 
 def history(session: Session, deal_id: str, cursor: str | None, limit: int, dump) -> dict:

@@ -226,13 +226,13 @@ def test_of_two_simultaneous_moves_the_second_to_save_is_a_version_conflict(sale
     pipeline = sales.pipeline()
     deal = sales.deal(pipeline)
     sales.uow.take_events()
-    original = repo.open_visit
+    original = repo.last_visit
 
     def someone_else_moves_it_first(session, deal_id):
         session.execute(update(Deal.__table__).where(Deal.__table__.c.id == deal_id).values(version=2))
         return original(session, deal_id)
 
-    monkeypatch.setattr(repo, "open_visit", someone_else_moves_it_first)
+    monkeypatch.setattr(repo, "last_visit", someone_else_moves_it_first)
     with pytest.raises(VersionConflict):
         sales.move(deal, sales.stage(pipeline, "Переговоры"), expected_version=1)
     monkeypatch.undo()
