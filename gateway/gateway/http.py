@@ -26,7 +26,7 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
 from crm_common.config import Settings
-from crm_common.errors import BadRequest, CrmError, PayloadTooLarge, ValidationError
+from crm_common.errors import BadRequest, CrmError, Forbidden, PayloadTooLarge, ValidationError
 from crm_common.schemas import find_unstorable
 from gateway.errors import error_response
 
@@ -231,8 +231,6 @@ def api(method: str, path: str, **options):
                 caller = self.auth.authenticate(request)
                 self.rate_limit.check(caller.id)
                 if roles and caller.role not in roles:
-                    from crm_common.errors import Forbidden
-
                     raise Forbidden(f"this needs the role {' or '.join(roles)}")
 
             def run():
