@@ -6,6 +6,10 @@
 ``RpcProxy`` replaces ``nameko.rpc.RpcProxy``: every call waits at most ``rpc_timeout_s`` and the
 request message expires after the same time, so a service that was down does not execute a stale
 request the caller was already told failed. Timeouts and unknown services raise ``Unavailable``.
+
+Requests are published transient and replies without publisher confirms: a request cannot outlive its
+timeout anyway, and a lost reply is a timeout for the caller either way, so neither disk writes nor
+confirm round trips buy anything on these messages. Events (``crm_common.outbox``) keep both.
 """
 
 from __future__ import annotations
