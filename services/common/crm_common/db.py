@@ -74,12 +74,18 @@ def make_green() -> None:
         _green_patched = True
 
 
-def create_engine_for(url: str, pool_size: int = 12) -> Engine:
+def create_engine_for(url: str, pool_size: int = 12, autocommit: bool = False) -> Engine:
+    """An engine for one service database; ``autocommit`` for the read-only engine (see ``reader``).
+
+    The autocommit engine has its own pool, so its connections are switched to autocommit once,
+    when they are opened, not on every checkout and checkin.
+    """
     parsed = make_url(url)
+    options = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **options)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
@@ -95,7 +101,7 @@ def create_engine_for(url: str, pool_size: int = 12) -> Engine:
     return create_engine(
         # no pre-ping: it costs a round trip per request; a connection found dead fails that request
         # (503) and SQLAlchemy then drops every pooled connection of the lost server
-        url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
+        url, pool_size=pool_size, max_overflow=pool_size // 3, pool_recycle=1800, **options
     )
 
 
@@ -316,6 +322,7 @@ class Database(DependencyProvider):
         self.command_model = _model_for(base, CommandLogMixin.__tablename__)
         self.workers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.engine: Engine | None = None
+        self.read_engine: Engine | None = None
         self.relay = None
 
     def setup(self):
@@ -324,10 +331,9 @@ class Database(DependencyProvider):
         self.settings = Settings.from_config(self.container.config)
         self.url = self.settings.database_url_for(self.container.service_name)
         self.engine = create_engine_for(self.url, pool_size=self.settings.db_pool_size)
+        self.read_engine = create_engine_for(self.url, pool_size=self.settings.db_pool_size, autocommit=True)
         self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
-        self.reader_factory = sessionmaker(
-            self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
-        )
+        self.reader_factory = sessionmaker(self.read_engine, expire_on_commit=False)
         if self.outbox_model is not None:
             self.relay = OutboxRelay(
                 session_factory=self.session_factory,
@@ -345,8 +351,9 @@ class Database(DependencyProvider):
     def stop(self):
         if self.relay is not None:
             self.relay.stop()
-        if self.engine is not None:
-            self.engine.dispose()
+        for engine in (self.engine, self.read_engine):
+            if engine is not None:
+                engine.dispose()
 
     def kill(self):
         self.stop()
