@@ -112,6 +112,14 @@ def _method(results: dict, add) -> None:
         "processes outside the benchmark used, e.g. a test run: PostgreSQL and RabbitMQ count everyone's work; "
         "*iowait* is time the cores sat idle waiting on the disk) and the peak RSS sampled every 0.2 s.")
     add("- **Who calls**: reads as the head of the branch (sees the whole branch); writes as managers.")
+    if results.get("settled_s") is not None:
+        add(f"- **Settling**: after seeding, a CHECKPOINT in each database, then up to 90 s for the machine to go idle "
+            f"(it took {results['settled_s']} s), so the seed's checkpoints and autovacuum do not run during the "
+            "measurements.")
+    if results.get("pairs"):
+        add(f"- **Throughput target**: measured as {len(results['pairs'])} pairs of runs back to back (echo at 10 "
+            "workers, then GET /clients/{id} at 10 workers); the target takes the median ratio and the median p99 of "
+            "the pairs, because two runs minutes apart on a shared virtual machine differ by up to a third.")
     for incident in results.get("incidents", []):
         add(f"- **Incident**: {incident}.")
     add("")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import subprocess
 from importlib.metadata import version
 from pathlib import Path
@@ -150,13 +151,25 @@ def targets(results: dict) -> list[dict]:
 
     get_ratio = ratio(results, get10)
     crm_ratio = ratio(results, get10, "echo_crm")
-    add("GET /clients/{id} throughput, 10 workers", "≥ 0.5 × echo RPC at 10",
-        f"{get10['rps']:.0f} req/s = {get_ratio} × echo" if get10 and get_ratio is not None else "not measured",
-        get_ratio is not None and get_ratio >= 0.5,
-        (f"{crm_ratio} × the echo through the services' own RPC entrypoint (echo_crm); " if crm_ratio else "")
-        + diagnose(get10))
-    add("GET /clients/{id} p99, 10 workers", "< 50 ms", _ms(get10, "p99_ms"),
-        bool(get10 and get10["p99_ms"] is not None and get10["p99_ms"] < 50), diagnose(get10))
+    pairs = [p for p in results.get("pairs") or [] if p.get("ratio") is not None]
+    if pairs:
+        paired_ratio = statistics.median(p["ratio"] for p in pairs)
+        paired_p99 = statistics.median(p["get_client"]["p99_ms"] for p in pairs)
+        ratios = ", ".join(f"{p['ratio']:.2f}" for p in pairs)
+        add("GET /clients/{id} throughput, 10 workers", "≥ 0.5 × echo RPC at 10",
+            f"{paired_ratio:.2f} × echo (median of {len(pairs)} back-to-back pairs: {ratios})", paired_ratio >= 0.5,
+            f"main run: {get10['rps']:.0f} req/s = {get_ratio} × echo"
+            + (f", {crm_ratio} × echo_crm" if crm_ratio else "") + "; " + diagnose(get10))
+        add("GET /clients/{id} p99, 10 workers", "< 50 ms", f"{paired_p99:.1f} ms (median of the pairs)",
+            paired_p99 < 50, f"main run: {_ms(get10, 'p99_ms')}; " + diagnose(get10))
+    else:
+        add("GET /clients/{id} throughput, 10 workers", "≥ 0.5 × echo RPC at 10",
+            f"{get10['rps']:.0f} req/s = {get_ratio} × echo" if get10 and get_ratio is not None else "not measured",
+            get_ratio is not None and get_ratio >= 0.5,
+            (f"{crm_ratio} × the echo through the services' own RPC entrypoint (echo_crm); " if crm_ratio else "")
+            + diagnose(get10))
+        add("GET /clients/{id} p99, 10 workers", "< 50 ms", _ms(get10, "p99_ms"),
+            bool(get10 and get10["p99_ms"] is not None and get10["p99_ms"] < 50), diagnose(get10))
     add("GET /clients?q= p50 on the seeded clients, 1 worker", "< 20 ms", _ms(search1, "p50_ms"),
         bool(search1 and search1["p50_ms"] is not None and search1["p50_ms"] < 20),
         f"at 10 workers: p50 {_ms(search10, 'p50_ms')}; " + _sql_note(results, "search"))

@@ -178,3 +178,26 @@ class System:
                 process.wait()
         for log in self.logs:
             log.close()
+
+
+def settle(max_wait_s: float = 90.0, idle_cores: float = 0.25) -> float:
+    """After seeding, let PostgreSQL write its checkpoint and the machine calm down before measuring.
+
+    Returns the seconds waited. Seeding a million rows leaves checkpoints and autovacuum behind them,
+    which would otherwise run during the first measurements.
+    """
+    import psycopg2
+
+    started = time.monotonic()
+    for service in SERVICES:
+        conn = psycopg2.connect(database_url(service))
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            cursor.execute("CHECKPOINT")
+        conn.close()
+    cores = psutil.cpu_count() or 1
+    while time.monotonic() - started < max_wait_s:
+        busy = psutil.cpu_percent(interval=2.0) / 100 * cores
+        if busy < idle_cores:
+            break
+    return round(time.monotonic() - started, 1)
