@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -9,11 +10,14 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from eventlet import tpool
 from nameko.extensions import DependencyProvider
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
 
 from crm_common.caller import Caller
 from crm_common.config import Settings
 from crm_common.errors import Unauthorized
+from gateway.models import User
+from gateway.usercache import CHANNEL, UserCache, UserState
 
 _hasher = PasswordHasher()
 ALGORITHM = "HS256"
@@ -67,30 +71,64 @@ def bearer_token(request) -> str:
 
 
 class Authenticator:
-    def __init__(self, settings: Settings, worker_ctx):
+    def __init__(self, settings: Settings, worker_ctx, cache: UserCache):
         self.settings = settings
         self.worker_ctx = worker_ctx
+        self.cache = cache
 
     def authenticate(self, request) -> Caller:
         """The caller behind the request's bearer token; a deactivated user's tokens fail at once."""
-        from gateway.models import User
-
         claims = read_token(self.settings, bearer_token(request))
+        user = self._user(str(claims["sub"]))
+        if user is None or not user.active or user.token_version != claims["ver"]:
+            raise Unauthorized("the token is no longer valid")
+        return Caller(id=user.id, role=user.role, branch_id=user.branch_id)
+
+    def forget(self, user_id: str) -> None:
+        """This process drops what it knows of the user at once; other gateways learn it from the notification."""
+        self.cache.forget(user_id)
+
+    def _user(self, user_id: str) -> UserState | None:
+        cached = self.cache.get(user_id)
+        if cached is not None:
+            return cached
+        generation = self.cache.generation(user_id)
         # four columns in autocommit: one round trip, no ORM object, no transaction left open while the
         # route waits on services
         row = self.worker_ctx.service.db.reader.execute(
-            select(User.id, User.role, User.branch_id, User.active, User.token_version).where(User.id == str(claims["sub"]))
+            select(User.id, User.role, User.branch_id, User.active, User.token_version).where(User.id == user_id)
         ).first()
-        if row is None or not row.active or row.token_version != claims["ver"]:
-            raise Unauthorized("the token is no longer valid")
-        return Caller(id=row.id, role=row.role, branch_id=row.branch_id)
+        if row is None:
+            return None
+        state = UserState(row.id, row.role, row.branch_id, row.active, row.token_version, time.monotonic())
+        self.cache.put(state, generation)
+        return state
 
 
 class Auth(DependencyProvider):
-    """``auth = Auth()``: ``self.auth.authenticate(request)`` in the route wrapper."""
+    """``auth = Auth()``: ``self.auth.authenticate(request)`` in the route wrapper.
+
+    On PostgreSQL it keeps users' authentication state in a ``UserCache`` that notifications keep exact.
+    """
 
     def setup(self):
         self.settings = Settings.from_config(self.container.config)
+        self.cache = UserCache()
+
+    def start(self):
+        url = make_url(self.settings.database_url_for(self.container.service_name))
+        if url.get_backend_name() == "postgresql":
+            dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+            self.container.spawn_managed_thread(lambda: self.cache.listen(dsn))
+
+    def stop(self):
+        self.cache.stop()
 
     def get_dependency(self, worker_ctx):
-        return Authenticator(self.settings, worker_ctx)
+        return Authenticator(self.settings, worker_ctx, self.cache)
+
+
+def notify_user_changed(session, user_id: str) -> None:
+    """Tell every gateway to forget what it knows of this user, when the transaction commits."""
+    if session.bind.dialect.name == "postgresql":
+        session.execute(text("SELECT pg_notify(:channel, :user_id)"), {"channel": CHANNEL, "user_id": user_id})

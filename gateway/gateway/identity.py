@@ -23,7 +23,7 @@ from crm_common.db import utcnow
 from crm_common.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited, Unauthorized, ValidationError
 from crm_common.pagination import SortKey, paginate
 from crm_common.schemas import PageQuerySchema, is_uuid, load_or_raise, new_id
-from gateway.auth import hash_password, issue_token, verify_password
+from gateway.auth import hash_password, issue_token, notify_user_changed, verify_password
 from gateway.models import Branch, LoginThrottle, User
 
 log = logging.getLogger(__name__)
@@ -244,6 +244,7 @@ def update_user(uow, caller: Caller, user_id: str, raw: dict) -> dict:
         changed.append("password")
     if {"password", "active", "role", "branch_id"} & set(changed):
         user.token_version += 1  # every token issued before stops working now
+        notify_user_changed(session, user.id)
     if not changed:
         return user_out.dump(user)
     user.updated_at = utcnow()

@@ -139,3 +139,32 @@ def test_user_changes_are_published_as_events(start_gateway, container_factory, 
     assert created.status_code == 201
     event = waiter.get()
     assert event["user"]["id"] == created.json()["id"] and "password" not in str(event)
+
+
+def test_a_user_deactivated_through_one_gateway_is_refused_by_every_other_gateway(container_factory, config):
+    import requests
+    from nameko.testing.utils import find_free_port
+
+    gateways = []
+    for _ in range(2):
+        replica = dict(config, WEB_SERVER_ADDRESS=f"127.0.0.1:{find_free_port()}")
+        container_factory(GatewayService, replica).start()
+        gateways.append(f"http://{replica['WEB_SERVER_ADDRESS']}")
+    first, second = gateways
+    admin = {"Authorization": "Bearer " + requests.post(f"{first}/api/v1/auth/login", json=ADMIN).json()["access_token"]}
+    branch = requests.post(f"{first}/api/v1/branches", headers=admin,
+                           json={"name": "Реплики", "code": f"R{time.monotonic_ns()}"[-12:]}).json()
+    email = f"r{time.monotonic_ns()}@test.ru"
+    user = requests.post(f"{first}/api/v1/users", headers=admin, json={
+        "email": email, "name": "Реплика", "password": "long-password", "role": "manager", "branch_id": branch["id"],
+    }).json()
+    token = requests.post(f"{second}/api/v1/auth/login", json={"email": email, "password": "long-password"}).json()
+    auth = {"Authorization": f"Bearer {token['access_token']}"}
+    for _ in range(3):  # the second gateway now knows this user
+        assert requests.get(f"{second}/api/v1/me", headers=auth).status_code == 200
+
+    assert requests.patch(f"{first}/api/v1/users/{user['id']}", headers=admin, json={"active": False}).status_code == 200
+    # the notification reaches the other gateway as the change commits: milliseconds, not a cache lifetime
+    poll(lambda: requests.get(f"{second}/api/v1/me", headers=auth).status_code == 401, timeout=1.0, interval=0.01,
+         message="the other gateway to refuse the deactivated user")
+    assert requests.get(f"{first}/api/v1/me", headers=auth).status_code == 401

@@ -83,4 +83,6 @@ class IdentityRoutes:
         A password change also ends every session of the user. Managers change only their own name and password.
         """
         with self.db.transaction():
-            return identity.update_user(self.db, caller, user_id, request.json_body)
+            user = identity.update_user(self.db, caller, user_id, request.json_body)
+        self.auth.forget(user["id"])
+        return user
