@@ -175,6 +175,32 @@ def health(port: int) -> dict | None:
         return None
 
 
+def announce(settings: Settings, port: int, args: argparse.Namespace, stopping: threading.Event) -> None:
+    """Once the gateway reports every service healthy, print where the CRM is and how to log in."""
+    up = wait_until(lambda: stopping.is_set() or (health(port) or {}).get("status") == "ok", args.startup_timeout)
+    if stopping.is_set():
+        return
+    if not up:
+        say(f"not healthy after {args.startup_timeout:g}s: {health(port)}")
+    password = settings.admin_password if settings.admin_password == DEV_ADMIN_PASSWORD else "(CRM_ADMIN_PASSWORD)"
+    data_location = printable(settings.database_url) if settings.database_url else Path(settings.data_dir).resolve()
+    print(
+        "\n"
+        f"  CRM is running:  http://127.0.0.1:{port}/api/v1   (docs: http://127.0.0.1:{port}/api/v1/docs)\n"
+        f"  Log in as:       {settings.admin_email} / {password}\n"
+        f"  Data:            {data_location}\n"
+        "  Stop with Ctrl-C.\n",
+        flush=True,
+    )
+    if args.demo and up:
+        from demo import seed
+
+        try:
+            say(seed(f"http://127.0.0.1:{port}/api/v1", settings.admin_email, settings.admin_password))
+        except Exception as exc:  # noqa: BLE001 - the system keeps running
+            say(f"demo data could not be loaded: {exc}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the whole CRM locally.")
     parser.add_argument("--demo", action="store_true", help="fill the CRM with realistic demo data once it is up")
@@ -221,27 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     for child in children:
         child.start()
 
-    up = wait_until(lambda: stopping.is_set() or (health(port) or {}).get("status") == "ok", args.startup_timeout)
-    if not stopping.is_set():
-        if not up:
-            say(f"not healthy after {args.startup_timeout:g}s: {health(port)}")
-        password = settings.admin_password if settings.admin_password == DEV_ADMIN_PASSWORD else "(CRM_ADMIN_PASSWORD)"
-        data_location = printable(settings.database_url) if settings.database_url else Path(settings.data_dir).resolve()
-        print(
-            "\n"
-            f"  CRM is running:  http://127.0.0.1:{port}/api/v1   (docs: http://127.0.0.1:{port}/api/v1/docs)\n"
-            f"  Log in as:       {settings.admin_email} / {password}\n"
-            f"  Data:            {data_location}\n"
-            "  Stop with Ctrl-C.\n",
-            flush=True,
-        )
-        if args.demo and up:
-            from demo import seed
-
-            try:
-                say(seed(f"http://127.0.0.1:{port}/api/v1", settings.admin_email, settings.admin_password))
-            except Exception as exc:  # noqa: BLE001 - the system keeps running
-                say(f"demo data could not be loaded: {exc}")
+    # the banner (and the demo data) wait for health in their own thread: the supervision loop below
+    # must run from the first second, or a service that dies while the others start is never restarted
+    threading.Thread(target=announce, args=(settings, port, args, stopping), daemon=True).start()
 
     while not stopping.is_set():
         now = time.monotonic()

@@ -105,7 +105,10 @@ def start_system(env_overrides: dict, log_path: Path, startup_timeout: float = 1
         if process.poll() is not None:
             raise RuntimeError(f"scripts/run.py exited with {process.returncode}:\n{system.log()[-4000:]}")
         try:
-            if requests.get(f"http://127.0.0.1:{port}/health", timeout=3).status_code == 200:
+            # healthy, and the runner has said so: what an operator waits for after `make run`
+            if requests.get(f"http://127.0.0.1:{port}/health", timeout=3).status_code == 200 and (
+                "CRM is running" in system.log()
+            ):
                 break
         except requests.RequestException:
             pass
