@@ -11,7 +11,7 @@ import binascii
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, or_
@@ -41,9 +41,12 @@ class SortKey:
             parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
             if parsed.tzinfo is None:
                 raise ValueError("a cursor time always has an offset")
-            return parsed
+            return parsed.astimezone(UTC)  # OverflowError at the ends of the calendar
         if self.kind == "int":
-            return int(value)
+            number = int(value)
+            if not -(2**63) <= number < 2**63:
+                raise ValueError("out of the range of a database integer")
+            return number
         return str(value)
 
 
@@ -60,7 +63,7 @@ def decode_cursor(cursor: str, keys: Sequence[SortKey]) -> list:
         if not isinstance(values, list) or len(values) != len(keys):
             raise invalid
         return [key.from_json(value) for key, value in zip(keys, values)]
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise invalid from None
 
 

@@ -104,7 +104,10 @@ class AwareDateTime(fields.DateTime):
         result = super()._deserialize(value, attr, data, **kwargs)
         if result.tzinfo is None:
             raise self.make_error("naive")
-        return result.astimezone(UTC)
+        try:
+            return result.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 has no UTC time
+            raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE) from None
 
     def _serialize(self, value, attr, obj, **kwargs):
         if value is None:
@@ -130,7 +133,10 @@ class QueryDateTime(fields.Field):
             raise self.make_error("invalid") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise self.make_error("invalid") from None
 
     def _serialize(self, value, attr, obj, **kwargs):
         return None if value is None else iso(value)

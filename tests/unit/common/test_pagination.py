@@ -71,6 +71,8 @@ def test_a_datetime_in_a_cursor_keeps_its_instant_across_time_zones():
         pytest.param(raw_cursor(["yesterday", "a"]), id="not-a-datetime"),
         pytest.param(raw_cursor([12345, "a"]), id="a-number-for-a-datetime"),
         pytest.param(raw_cursor(["2026-11-26T10:00:00", "a"]), id="a-datetime-without-offset"),
+        pytest.param(raw_cursor(["0001-01-01T00:00:00+05:00", "a"]), id="before-the-first-utc-instant"),
+        pytest.param(raw_cursor(["9999-12-31T23:59:59-05:00", "a"]), id="after-the-last-utc-instant"),
     ],
 )
 def test_a_cursor_not_returned_by_the_list_is_a_bad_request_naming_cursor(cursor):
@@ -80,9 +82,10 @@ def test_a_cursor_not_returned_by_the_list_is_a_bad_request_naming_cursor(cursor
     assert "cursor" in error.value.fields
 
 
-def test_an_integer_key_with_a_non_number_is_a_bad_request():
+@pytest.mark.parametrize("value", ["many", 2**63, -(2**63) - 1, 10**40])
+def test_an_integer_key_that_is_not_a_database_integer_is_a_bad_request(value):
     with pytest.raises(BadRequest) as error:
-        decode_cursor(raw_cursor(["many"]), [SortKey(Row.rank, kind="int")])
+        decode_cursor(raw_cursor([value]), [SortKey(Row.rank, kind="int")])
 
     assert "cursor" in error.value.fields
 

@@ -123,8 +123,12 @@ def test_an_aware_datetime_refuses_a_time_without_an_offset(raw):
     assert error.value.messages == {"at": ["Must include a timezone offset, e.g. 2026-11-26T10:00:00Z."]}
 
 
-@pytest.mark.parametrize("raw", [1764151200, "tomorrow", "", None, ["2026-11-26T10:00:00Z"]])
-def test_an_aware_datetime_refuses_what_is_not_an_iso_string(raw):
+@pytest.mark.parametrize(
+    "raw",
+    [1764151200, "tomorrow", "", None, ["2026-11-26T10:00:00Z"],
+     "0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"],  # no UTC time for these two
+)
+def test_an_aware_datetime_refuses_what_is_not_an_iso_string_or_has_no_utc_time(raw):
     with pytest.raises(MarshmallowError):
         MeetingSchema().load({"at": raw})
 
@@ -148,7 +152,9 @@ def test_a_query_datetime_accepts_a_date_or_a_datetime(raw, loaded):
     assert MeetingSchema().load({"since": raw})["since"] == loaded
 
 
-@pytest.mark.parametrize("raw", ["2026-13-01", "yesterday", "26.11.2026", "", 20261126])
+@pytest.mark.parametrize(
+    "raw", ["2026-13-01", "yesterday", "26.11.2026", "", 20261126, "0001-01-01T00:00:00+05:00"]
+)
 def test_a_query_datetime_refuses_what_is_neither_a_date_nor_a_datetime(raw):
     with pytest.raises(MarshmallowError) as error:
         MeetingSchema().load({"since": raw})
