@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 
 from nameko.exceptions import MalformedRequest, MethodNotFound, RemoteError, UnknownService
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.orm.exc import StaleDataError
 
 from crm_common.errors import CrmError
 
@@ -20,6 +21,10 @@ FOREIGN_ERRORS: tuple[tuple[type[Exception], int, str, str], ...] = (
     (ConnectionError, 503, "unavailable", "the message bus or a database is unreachable"),
     (OperationalError, 503, "unavailable", "the gateway's database is unreachable"),
     (InterfaceError, 503, "unavailable", "the gateway's database is unreachable"),
+    # races and limits a command did not foresee (the commands catch the ones they expect)
+    (StaleDataError, 409, "version_conflict", "the record changed meanwhile; read it again and retry"),
+    (IntegrityError, 409, "conflict", "the request conflicts with a concurrent change; read the records again and retry"),
+    (DataError, 422, "validation_error", "a value is out of the range that can be stored"),
 )
 
 ERROR_STATUSES = {

@@ -30,6 +30,8 @@ def normalize_phone(raw: str, region: str) -> str:
 
 def normalize_email(raw: str) -> str:
     email = raw.strip().lower()
+    if len(email) > 254:  # lower-casing can lengthen a string
+        raise ValueError("Longer than 254 characters.")
     try:
         _email_validator(email)
     except MarshmallowError:

@@ -19,6 +19,7 @@ import sys
 import eventlet
 import marshmallow
 import sqlalchemy.exc
+import sqlalchemy.orm.exc
 from kombu.exceptions import OperationalError
 from nameko import rpc as nameko_rpc
 from nameko.amqp.publish import Publisher
@@ -36,12 +37,29 @@ from nameko.exceptions import UnknownService
 from nameko.rpc import get_rpc_exchange
 
 from crm_common.config import Settings
-from crm_common.errors import CrmError, Unavailable, ValidationError, flatten_messages, wire_class
+from crm_common.errors import (
+    Conflict,
+    CrmError,
+    Unavailable,
+    ValidationError,
+    VersionConflict,
+    flatten_messages,
+    wire_class,
+)
 
 
 def to_wire_error(exc: BaseException) -> BaseException:
+    """The shared error a failure travels as. Commands catch their expected races themselves (with a
+    message naming the record); the database errors below are the safety net for races and limits a
+    command did not foresee, so the caller gets a 409 or 422 to act on rather than a 500."""
     if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
         return Unavailable("the service's database is unreachable")
+    if isinstance(exc, sqlalchemy.orm.exc.StaleDataError):
+        return VersionConflict("the record changed meanwhile; read it again and retry")
+    if isinstance(exc, sqlalchemy.exc.IntegrityError):
+        return Conflict("the request conflicts with a concurrent change; read the records again and retry")
+    if isinstance(exc, sqlalchemy.exc.DataError):
+        return ValidationError("a value is out of the range that can be stored")
     if isinstance(exc, marshmallow.ValidationError):
         return ValidationError("invalid input", fields=flatten_messages(exc.messages))
     if isinstance(exc, CrmError):

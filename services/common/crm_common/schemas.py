@@ -43,7 +43,11 @@ class Id(fields.String):
 
 
 class Text(fields.String):
-    """A string trimmed of surrounding whitespace, with a maximum length and optional non-blank rule."""
+    """A string trimmed of surrounding whitespace, with a maximum length and optional non-blank rule.
+
+    ``lower`` lower-cases it first (emails), so the length checked is the length stored: lower-casing can
+    lengthen a string ("İ" becomes two code points).
+    """
 
     default_error_messages = {
         "blank": "Must not be blank.",
@@ -51,13 +55,16 @@ class Text(fields.String):
         "unstorable": "Contains a NUL character or invalid Unicode.",
     }
 
-    def __init__(self, max_length: int, blank: bool = False, **kwargs):
+    def __init__(self, max_length: int, blank: bool = False, lower: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.max_length = max_length
         self.blank = blank
+        self.lower = lower
 
     def _deserialize(self, value, attr, data, **kwargs):
         value = super()._deserialize(value, attr, data, **kwargs).strip()
+        if self.lower:
+            value = value.lower()
         if unstorable_text(value):
             raise self.make_error("unstorable")
         if not self.blank and not value:

@@ -78,6 +78,13 @@ def test_an_invalid_email_is_refused(raw):
         normalize_email(raw)
 
 
+def test_an_email_that_lower_casing_makes_too_long_is_refused():
+    raw = "İ" * 60 + "@" + "x" * 190 + ".ru"  # 253 characters; lower-cased, 313
+
+    with pytest.raises(ValueError, match="Longer than 254 characters."):
+        normalize_email(raw)
+
+
 def test_a_clients_contacts_are_normalised_and_written_once():
     phones, emails = normalize_contacts(
         ["8 (916) 123-45-67", "+79161234567", "+7 495 123 45 67"], ["Ivan@Mail.ru", "ivan@mail.ru "], "RU"

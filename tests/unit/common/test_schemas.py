@@ -53,6 +53,20 @@ def test_text_longer_than_its_maximum_after_trimming_is_refused():
     assert error.value.messages == {"title": ["Longer than 10 characters."]}
 
 
+class LoginNameSchema(Schema):
+    email = Text(10, lower=True)
+
+
+def test_lower_text_checks_the_length_of_the_lower_cased_value_it_returns():
+    assert LoginNameSchema().load({"email": " A@B.RU "})["email"] == "a@b.ru"
+    assert len("İİİİİ@b.ru") == 10 and len("İİİİİ@b.ru".lower()) == 15  # lower-casing İ adds a combining dot
+
+    with pytest.raises(MarshmallowError) as error:
+        LoginNameSchema().load({"email": "İİİİİ@b.ru"})
+
+    assert error.value.messages == {"email": ["Longer than 10 characters."]}
+
+
 @pytest.mark.parametrize("raw", [7, ["a"], {"a": 1}, True])
 def test_text_refuses_values_that_are_not_strings(raw):
     with pytest.raises(MarshmallowError):

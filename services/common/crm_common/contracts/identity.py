@@ -32,7 +32,7 @@ class UserSchema(Schema):
 
 
 class UserCreateSchema(StrictSchema):
-    email = Text(254, required=True, validate=validate.Email())
+    email = Text(254, lower=True, required=True, validate=validate.Email())
     name = Text(200, required=True)
     password = fields.String(required=True, validate=validate.Length(min=8, max=128))
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
@@ -55,7 +55,7 @@ class UserQuerySchema(PageQuerySchema):
 
 
 class LoginSchema(StrictSchema):
-    email = Text(254, required=True)
+    email = Text(254, lower=True, required=True)
     password = fields.String(required=True, validate=validate.Length(max=128))
 
 
