@@ -307,6 +307,19 @@ def test_a_client_with_open_deals_cannot_be_archived_until_they_are_closed(world
     assert head.ok("DELETE", f"/clients/{client['id']}")["archived"] is True
 
 
+def test_a_client_with_open_deals_stays_in_its_branch_until_they_are_closed(world, pipeline):
+    head = world.north.head
+    client = client_of(head)
+    deal = deal_of(head, client, pipeline)
+    refused = world.admin.patch(f"/clients/{client['id']}", json={"branch_id": world.south.id})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["open_deal_ids"] == [deal["id"]]
+    assert head.ok("GET", f"/clients/{client['id']}")["branch_id"] == world.north.id
+    head.ok("POST", f"/deals/{deal['id']}/stage", {"stage_id": stage(pipeline, "Отказ")["id"], "lost_reason": "Ушёл"})
+    moved = world.admin.ok("PATCH", f"/clients/{client['id']}", {"branch_id": world.south.id})
+    assert (moved["branch_id"], moved["owner_id"]) == (world.south.id, None)
+
+
 def test_deals_are_filtered_by_stage_owner_and_status(world, pipeline):
     head = world.north.head
     manager, colleague = world.north.managers

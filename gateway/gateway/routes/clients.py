@@ -63,7 +63,11 @@ class ClientRoutes:
     @api("PATCH", "/clients/<client_id>", body=ClientUpdateSchema, response=ClientSchema, if_match=True,
          errors=(403, 404, 409, 422), summary="Change a client", tag="clients")
     def update_client(self, request, caller, client_id):
-        """Send only what changes. With ``If-Match: <version>`` a stale version is 409 ``version_conflict``."""
+        """Send only what changes. With ``If-Match: <version>`` a stale version is 409 ``version_conflict``.
+
+        An admin moves a client with ``branch_id`` (naming an ``owner_id`` of the new branch, or leaving it
+        unowned for that branch's head to assign); a client with open deals is not moved: 409 ``conflict``
+        with ``open_deal_ids``."""
         body = request.json_body
         self._check_named_branch(body)
         client = self.clients_rpc.update_client(

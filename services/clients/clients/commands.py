@@ -98,7 +98,10 @@ def create_client(uow, caller: Caller, raw: dict, directory: dict | None, region
     return out
 
 
-def update_client(uow, caller: Caller, client_id: str, raw: dict, expected_version, directory, region: str) -> dict:
+def update_client(
+    uow, caller: Caller, client_id: str, raw: dict, expected_version, directory, region: str, open_deals=None
+) -> dict:
+    """``open_deals`` (from the deals service) must be empty to move the client to another branch."""
     changes = load_or_raise(client_update, raw)
     client = require_visible(uow.session, caller, client_id, for_update=True)
     if expected_version is not None and client.version != expected_version:
@@ -108,12 +111,16 @@ def update_client(uow, caller: Caller, client_id: str, raw: dict, expected_versi
         )
     domain.check_branch_change(caller, changes.get("branch_id"), client.branch_id)
     branch_id = changes.get("branch_id", client.branch_id)
-    if "owner_id" in changes and changes["owner_id"] != client.owner_id:
-        if caller.is_manager:
-            raise Forbidden("a manager cannot give a client to someone else")
+    moving = branch_id != client.branch_id
+    if moving and open_deals:
+        raise ClientHasOpenDeals(open_deals, "moving the client to another branch")
+    if "owner_id" in changes and changes["owner_id"] != client.owner_id and caller.is_manager:
+        raise Forbidden("a manager cannot give a client to someone else")
+    if "owner_id" in changes and (changes["owner_id"] != client.owner_id or moving):
+        # the owner named must belong to the branch the client ends up in
         changes["owner_id"] = domain.check_owner(caller, changes["owner_id"], branch_id, directory)
-    elif branch_id != client.branch_id:
-        changes["owner_id"] = None
+    elif moving:
+        changes["owner_id"] = None  # the old owner works in the old branch; the new branch's head assigns one
     if "phones" in changes or "emails" in changes:
         phones, emails = domain.normalize_contacts(
             changes.get("phones", client.phones), changes.get("emails", client.emails), region
@@ -249,7 +256,8 @@ def _record_touchpoint(uow, caller, data, branch_id, phones, emails, directory) 
         _timeline(uow, client, "client", "client_created", caller.id, ref_id=client.id, data={"name": name}, when=now)
         uow.emit("client_created", {"branch_id": branch_id, "actor_id": caller.id, "client": client_out.dump(client)})
     else:
-        client = session.get(Client, client_id)
+        # locked: a concurrent edit of the same client waits instead of failing on its version
+        client = session.get(Client, client_id, with_for_update=True)
         _collect_new_contacts(uow, caller, client, phones, emails)
     touchpoint = Touchpoint(
         id=new_id(), client_id=client.id, branch_id=branch_id, channel=data["channel"], name=data["name"],

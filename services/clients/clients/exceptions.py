@@ -24,9 +24,9 @@ class ClientArchived(Conflict):
 class ClientHasOpenDeals(Conflict):
     """The client has open deals."""
 
-    def __init__(self, open_deals: list[dict]):
+    def __init__(self, open_deals: list[dict], action: str = "archiving"):
         super().__init__(
             f"the client has {len(open_deals)} open deal(s); close each as won or lost "
-            "(POST /api/v1/deals/{id}/stage) before archiving",
+            f"(POST /api/v1/deals/{{id}}/stage) before {action}",
             details={"open_deal_ids": [deal["id"] for deal in open_deals]},
         )

@@ -47,9 +47,17 @@ class ClientsService:
 
     @rpc
     def update_client(self, caller, client_id, changes, expected_version=None, directory=None):
-        """Change some fields. ``update_client(caller, id, {"tags": ["vip"]}, expected_version=3)``"""
+        """Change some fields. ``update_client(caller, id, {"tags": ["vip"]}, expected_version=3)``
+
+        A client with open deals stays in its branch (the deals and their pipeline belong to it)."""
+        caller = Caller.load(caller)
+        open_deals = None
+        if isinstance(changes, dict) and changes.get("branch_id") and "deals" in self.settings.services:
+            client = commands.require_visible(self.db.reader, caller, client_id)
+            if changes["branch_id"] != client.branch_id:
+                open_deals = self.deals_rpc.open_deals_of_client(client.id)
         return self.db.write(lambda: commands.update_client(
-            self.db, Caller.load(caller), client_id, changes, expected_version, directory, self.region
+            self.db, caller, client_id, changes, expected_version, directory, self.region, open_deals
         ))
 
     @rpc

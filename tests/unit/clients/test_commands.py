@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from clients import commands
+from clients.exceptions import ClientHasOpenDeals
 from clients.models import Client, ClientContact, TimelineEntry, Touchpoint
 from crm_common.caller import Caller
 from crm_common.errors import DuplicateClient, Forbidden, NotFound, ValidationError, VersionConflict
@@ -265,6 +266,39 @@ def test_an_admin_moving_a_client_to_another_branch_leaves_it_without_an_owner(u
     assert (moved["branch_id"], moved["owner_id"]) == (SOUTH, None)
     assert uow.events[-1][1]["changed"] == ["owner_id", "branch_id"]
     assert create(uow, HEAD, phones=["+7 916 123-45-67"])["branch_id"] == NORTH
+
+
+SOUTH_MANAGER = Caller(str(uuid.uuid4()), "manager", SOUTH)
+BOTH_BRANCHES = {"users": {**DIRECTORY["users"], SOUTH_MANAGER.id: {"branch_id": SOUTH, "role": "manager", "active": True}}}
+
+
+def test_an_admin_may_move_a_client_and_name_its_owner_in_the_new_branch(uow):
+    client = create(uow, MANAGER)
+
+    moved = update(uow, ADMIN, client["id"], {"branch_id": SOUTH, "owner_id": SOUTH_MANAGER.id}, directory=BOTH_BRANCHES)
+
+    assert (moved["branch_id"], moved["owner_id"]) == (SOUTH, SOUTH_MANAGER.id)
+
+
+def test_moving_a_client_with_its_old_owner_named_again_checks_the_owner_against_the_new_branch(uow):
+    client = create(uow, MANAGER)
+
+    with pytest.raises(ValidationError) as error:
+        update(uow, ADMIN, client["id"], {"branch_id": SOUTH, "owner_id": MANAGER.id}, directory=BOTH_BRANCHES)
+
+    assert "owner_id" in error.value.fields
+    assert uow.session.get(Client, client["id"]).branch_id == NORTH
+
+
+def test_a_client_with_open_deals_is_not_moved_to_another_branch(uow):
+    client = create(uow, MANAGER)
+
+    with pytest.raises(ClientHasOpenDeals) as error:
+        commands.update_client(uow, ADMIN, client["id"], {"branch_id": SOUTH}, None, None, "RU", [{"id": "deal-1"}])
+
+    assert error.value.details == {"open_deal_ids": ["deal-1"]}
+    assert "before moving the client to another branch" in error.value.message
+    assert uow.session.get(Client, client["id"]).branch_id == NORTH
 
 
 @pytest.mark.parametrize(
