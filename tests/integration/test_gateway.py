@@ -168,3 +168,43 @@ def test_a_user_deactivated_through_one_gateway_is_refused_by_every_other_gatewa
     poll(lambda: requests.get(f"{second}/api/v1/me", headers=auth).status_code == 401, timeout=1.0, interval=0.01,
          message="the other gateway to refuse the deactivated user")
     assert requests.get(f"{first}/api/v1/me", headers=auth).status_code == 401
+
+
+def test_the_user_cache_listener_outlives_quiet_spells_and_reconnects_when_cut_off(config):
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    from crm_common.config import Settings
+    from gateway.usercache import APPLICATION_NAME, CHANNEL, UserCache, UserState
+
+    url = make_url(Settings.from_config(config).database_url_for("gateway")).set(drivername="postgresql")
+    dsn = url.render_as_string(hide_password=False)
+    cache = UserCache()
+    cache.idle_s = 0.1
+    listener = eventlet.spawn(cache.listen, dsn)
+    admin = psycopg2.connect(dsn)
+    admin.autocommit = True
+    try:
+        poll(lambda: cache.listening, message="the listener to connect")
+        epoch = cache.generation("u1")[0]
+        cache.put(UserState("u1", "manager", None, True, 1, time.monotonic()), cache.generation("u1"))
+        checks = cache.idle_checks
+        poll(lambda: cache.idle_checks >= checks + 3, message="three quiet spells")
+        assert cache.get("u1") is not None and cache.generation("u1")[0] == epoch, "a quiet spell changes nothing"
+
+        with admin.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, "u1"))
+        poll(lambda: cache.get("u1") is None, message="the notification to reach the cache")
+
+        stamp = cache.generation("u2")  # a read that starts now, while the listener is about to be cut off
+        with admin.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE application_name = %s AND datname = current_database()", (APPLICATION_NAME,))
+        poll(lambda: cache.generation("u2")[0] >= epoch + 2 and cache.listening, timeout=15,
+             message="the listener to notice and reconnect")
+        cache.put(UserState("u2", "manager", None, True, 1, time.monotonic()), stamp)
+        assert cache.get("u2") is None, "a read begun before the reconnect may have missed a change"
+    finally:
+        cache.stop()
+        listener.kill()
+        admin.close()

@@ -53,3 +53,22 @@ def test_an_entry_older_than_its_lifetime_is_read_again(monkeypatch):
     cache.put(state(), cache.generation("u1"))
     monkeypatch.setattr(module, "MAX_AGE_S", -1.0)
     assert cache.get("u1") is None
+
+
+def test_a_read_begun_before_the_cache_started_listening_is_not_kept():
+    cache = UserCache()
+    before_listening = cache.generation("u1")  # a change may commit now, before LISTEN: no notification follows
+    cache.listening = True
+    cache.put(state(), before_listening)
+    assert cache.get("u1") is None
+
+
+def test_losing_the_listener_forgets_everything_and_a_read_begun_before_is_not_kept_after_reconnecting():
+    cache = listening_cache()
+    cache.put(state("u1"), cache.generation("u1"))
+    during_outage = cache.generation("u2")
+    cache.listening = False
+    assert cache.get("u1") is None
+    cache.listening = True
+    cache.put(state("u2"), during_outage)
+    assert cache.get("u1") is None and cache.get("u2") is None
