@@ -89,3 +89,47 @@ def test_the_clients_timeline_shows_deal_events_once_even_when_they_are_delivere
     dispatch("deals", "deal_won", marker)
     poll(lambda: sum(e["type"] == "deal_won" for e in deal_entries()) == 2, message="the later event")
     assert sum(e["type"] == "deal_won" for e in deal_entries()) == 2, "the duplicate delivery added nothing"
+
+
+def test_a_stage_re_timed_while_a_deal_enters_it_re_times_that_deal_too(services, head, config):
+    """A pipeline change waits for deals entering its stages (PostgreSQL row locks), so it sees them."""
+    from datetime import timedelta
+
+    import eventlet
+    from sqlalchemy import create_engine, select, text, update
+    from sqlalchemy.orm import Session
+
+    from crm_common.config import Settings
+    from crm_common.db import utcnow
+    from deals import repository as repo
+    from deals.models import Deal
+
+    clients, deals = services
+    pipeline = deals.create_pipeline(head, {"name": "Замки", "stages": STAGES})
+    first, second = pipeline["stages"][0], pipeline["stages"][1]
+    client = clients.create_client(head, {"kind": "person", "name": "Гонка"})
+    deal = deals.create_deal(head, {"client_id": client["id"], "pipeline_id": pipeline["id"], "title": "Гонка",
+                                    "amount": "1.00", "currency": "RUB"})
+    deals.move_deal(head, deal["id"], {"stage_id": second["id"]})
+    engine = create_engine(Settings.from_config(config).database_url_for("deals"))
+    # a move back into the first stage, in flight: it holds what move_deal holds and has computed the old limit
+    moving = Session(engine)
+    repo.lock_pipeline(moving, pipeline["id"])
+    entered = utcnow()
+    moving.execute(update(Deal).where(Deal.id == deal["id"])
+                   .values(stage_id=first["id"], stage_entered_at=entered, stage_due_at=entered + timedelta(days=2)))
+    retimed = [{k: v for k, v in stage.items() if k != "position"} for stage in pipeline["stages"]]
+    retimed[0]["max_days"] = 5
+    change = eventlet.spawn(deals.update_pipeline, head, pipeline["id"], {"stages": retimed})
+    try:
+        with engine.connect() as watcher:
+            poll(lambda: watcher.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )).scalar(), message="the pipeline change to wait for the move")
+    finally:
+        moving.commit()
+    assert change.wait()["stages"][0]["max_days"] == 5
+    with Session(engine) as session:
+        due = session.scalar(select(Deal.stage_due_at).where(Deal.id == deal["id"]))
+    assert abs(due - (entered + timedelta(days=5))) < timedelta(seconds=1)
+    engine.dispose()

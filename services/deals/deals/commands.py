@@ -93,8 +93,8 @@ def _new_stage(pipeline_id: str, stage: dict, position: int) -> Stage:
     )
 
 
-def require_pipeline(session, caller: Caller, pipeline_id: str) -> Pipeline:
-    pipeline = repo.get_pipeline(session, caller, pipeline_id)
+def require_pipeline(session, caller: Caller, pipeline_id: str, lock: str | None = None) -> Pipeline:
+    pipeline = repo.get_pipeline(session, caller, pipeline_id, lock)
     if pipeline is None:
         raise PipelineNotFound()
     return pipeline
@@ -105,7 +105,7 @@ def update_pipeline(uow, caller: Caller, pipeline_id: str, raw: dict, expected_v
     _require_process_manager(caller, "pipelines")
     data = load_or_raise(PipelineUpdateSchema(), raw)
     session = uow.session
-    pipeline = require_pipeline(session, caller, pipeline_id)
+    pipeline = require_pipeline(session, caller, pipeline_id, lock="update")  # waits for deals entering its stages
     if expected_version is not None and pipeline.version != expected_version:
         raise VersionConflict("the pipeline changed since you read it", details={"current_version": pipeline.version})
     now = utcnow()
@@ -151,7 +151,9 @@ def _retime_open_deals(session, stage: Stage, now) -> None:
         due = domain.due_at(deal.stage_entered_at, stage.max_days)
         still_late = due is not None and due <= now
         session.execute(
-            update(Deal).where(Deal.id == deal.id)
+            # the same stage entry only: never re-time a deal that has moved on since it was read
+            update(Deal).where(Deal.id == deal.id, Deal.stage_id == stage.id, Deal.status == "open",
+                               Deal.stage_entered_at == deal.stage_entered_at)
             .values(stage_due_at=due, stuck_raised_at=deal.stuck_raised_at if still_late else None)
             .execution_options(synchronize_session=False)
         )
@@ -249,7 +251,7 @@ def create_deal(uow, caller: Caller, data: dict, client: dict | None, directory:
         raise ValidationError("unknown client", fields={"client_id": ["No such client (or not yours)."]})
     if client.get("archived"):
         raise ValidationError("archived client", fields={"client_id": ["The client is archived; restore it first."]})
-    pipeline = repo.get_pipeline(session, caller, data["pipeline_id"])
+    pipeline = repo.get_pipeline(session, caller, data["pipeline_id"], lock="share")  # its first stage stays put
     if pipeline is None:
         raise ValidationError("unknown pipeline", fields={"pipeline_id": ["No such pipeline."]})
     if pipeline.branch_id != client["branch_id"]:
@@ -307,6 +309,7 @@ def move_deal(uow, caller: Caller, deal_id: str, raw: dict, expected_version=Non
     session = uow.session
     deal = require_deal(session, caller, deal_id)
     _check_version(deal, expected_version)
+    repo.lock_pipeline(session, deal.pipeline_id)  # before reading the stages: none changes until we commit
     current = session.get(Stage, deal.stage_id)
     target = session.get(Stage, data["stage_id"])
     move = domain.plan_move(_info(current), _info(target) if target else None, deal.pipeline_id, data["lost_reason"])

@@ -29,12 +29,23 @@ def branch_condition(caller: Caller, column):
     return column.is_not(None) if caller.is_admin else column == caller.branch_id
 
 
-def get_pipeline(session: Session, caller: Caller, pipeline_id: str) -> Pipeline | None:
+def get_pipeline(session: Session, caller: Caller, pipeline_id: str, lock: str | None = None) -> Pipeline | None:
+    """``lock="share"`` for a deal entering one of its stages, ``"update"`` for changing its stages: see
+    ``lock_pipeline``."""
     if not is_uuid(pipeline_id):
         return None
-    return session.scalars(
-        select(Pipeline).where(Pipeline.id == pipeline_id, branch_condition(caller, Pipeline.branch_id))
-    ).first()
+    query = select(Pipeline).where(Pipeline.id == pipeline_id, branch_condition(caller, Pipeline.branch_id))
+    if lock:
+        query = query.with_for_update(read=lock == "share")
+    return session.scalars(query).first()
+
+
+def lock_pipeline(session: Session, pipeline_id: str) -> None:
+    """Hold the pipeline shared until the transaction ends. Deals entering a stage (new deals, moves) hold
+    it shared and a pipeline change holds it exclusively, so a stage is never removed or re-timed while a
+    deal is entering it (that deal would land in a deleted stage or keep the old limit). Moves do not
+    wait for each other. SQLite needs none of it: it has one writer at a time."""
+    session.execute(select(Pipeline.id).where(Pipeline.id == pipeline_id).with_for_update(read=True))
 
 
 def stages_of(session: Session, pipeline_ids, include_removed: bool = False) -> list[Stage]:
