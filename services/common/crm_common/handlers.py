@@ -2,8 +2,9 @@
 
 nameko acknowledges an event whose handler failed (unless ``requeue_on_error``, which would retry a
 broken message forever). ``event_handler`` here puts the event back on the queue only when the
-failure is temporary — the service's database or another service unreachable — after a pause that
-grows with each retry of that worker, so a database outage delays events instead of dropping them.
+failure is temporary — the service's database or another service unreachable — after a fixed pause
+(``RETRY_PAUSE_S``) that keeps a worker from spinning, so a database outage delays events instead of
+dropping them.
 A failure caused by the event itself is logged and the event acknowledged. Handlers must be
 idempotent (see ``WorkerDatabase.first_delivery``), as a requeued event may have been half handled.
 """

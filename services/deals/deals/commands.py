@@ -403,7 +403,7 @@ def raise_stuck_deals(uow, now: datetime | None = None, batch: int = 500) -> int
             stage = stages[deal.stage_id]
             snapshot = _snapshot(view._one(deal, stage, None))
             uow.emit("deal_stuck", {
-                "branch_id": deal.branch_id, "deal": snapshot, "stage": _stage_ref(stage),
+                "branch_id": deal.branch_id, "actor_id": None, "deal": snapshot, "stage": _stage_ref(stage),
                 "max_days": stage.max_days or 0.0, "days_in_stage": domain.days_between(deal.stage_entered_at, now),
             }, full_check=index == 0)  # the rest of the batch is built the same way
         uow.commit()
