@@ -4,7 +4,7 @@ import marshmallow
 import pytest
 from nameko.exceptions import RemoteError, deserialize, serialize
 
-from clients.exceptions import ClientArchived, ClientNotFound, DuplicateContact
+from clients.exceptions import ClientHasOpenDeals, ClientNotFound, DuplicateContact
 from crm_common.errors import (
     BadRequest,
     Conflict,
@@ -33,7 +33,7 @@ def over_the_wire(exc: BaseException) -> BaseException:
     [
         (ClientNotFound(), NotFound),
         (DuplicateContact("6f1c2b4e-0d1a-4c3b-9e6f-1a2b3c4d5e6f"), DuplicateClient),
-        (ClientArchived("the client is archived"), Conflict),
+        (ClientHasOpenDeals([{"id": "d-1"}]), Conflict),
         (BadRequest("bad cursor", fields={"cursor": ["Not a cursor."]}), BadRequest),
         (Unauthorized("no"), Unauthorized),
         (Forbidden("a manager cannot assign clients to someone else"), Forbidden),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import phonenumbers
 from marshmallow import ValidationError as MarshmallowError
@@ -115,43 +114,11 @@ def next_owner(candidates: Sequence[str], last_owner_id: str | None) -> str | No
     return ordered[0]
 
 
-@dataclass(frozen=True)
-class Member:
-    """A user as the gateway vouches for them: the service knows users only through this."""
-
-    id: str
-    branch_id: str | None
-    role: str
-    active: bool
-
-
-def members_from(directory: dict | None) -> dict[str, Member]:
-    users = (directory or {}).get("users") or {}
-    return {
-        user_id: Member(user_id, info.get("branch_id"), info.get("role", "manager"), bool(info.get("active")))
-        for user_id, info in users.items()
-    }
-
-
 def check_owner(caller: Caller, owner_id: str | None, branch_id: str, directory: dict | None) -> str | None:
-    """Who owns a client created or reassigned by ``caller`` in ``branch_id``.
-
-    A manager owns what they create and cannot give clients away; a head or an admin may
-    name any active user of the client's branch.
-    """
-    if caller.is_manager:
-        if owner_id not in (None, caller.id):
-            raise Forbidden("a manager cannot assign clients to someone else")
-        return caller.id
-    if owner_id is None:
-        return caller.id if caller.branch_id == branch_id else None
-    member = members_from(directory).get(owner_id)
-    if member is None or not member.active or member.branch_id != branch_id:
-        raise ValidationError(
-            "owner is not an active user of the branch",
-            fields={"owner_id": ["Not an active user of the client's branch."]},
-        )
-    return owner_id
+    """Who owns a client created or reassigned by ``caller`` in ``branch_id``: see ``Caller.owner_for``.
+    Naming nobody makes a head the owner of a client of their own branch."""
+    default = caller.id if caller.branch_id == branch_id else None
+    return caller.owner_for(owner_id, branch_id, directory, default, record="client")
 
 
 def check_branch_change(caller: Caller, new_branch_id: str | None, current_branch_id: str) -> None:
@@ -161,11 +128,6 @@ def check_branch_change(caller: Caller, new_branch_id: str | None, current_branc
 
 def touchpoint_source(channel: str, utm: dict) -> str:
     return (utm.get("utm_source") or utm.get("source") or channel).strip()[:64]
-
-
-DEAL_EVENTS = (
-    "deal_created", "deal_updated", "deal_stage_changed", "deal_won", "deal_lost", "deal_reopened", "deal_stuck",
-)
 
 
 def deal_timeline_data(event_type: str, payload: dict) -> dict:

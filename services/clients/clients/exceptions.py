@@ -4,10 +4,7 @@ from crm_common.errors import Conflict, DuplicateClient, NotFound
 
 
 class ClientNotFound(NotFound):
-    """No such client."""
-
-    def __init__(self, message: str = "client not found", fields=None, details=None):
-        super().__init__(message, fields, details)
+    """client not found"""  # the message when none is given (see CrmError)
 
 
 class DuplicateContact(DuplicateClient):
@@ -15,10 +12,6 @@ class DuplicateContact(DuplicateClient):
 
     def __init__(self, existing_id: str, message: str = "a client with this phone or email already exists in the branch"):
         super().__init__(message, details={"existing_id": existing_id})
-
-
-class ClientArchived(Conflict):
-    """The client is archived."""
 
 
 class ClientHasOpenDeals(Conflict):

@@ -71,6 +71,30 @@ class Caller:
             return model.branch_id == self.branch_id
         return and_(model.branch_id == self.branch_id, model.owner_id == self.id)
 
+    def owner_for(self, owner_id: str | None, branch_id: str, directory: dict | None, default: str | None,
+                  record: str = "client") -> str | None:
+        """Who owns a record (a client, a deal) that this caller creates or reassigns in ``branch_id``.
+
+        A manager owns what they create and cannot give it away; a head or an admin may name any
+        active user of the record's branch, as ``directory`` (``{"users": {id: {branch_id, active}}}``,
+        from the gateway) describes them; naming nobody gives ``default``.
+        """
+        from crm_common.errors import ValidationError
+
+        if self.is_manager:
+            if owner_id not in (None, self.id):
+                raise Forbidden(f"a manager cannot give a {record} to someone else")
+            return self.id
+        if owner_id is None:
+            return default
+        user = ((directory or {}).get("users") or {}).get(owner_id)
+        if not user or not user.get("active") or user.get("branch_id") != branch_id:
+            raise ValidationError(
+                "owner is not an active user of the branch",
+                fields={"owner_id": [f"Not an active user of the {record}'s branch."]},
+            )
+        return owner_id
+
     def target_branch(self, requested: str | None) -> str:
         """The branch a new record goes to: the caller's own, or the one an admin names."""
         from crm_common.errors import ValidationError

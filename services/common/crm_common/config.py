@@ -42,12 +42,6 @@ def load_config(path: str | os.PathLike | None = None) -> dict:
         return yaml.safe_load(stream)
 
 
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in {"1", "true", "yes", "on"}
-
-
 @dataclass(frozen=True)
 class Settings:
     env: str = "development"
@@ -89,8 +83,6 @@ class Settings:
                 raw = int(raw)
             elif f.type in ("float",):
                 raw = float(raw)
-            elif f.type in ("bool",):
-                raw = _as_bool(raw)
             else:
                 raw = str(raw) if not isinstance(raw, (dict, tuple)) else raw
             values[f.name] = raw

@@ -209,10 +209,6 @@ class WorkerDatabase:
             self._reader = self._provider.reader_factory()
         return self._reader
 
-    @property
-    def dialect(self) -> str:
-        return self._provider.engine.dialect.name
-
     def emit(self, event_type: str, payload: dict, full_check: bool = True) -> dict:
         """Queue an event in the outbox; it is published only if the transaction commits."""
         from crm_common.events import validate_event

@@ -84,7 +84,6 @@ def paginate(
     cursor: str | None,
     limit: int,
     dump: Callable[[Any], dict],
-    key_of: Callable[[Any], Sequence] | None = None,
 ) -> dict:
     """Run ``query`` (a select of entities) one page at a time; returns ``{items, next_cursor}``."""
     if cursor:
@@ -96,6 +95,6 @@ def paginate(
     next_cursor = None
     if has_more and rows:
         last = rows[-1]
-        raw = key_of(last) if key_of else [getattr(last, k.column.key) for k in keys]
+        raw = [getattr(last, k.column.key) for k in keys]
         next_cursor = encode_cursor([k.to_json(v) for k, v in zip(keys, raw)])
     return {"items": [dump(row) for row in rows], "next_cursor": next_cursor}

@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 MONEY = re.compile(r"-?[0-9]{1,15}(\.[0-9]+)?")
 
@@ -18,6 +18,15 @@ class StrictSchema(Schema):
     class Meta:
         unknown = RAISE
         ordered = True
+
+
+class UpdateSchema(StrictSchema):
+    """A PATCH body: only the fields that change, and at least one of them."""
+
+    @validates_schema(skip_on_field_errors=True)  # {"name": 5} is about name, not an empty body
+    def _something_to_change(self, data, **kwargs):
+        if not data:
+            raise ValidationError("Nothing to change.", "body")
 
 
 def is_uuid(value: str) -> bool:
@@ -91,13 +100,6 @@ class StrictBoolean(fields.Boolean):
         if not isinstance(value, bool):
             raise self.make_error("invalid")
         return value
-
-
-class StrictNumber(fields.Float):
-    def _validated(self, value):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.make_error("invalid")
-        return super()._validated(value)
 
 
 class AwareDateTime(fields.DateTime):

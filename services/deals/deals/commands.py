@@ -225,21 +225,6 @@ def _stage_ref(stage) -> dict:
     return {"id": stage.id, "name": stage.name, "kind": stage.kind}
 
 
-def check_deal_owner(caller: Caller, owner_id, branch_id: str, directory: dict | None, default: str | None):
-    if caller.is_manager:
-        if owner_id not in (None, caller.id):
-            raise Forbidden("a manager cannot give a deal to someone else")
-        return caller.id
-    if owner_id is None:
-        return default
-    user = ((directory or {}).get("users") or {}).get(owner_id)
-    if not user or not user.get("active") or user.get("branch_id") != branch_id:
-        raise ValidationError(
-            "owner is not an active user of the branch", fields={"owner_id": ["Not an active user of the deal's branch."]}
-        )
-    return owner_id
-
-
 def load_new_deal(raw: dict) -> dict:
     return load_or_raise(DealCreateSchema(), raw)
 
@@ -260,7 +245,7 @@ def create_deal(uow, caller: Caller, data: dict, client: dict | None, directory:
         )
     first = repo.stages_of(session, [pipeline.id])[0]
     default_owner = client.get("owner_id") or (caller.id if caller.branch_id == pipeline.branch_id else None)
-    owner_id = check_deal_owner(caller, data["owner_id"], pipeline.branch_id, directory, default_owner)
+    owner_id = caller.owner_for(data["owner_id"], pipeline.branch_id, directory, default_owner, record="deal")
     now = utcnow()
     deal = Deal(
         id=new_id(), branch_id=pipeline.branch_id, client_id=client["id"], pipeline_id=pipeline.id,
@@ -358,7 +343,7 @@ def update_deal(uow, caller: Caller, deal_id: str, raw: dict, expected_version, 
     if "owner_id" in changes and changes["owner_id"] != deal.owner_id:
         if caller.is_manager:
             raise Forbidden("a manager cannot give a deal to someone else")
-        changes["owner_id"] = check_deal_owner(caller, changes["owner_id"], deal.branch_id, directory, deal.owner_id)
+        changes["owner_id"] = caller.owner_for(changes["owner_id"], deal.branch_id, directory, deal.owner_id, record="deal")
     if "amount" in changes:
         changes["amount_minor"] = domain.to_minor(changes.pop("amount"))
     changed = [name for name, value in changes.items() if getattr(deal, name) != value]

@@ -47,8 +47,6 @@ class StageInfo:
 class Move:
     """What moving a deal from one stage to another means: the events it raises."""
 
-    from_stage: StageInfo
-    to_stage: StageInfo
     events: list[str] = field(default_factory=list)
 
 
@@ -71,7 +69,7 @@ def plan_move(current: StageInfo, target: StageInfo | None, pipeline_id: str, lo
         events.append("deal_lost")
     elif current.kind in ("won", "lost"):
         events.append("deal_reopened")
-    return Move(current, target, events)
+    return Move(events)
 
 
 @dataclass

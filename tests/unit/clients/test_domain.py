@@ -5,7 +5,6 @@ import pytest
 from clients.domain import (
     check_branch_change,
     check_owner,
-    members_from,
     next_owner,
     normalize_contacts,
     normalize_email,
@@ -168,15 +167,6 @@ def test_round_robin_over_many_clients_gives_each_manager_the_same_number():
         counts[last] = counts.get(last, 0) + 1
 
     assert counts == {"m-1": 3, "m-2": 3, "m-3": 3}
-
-
-def test_the_directory_becomes_members():
-    members = members_from(DIRECTORY)
-
-    assert members["manager-3"].active is False
-    assert members["manager-9"].branch_id == SOUTH
-    assert members_from(None) == {}
-    assert members_from({"users": None}) == {}
 
 
 @pytest.mark.parametrize("owner_id", [None, "manager-1"])

@@ -2,7 +2,7 @@
 
 import pytest
 
-from clients.exceptions import ClientArchived, ClientNotFound, DuplicateContact
+from clients.exceptions import ClientHasOpenDeals, ClientNotFound, DuplicateContact
 from crm_common.errors import (
     BadRequest,
     Conflict,
@@ -71,7 +71,7 @@ def test_each_shared_error_has_the_documented_status_and_code(error_cls, status,
     [
         (ClientNotFound(), NotFound),
         (DuplicateContact("c-1"), DuplicateClient),
-        (ClientArchived(), Conflict),
+        (ClientHasOpenDeals([{"id": "d-1"}]), Conflict),
         (VersionConflict(), VersionConflict),
         (DuplicateClient(), DuplicateClient),
         (ValidationError(), ValidationError),

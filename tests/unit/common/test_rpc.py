@@ -3,7 +3,7 @@
 import marshmallow
 import pytest
 
-from clients.exceptions import ClientArchived, ClientNotFound, DuplicateContact
+from clients.exceptions import ClientNotFound, DuplicateContact
 from crm_common.errors import Conflict, DuplicateClient, NotFound, ValidationError, VersionConflict
 from crm_common.rpc import to_wire_error
 
@@ -22,6 +22,10 @@ def test_a_duplicate_contact_travels_as_duplicate_client_with_the_existing_id():
     assert type(wire) is DuplicateClient
     assert wire.details == {"existing_id": "c-1"}
     assert wire.message == "a client with this phone or email already exists in the branch"
+
+
+class ClientArchived(Conflict):
+    """The client is archived."""
 
 
 def test_a_service_specific_conflict_keeps_its_fields_and_details():

@@ -20,6 +20,7 @@ from crm_common.schemas import (
     StrictInteger,
     StrictSchema,
     Text,
+    UpdateSchema,
     is_uuid,
     iso,
     load_or_raise,
@@ -283,3 +284,18 @@ def test_load_or_raise_can_raise_another_crm_error_class():
         load_or_raise(PageQuerySchema(), {"limit": "0"}, BadRequest)
 
     assert "limit" in error.value.fields
+
+
+class RenameSchema(UpdateSchema):
+    name = Text(10)
+
+
+def test_an_update_needs_something_to_change_and_names_the_field_that_is_wrong():
+    with pytest.raises(MarshmallowError) as empty:
+        RenameSchema().load({})
+    with pytest.raises(MarshmallowError) as wrong:
+        RenameSchema().load({"name": 5})
+
+    assert empty.value.messages == {"body": ["Nothing to change."]}
+    assert list(wrong.value.messages) == ["name"]
+    assert RenameSchema().load({"name": "Новое"}) == {"name": "Новое"}

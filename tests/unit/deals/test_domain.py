@@ -82,7 +82,7 @@ def test_a_deal_takes_the_status_of_its_stage_kind(kind):
 def test_a_move_names_the_events_it_raises(current, target, reason, events):
     move = plan_move(current, target, PIPELINE, reason)
 
-    assert (move.from_stage, move.to_stage, move.events) == (current, target, events)
+    assert move.events == events
 
 
 @pytest.mark.parametrize(("current", "reason"), [(NEW, None), (TALKS, None), (WON, None), (LOST, "Дорого")])

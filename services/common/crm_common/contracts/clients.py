@@ -17,6 +17,7 @@ from crm_common.schemas import (
     StrictInteger,
     StrictSchema,
     Text,
+    UpdateSchema,
     limited_list,
 )
 
@@ -51,7 +52,7 @@ class ClientCreateSchema(StrictSchema):
     branch_id = Id(allow_none=True, load_default=None)
 
 
-class ClientUpdateSchema(StrictSchema):
+class ClientUpdateSchema(UpdateSchema):
     kind = fields.String(validate=validate.OneOf(CLIENT_KINDS))
     name = Text(200)
     phones = limited_list(Text(40), MAX_PHONES)
@@ -61,11 +62,6 @@ class ClientUpdateSchema(StrictSchema):
     custom_fields = _custom_fields()
     owner_id = Id()
     branch_id = Id()
-
-    @validates_schema
-    def _not_empty(self, data, **kwargs):
-        if not data:
-            raise ValidationError("Nothing to change.", "body")
 
 
 class ClientQuerySchema(PageQuerySchema):

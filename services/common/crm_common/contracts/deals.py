@@ -14,6 +14,7 @@ from crm_common.schemas import (
     PageQuerySchema,
     StrictSchema,
     Text,
+    UpdateSchema,
 )
 
 STAGE_KINDS = ("open", "won", "lost")
@@ -80,7 +81,7 @@ class PipelineCreateSchema(StrictSchema):
         _check_stages(data["stages"])
 
 
-class PipelineUpdateSchema(StrictSchema):
+class PipelineUpdateSchema(UpdateSchema):
     name = Text(100)
     stages = fields.List(
         fields.Nested(StageInputSchema), validate=validate.Length(max=MAX_STAGES),
@@ -90,8 +91,6 @@ class PipelineUpdateSchema(StrictSchema):
 
     @validates_schema(skip_on_field_errors=True)
     def _stages(self, data, **kwargs):
-        if not data:
-            raise ValidationError("Nothing to change.", "body")
         if "stages" in data:
             _check_stages(data["stages"])
 
@@ -135,16 +134,11 @@ class DealCreateSchema(StrictSchema):
     owner_id = Id(allow_none=True, load_default=None)
 
 
-class DealUpdateSchema(StrictSchema):
+class DealUpdateSchema(UpdateSchema):
     title = Text(200)
     amount = Money()
     currency = CurrencyCode()
     owner_id = Id()
-
-    @validates_schema
-    def _not_empty(self, data, **kwargs):
-        if not data:
-            raise ValidationError("Nothing to change.", "body")
 
 
 class StageMoveSchema(StrictSchema):
@@ -213,15 +207,10 @@ class ScriptCreateSchema(StrictSchema):
     branch_id = Id(allow_none=True, load_default=None)
 
 
-class ScriptUpdateSchema(StrictSchema):
+class ScriptUpdateSchema(UpdateSchema):
     title = Text(200)
     body = Text(50000)
     stage_id = Id(allow_none=True)
-
-    @validates_schema
-    def _not_empty(self, data, **kwargs):
-        if not data:
-            raise ValidationError("Nothing to change.", "body")
 
 
 class ScriptSchema(Schema):

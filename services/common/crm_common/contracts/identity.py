@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from crm_common.caller import ROLES
-from crm_common.schemas import AwareDateTime, Id, PageQuerySchema, StrictBoolean, StrictSchema, Text
+from crm_common.schemas import AwareDateTime, Id, PageQuerySchema, StrictBoolean, StrictSchema, Text, UpdateSchema
 
 
 class BranchSchema(Schema):
@@ -39,7 +39,7 @@ class UserCreateSchema(StrictSchema):
     branch_id = Id(allow_none=True, load_default=None)
 
 
-class UserUpdateSchema(StrictSchema):
+class UserUpdateSchema(UpdateSchema):
     name = Text(200)
     role = fields.String(validate=validate.OneOf(ROLES))
     branch_id = Id(allow_none=True)
