@@ -87,6 +87,22 @@ def test_a_request_that_timed_out_is_not_executed_when_the_service_comes_back(
     assert retried.status_code == 201, "a 503 is not kept for the Idempotency-Key: the retry runs"
 
 
+def test_without_the_deals_service_an_interaction_may_still_cite_a_script(
+    start_gateway, container_factory, web_session, config
+):
+    """A CRM run without deals (CRM_SERVICES=clients) keeps logging interactions; nothing checks the script."""
+    config["CRM"]["services"] = "clients"
+    container_factory(ClientsService, config).start()
+    start_gateway(services="clients")
+    auth = login(web_session)
+    branch_id = branch_of(web_session, auth)
+    client = web_session.post("/api/v1/clients", json={"kind": "person", "name": "Без сделок", "branch_id": branch_id},
+                              headers=auth).json()
+    logged = web_session.post(f"/api/v1/clients/{client['id']}/interactions", headers=auth,
+                              json={"type": "call", "script_id": "6f1c2b4e-0d1a-4c3b-9e6f-1a2b3c4d5e6f"})
+    assert logged.status_code == 201, logged.text
+
+
 def test_an_expired_token_is_refused(start_gateway, web_session):
     start_gateway(token_ttl_s=1)
     auth = login(web_session)

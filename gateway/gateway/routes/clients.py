@@ -18,20 +18,13 @@ from crm_common.errors import NotFound, ValidationError
 from crm_common.schemas import page_schema
 from gateway import identity
 from gateway.http import api
-from gateway.routes.common import etag, if_match, query_args
+from gateway.routes.common import check_named_branch, etag, if_match, owner_directory, query_args
 
 ClientPage = page_schema(ClientSchema, "ClientPage")
 TimelinePage = page_schema(TimelineEntrySchema, "TimelinePage")
 
 
 class ClientRoutes:
-    def _directory(self, body: dict, field: str = "owner_id") -> dict:
-        return identity.directory(self.db.reader, [body.get(field)])
-
-    def _check_named_branch(self, body: dict) -> None:
-        if body.get("branch_id") is not None:
-            identity.require_branch(self.db.reader, body["branch_id"])
-
     @api("POST", "/clients", status=201, body=ClientCreateSchema, response=ClientSchema,
          errors=(403, 409, 422), summary="Create a client", tag="clients")
     def create_client(self, request, caller):
@@ -41,8 +34,8 @@ class ClientRoutes:
         409 ``duplicate_client`` with ``existing_id``. A manager owns what they create.
         """
         body = request.json_body
-        self._check_named_branch(body)
-        client = self.clients_rpc.create_client(caller.dump(), body, self._directory(body))
+        check_named_branch(self.db.reader, body)
+        client = self.clients_rpc.create_client(caller.dump(), body, owner_directory(self.db.reader, body))
         return 201, client, etag(client)
 
     @api("GET", "/clients", query=ClientQuerySchema, response=ClientPage, errors=(400,),
@@ -69,9 +62,9 @@ class ClientRoutes:
         unowned for that branch's head to assign); a client with open deals is not moved: 409 ``conflict``
         with ``open_deal_ids``."""
         body = request.json_body
-        self._check_named_branch(body)
+        check_named_branch(self.db.reader, body)
         client = self.clients_rpc.update_client(
-            caller.dump(), client_id, body, if_match(request), self._directory(body)
+            caller.dump(), client_id, body, if_match(request), owner_directory(self.db.reader, body)
         )
         return 200, client, etag(client)
 
@@ -99,7 +92,8 @@ class ClientRoutes:
         return 201, self.clients_rpc.log_interaction(caller.dump(), client_id, body)
 
     def _check_script(self, caller, script_id) -> None:
-        if script_id is None or not isinstance(script_id, str):
+        """A cited script must be one the caller may read (the deals service keeps the sales book)."""
+        if script_id is None or not isinstance(script_id, str) or "deals" not in self.settings.services:
             return
         try:
             self.deals_rpc.get_script(caller.dump(), script_id)
@@ -122,7 +116,7 @@ class ClientRoutes:
         → 201 ``{client_id, created, touchpoint_id}``. An admin names ``branch_id``.
         """
         body = request.json_body
-        self._check_named_branch(body)
+        check_named_branch(self.db.reader, body)
         branch_id = body.get("branch_id") if caller.is_admin else caller.branch_id
         directory = {"managers": identity.active_managers(self.db.reader, branch_id or caller.branch_id)}
         return 201, self.clients_rpc.record_touchpoint(caller.dump(), body, directory)

@@ -5,8 +5,20 @@ from __future__ import annotations
 import re
 
 from crm_common.errors import BadRequest
+from gateway import identity
 
 VERSION = re.compile(r"[0-9]{1,18}")
+
+
+def check_named_branch(reader, body: dict) -> None:
+    """A ``branch_id`` in the body must name a branch that exists (422 naming it otherwise)."""
+    if body.get("branch_id") is not None:
+        identity.require_branch(reader, body["branch_id"])
+
+
+def owner_directory(reader, body: dict) -> dict:
+    """What the services need to know of the ``owner_id`` a body names (see ``identity.directory``)."""
+    return identity.directory(reader, [body.get("owner_id")])
 
 
 def query_args(request) -> dict:

@@ -20,9 +20,8 @@ from crm_common.contracts.deals import (
     StageVisitSchema,
 )
 from crm_common.schemas import PageQuerySchema, page_schema
-from gateway import identity
 from gateway.http import api
-from gateway.routes.common import etag, if_match, query_args
+from gateway.routes.common import check_named_branch, etag, if_match, owner_directory, query_args
 
 PipelinePage = page_schema(PipelineSchema, "PipelinePage")
 DealPage = page_schema(DealSchema, "DealPage")
@@ -43,8 +42,7 @@ class DealRoutes:
         at least one won and one lost stage; ``max_days`` (fractions allowed) only on open stages.
         """
         body = request.json_body
-        if body.get("branch_id") is not None:
-            identity.require_branch(self.db.reader, body["branch_id"])
+        check_named_branch(self.db.reader, body)
         pipeline = self.deals_rpc.create_pipeline(caller.dump(), body)
         return 201, pipeline, etag(pipeline)
 
@@ -77,7 +75,7 @@ class DealRoutes:
         "currency": "RUB"}`` → 201 deal at the first stage. The client must exist and be visible to you
         (otherwise 422 naming client_id); the owner defaults to the client's owner."""
         body = request.json_body
-        deal = self.deals_rpc.create_deal(caller.dump(), body, identity.directory(self.db.reader, [body.get("owner_id")]))
+        deal = self.deals_rpc.create_deal(caller.dump(), body, owner_directory(self.db.reader, body))
         return 201, deal, etag(deal)
 
     @api("GET", "/deals", query=DealQuerySchema, response=DealPage, errors=(400,), summary="List deals",
@@ -99,7 +97,7 @@ class DealRoutes:
         """Title, amount, currency, owner. With ``If-Match`` a stale version is 409 ``version_conflict``."""
         body = request.json_body
         deal = self.deals_rpc.update_deal(
-            caller.dump(), deal_id, body, if_match(request), identity.directory(self.db.reader, [body.get("owner_id")])
+            caller.dump(), deal_id, body, if_match(request), owner_directory(self.db.reader, body)
         )
         return 200, deal, etag(deal)
 
@@ -125,8 +123,7 @@ class DealRoutes:
         A deal at a stage shows the script the pipeline pins to that stage (``script_id`` in the pipeline),
         otherwise the most recently changed script written for the stage."""
         body = request.json_body
-        if body.get("branch_id") is not None:
-            identity.require_branch(self.db.reader, body["branch_id"])
+        check_named_branch(self.db.reader, body)
         return 201, self.deals_rpc.create_script(caller.dump(), body)
 
     @api("GET", "/scripts", query=ScriptQuerySchema, response=ScriptPage, errors=(400,),

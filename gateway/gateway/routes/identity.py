@@ -30,7 +30,7 @@ class IdentityRoutes:
         ``{"email": "admin@crm.local", "password": "..."}`` → ``{"access_token": "...", "token_type": "bearer",
         "expires_in": 28800}``. Five failures in a row lock the email out for a while (429 with Retry-After).
         """
-        return identity.login(self.db.session, self.settings, request.json_body)
+        return identity.login(self.db, self.settings, request.json_body)
 
     @api("GET", "/me", response=UserSchema, summary="The caller", tag="identity")
     def me(self, request, caller):

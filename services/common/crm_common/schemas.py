@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from datetime import UTC, date, datetime, time
@@ -254,11 +255,22 @@ def page_schema(item_schema: type[Schema], name: str) -> type[Schema]:
     )
 
 
-def load_or_raise(schema: Schema, data, error_cls=None):
-    """Load ``data`` with ``schema``; a failure raises the CRM error class with flat field messages."""
+@functools.cache
+def _shared_instance(schema_cls: type[Schema]) -> Schema:
+    return schema_cls()
+
+
+def load_or_raise(schema: Schema | type[Schema], data, error_cls=None):
+    """Load ``data`` with ``schema``; a failure raises the CRM error class with flat field messages.
+
+    Give the schema class: one instance per class is built once and shared (loading keeps no state on
+    it), rather than a new one per request.
+    """
     from crm_common.errors import ValidationError as CrmValidationError
     from crm_common.errors import flatten_messages
 
+    if isinstance(schema, type):
+        schema = _shared_instance(schema)
     error_cls = error_cls or CrmValidationError
     if not isinstance(data, dict):
         raise error_cls("expected a JSON object", fields={"body": ["Must be a JSON object."]})

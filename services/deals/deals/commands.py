@@ -73,7 +73,7 @@ def _check_scripts(session, branch_id: str, stages: list[dict]) -> None:
 
 def create_pipeline(uow, caller: Caller, raw: dict) -> dict:
     _require_process_manager(caller, "pipelines")
-    data = load_or_raise(PipelineCreateSchema(), raw)
+    data = load_or_raise(PipelineCreateSchema, raw)
     branch_id = caller.target_branch(data["branch_id"])
     _check_scripts(uow.session, branch_id, data["stages"])
     now = utcnow()
@@ -103,7 +103,7 @@ def require_pipeline(session, caller: Caller, pipeline_id: str, lock: str | None
 def update_pipeline(uow, caller: Caller, pipeline_id: str, raw: dict, expected_version=None) -> dict:
     """Rename, re-time, reorder, add or remove stages. History keeps the names stages had when entered."""
     _require_process_manager(caller, "pipelines")
-    data = load_or_raise(PipelineUpdateSchema(), raw)
+    data = load_or_raise(PipelineUpdateSchema, raw)
     session = uow.session
     pipeline = require_pipeline(session, caller, pipeline_id, lock="update")  # waits for deals entering its stages
     if expected_version is not None and pipeline.version != expected_version:
@@ -191,7 +191,8 @@ class DealView:
         scripts: dict[str, Script] = {}
         if self.with_script:
             explicit = repo.scripts_by_id(self.session, [s.script_id for s in stages.values()])
-            written_for = repo.latest_script_for_stages(self.session, stage_ids)
+            unpinned = [s.id for s in stages.values() if s.script_id not in explicit]
+            written_for = repo.latest_script_for_stages(self.session, unpinned)
             for stage in stages.values():
                 script = explicit.get(stage.script_id) or written_for.get(stage.id)
                 if script is not None:
@@ -226,7 +227,7 @@ def _stage_ref(stage) -> dict:
 
 
 def load_new_deal(raw: dict) -> dict:
-    return load_or_raise(DealCreateSchema(), raw)
+    return load_or_raise(DealCreateSchema, raw)
 
 
 def create_deal(uow, caller: Caller, data: dict, client: dict | None, directory: dict | None) -> dict:
@@ -290,7 +291,7 @@ def _flush(session) -> None:
 
 def move_deal(uow, caller: Caller, deal_id: str, raw: dict, expected_version=None) -> dict:
     """Move a deal to another stage of its pipeline, closing the current stage visit in its history."""
-    data = load_or_raise(StageMoveSchema(), raw)
+    data = load_or_raise(StageMoveSchema, raw)
     session = uow.session
     deal = require_deal(session, caller, deal_id)
     _check_version(deal, expected_version)
@@ -336,7 +337,7 @@ def _info(stage: Stage) -> domain.StageInfo:
 
 
 def update_deal(uow, caller: Caller, deal_id: str, raw: dict, expected_version, directory) -> dict:
-    changes = load_or_raise(DealUpdateSchema(), raw)
+    changes = load_or_raise(DealUpdateSchema, raw)
     session = uow.session
     deal = require_deal(session, caller, deal_id)
     _check_version(deal, expected_version)
@@ -405,7 +406,7 @@ def open_deals_of_client(session, client_id: str) -> list[dict]:
 
 def create_script(uow, caller: Caller, raw: dict) -> dict:
     _require_process_manager(caller, "the sales book")
-    data = load_or_raise(ScriptCreateSchema(), raw)
+    data = load_or_raise(ScriptCreateSchema, raw)
     session = uow.session
     branch_id = caller.target_branch(data["branch_id"])
     _script_stage(session, data["stage_id"], branch_id)
@@ -447,7 +448,7 @@ def require_script(session, caller: Caller, script_id: str, for_update: bool = F
 def update_script(uow, caller: Caller, script_id: str, raw: dict) -> dict:
     """Every change is a new version; the old versions stay readable."""
     _require_process_manager(caller, "the sales book")
-    changes = load_or_raise(ScriptUpdateSchema(), raw)
+    changes = load_or_raise(ScriptUpdateSchema, raw)
     session = uow.session
     script = require_script(session, caller, script_id, for_update=True)
     if changes.get("stage_id"):

@@ -145,7 +145,12 @@ def latest_script_for_stages(session: Session, stage_ids) -> dict[str, Script]:
     ids = [s for s in set(stage_ids) if s]
     if not ids:
         return {}
-    scripts = session.scalars(select(Script).where(Script.stage_id.in_(ids)).order_by(Script.updated_at)).all()
+    newest = (
+        select(Script.id, func.row_number().over(partition_by=Script.stage_id, order_by=Script.updated_at.desc()).label("n"))
+        .where(Script.stage_id.in_(ids))
+        .subquery()
+    )
+    scripts = session.scalars(select(Script).join(newest, Script.id == newest.c.id).where(newest.c.n == 1))
     return {script.stage_id: script for script in scripts}
 
 

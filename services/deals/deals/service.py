@@ -47,7 +47,7 @@ class DealsService:
     @rpc
     def list_pipelines(self, caller, query=None):
         """``list_pipelines(caller, {"branch_id": ...})`` → ``{items, next_cursor}``."""
-        filters = load_or_raise(PipelineQuerySchema(), query or {}, BadRequest)
+        filters = load_or_raise(PipelineQuerySchema, query or {}, BadRequest)
         return commands.list_pipelines(self.db.reader, Caller.load(caller), filters)
 
     # ---- deals
@@ -75,7 +75,7 @@ class DealsService:
     @rpc
     def list_deals(self, caller, query=None):
         """``list_deals(caller, {"stage_id": ..., "owner_id": ..., "stuck": "true"})`` → ``{items, next_cursor}``."""
-        filters = load_or_raise(DealQuerySchema(), query or {}, BadRequest)
+        filters = load_or_raise(DealQuerySchema, query or {}, BadRequest)
         return commands.list_deals(self.db.reader, Caller.load(caller), filters)
 
     @rpc
@@ -92,7 +92,7 @@ class DealsService:
     @rpc
     def get_history(self, caller, deal_id, query=None):
         """Every stage the deal entered, oldest first, with entry and exit times: ``{items, next_cursor}``."""
-        page = load_or_raise(PageQuerySchema(), query or {}, BadRequest)
+        page = load_or_raise(PageQuerySchema, query or {}, BadRequest)
         return commands.deal_history(self.db.reader, Caller.load(caller), deal_id, page)
 
     @rpc
@@ -128,13 +128,13 @@ class DealsService:
     @rpc
     def list_scripts(self, caller, query=None):
         """``list_scripts(caller, {"stage_id": ...})`` → ``{items, next_cursor}``, recently changed first."""
-        filters = load_or_raise(ScriptQuerySchema(), query or {}, BadRequest)
+        filters = load_or_raise(ScriptQuerySchema, query or {}, BadRequest)
         return repo.list_scripts(self.db.reader, Caller.load(caller), filters, commands.script_out.dump)
 
     @rpc
     def list_script_versions(self, caller, script_id, query=None):
         """Every version of a script, newest first."""
-        page = load_or_raise(PageQuerySchema(), query or {}, BadRequest)
+        page = load_or_raise(PageQuerySchema, query or {}, BadRequest)
         script = commands.require_script(self.db.reader, Caller.load(caller), script_id)
         return repo.script_versions(self.db.reader, script.id, page["cursor"], page["limit"],
                                     commands.script_version_out.dump)
