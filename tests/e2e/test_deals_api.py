@@ -283,8 +283,12 @@ def test_the_deal_shows_its_stage_script_and_scripts_are_versioned(world):
     deal = deal_of(manager, client_of(manager), own)
     assert deal["stage"]["script"] == {"id": script["id"], "title": "Первый звонок", "body": "Здравствуйте!",
                                        "version": 1}
-    updated = head.ok("PATCH", f"/scripts/{script['id']}", {"body": "Добрый день! Меня зовут…"})
+    updated = head.ok("PATCH", f"/scripts/{script['id']}", {"body": "Добрый день! Меня зовут…"},
+                      headers={"If-Match": '"1"'})
     assert updated["version"] == 2
+    stale = head.patch(f"/scripts/{script['id']}", json={"body": "Поверх чужой правки"}, headers={"If-Match": '"1"'})
+    assert stale.status_code == 409 and stale.json()["error"]["code"] == "version_conflict"
+    assert head.get(f"/scripts/{script['id']}").headers["ETag"] == '"2"'
     assert manager.ok("GET", f"/deals/{deal['id']}")["stage"]["script"]["version"] == 2
     versions = manager.ok("GET", f"/scripts/{script['id']}/versions")["items"]
     assert [(v["version"], v["body"]) for v in versions] == [(2, "Добрый день! Меня зовут…"), (1, "Здравствуйте!")]

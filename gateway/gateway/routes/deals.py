@@ -124,7 +124,8 @@ class DealRoutes:
         otherwise the most recently changed script written for the stage."""
         body = request.json_body
         check_named_branch(self.db.reader, body)
-        return 201, self.deals_rpc.create_script(caller.dump(), body)
+        script = self.deals_rpc.create_script(caller.dump(), body)
+        return 201, script, etag(script)
 
     @api("GET", "/scripts", query=ScriptQuerySchema, response=ScriptPage, errors=(400,),
          summary="The sales book", tag="deals")
@@ -135,13 +136,16 @@ class DealRoutes:
     @api("GET", "/scripts/<script_id>", response=ScriptSchema, errors=(404,), summary="One script", tag="deals")
     def get_script(self, request, caller, script_id):
         """The current version of a script."""
-        return self.deals_rpc.get_script(caller.dump(), script_id)
+        script = self.deals_rpc.get_script(caller.dump(), script_id)
+        return 200, script, etag(script)
 
     @api("PATCH", "/scripts/<script_id>", roles=("admin", "head"), body=ScriptUpdateSchema, response=ScriptSchema,
-         errors=(403, 404, 422), summary="Change a script (new version)", tag="deals")
+         if_match=True, errors=(403, 404, 409, 422), summary="Change a script (new version)", tag="deals")
     def update_script(self, request, caller, script_id):
-        """Every change makes a new version; interactions keep citing the script by id."""
-        return self.deals_rpc.update_script(caller.dump(), script_id, request.json_body)
+        """Every change makes a new version; interactions keep citing the script by id. With
+        ``If-Match: <version>`` an edit made on a stale version is 409 ``version_conflict``."""
+        script = self.deals_rpc.update_script(caller.dump(), script_id, request.json_body, if_match(request))
+        return 200, script, etag(script)
 
     @api("GET", "/scripts/<script_id>/versions", query=PageQuerySchema, response=ScriptVersionPage,
          errors=(400, 404), summary="A script's versions", tag="deals")

@@ -104,11 +104,7 @@ def update_client(
     """``open_deals`` (from the deals service) must be empty to move the client to another branch."""
     changes = load_or_raise(client_update, raw)
     client = require_visible(uow.session, caller, client_id, for_update=True)
-    if expected_version is not None and client.version != expected_version:
-        raise VersionConflict(
-            "the client changed since you read it",
-            details={"current_version": client.version},
-        )
+    VersionConflict.check("client", client.version, expected_version)
     domain.check_branch_change(caller, changes.get("branch_id"), client.branch_id)
     branch_id = changes.get("branch_id", client.branch_id)
     moving = branch_id != client.branch_id

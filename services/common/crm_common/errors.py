@@ -94,6 +94,12 @@ class VersionConflict(Conflict):
 
     code = "version_conflict"
 
+    @classmethod
+    def check(cls, record: str, current: int, expected: int | None) -> None:
+        """The If-Match rule: ``expected`` (None when the caller sent none) must be the record's version."""
+        if expected is not None and current != expected:
+            raise cls(f"the {record} changed since you read it", details={"current_version": current})
+
 
 @deserialize_to_instance
 class PayloadTooLarge(CrmError):

@@ -106,8 +106,7 @@ def update_pipeline(uow, caller: Caller, pipeline_id: str, raw: dict, expected_v
     data = load_or_raise(PipelineUpdateSchema, raw)
     session = uow.session
     pipeline = require_pipeline(session, caller, pipeline_id, lock="update")  # waits for deals entering its stages
-    if expected_version is not None and pipeline.version != expected_version:
-        raise VersionConflict("the pipeline changed since you read it", details={"current_version": pipeline.version})
+    VersionConflict.check("pipeline", pipeline.version, expected_version)
     now = utcnow()
     with session.no_autoflush:  # one change, one new version: nothing is written before the final flush
         _apply_pipeline_changes(session, pipeline, data, now)
@@ -277,11 +276,6 @@ def require_deal(session, caller: Caller, deal_id: str) -> Deal:
     return deal
 
 
-def _check_version(deal: Deal, expected_version) -> None:
-    if expected_version is not None and deal.version != expected_version:
-        raise VersionConflict("the deal changed since you read it", details={"current_version": deal.version})
-
-
 def _flush(session) -> None:
     try:
         session.flush()
@@ -294,7 +288,7 @@ def move_deal(uow, caller: Caller, deal_id: str, raw: dict, expected_version=Non
     data = load_or_raise(StageMoveSchema, raw)
     session = uow.session
     deal = require_deal(session, caller, deal_id)
-    _check_version(deal, expected_version)
+    VersionConflict.check("deal", deal.version, expected_version)
     repo.lock_pipeline(session, deal.pipeline_id)  # before reading the stages: none changes until we commit
     current = session.get(Stage, deal.stage_id)
     target = session.get(Stage, data["stage_id"])
@@ -340,7 +334,7 @@ def update_deal(uow, caller: Caller, deal_id: str, raw: dict, expected_version, 
     changes = load_or_raise(DealUpdateSchema, raw)
     session = uow.session
     deal = require_deal(session, caller, deal_id)
-    _check_version(deal, expected_version)
+    VersionConflict.check("deal", deal.version, expected_version)
     if "owner_id" in changes and changes["owner_id"] != deal.owner_id:
         if caller.is_manager:
             raise Forbidden("a manager cannot give a deal to someone else")
@@ -445,12 +439,13 @@ def require_script(session, caller: Caller, script_id: str, for_update: bool = F
     return script
 
 
-def update_script(uow, caller: Caller, script_id: str, raw: dict) -> dict:
+def update_script(uow, caller: Caller, script_id: str, raw: dict, expected_version=None) -> dict:
     """Every change is a new version; the old versions stay readable."""
     _require_process_manager(caller, "the sales book")
     changes = load_or_raise(ScriptUpdateSchema, raw)
     session = uow.session
     script = require_script(session, caller, script_id, for_update=True)
+    VersionConflict.check("script", script.version, expected_version)
     if changes.get("stage_id"):
         _script_stage(session, changes["stage_id"], script.branch_id)
     changed = [name for name, value in changes.items() if getattr(script, name) != value]

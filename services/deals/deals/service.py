@@ -116,9 +116,11 @@ class DealsService:
         return self.db.write(lambda: commands.create_script(self.db, Caller.load(caller), data))
 
     @rpc
-    def update_script(self, caller, script_id, changes):
-        """Any change makes a new version: ``update_script(caller, id, {"body": "..."})``."""
-        return self.db.write(lambda: commands.update_script(self.db, Caller.load(caller), script_id, changes))
+    def update_script(self, caller, script_id, changes, expected_version=None):
+        """Any change makes a new version: ``update_script(caller, id, {"body": "..."}, expected_version=2)``."""
+        return self.db.write(lambda: commands.update_script(
+            self.db, Caller.load(caller), script_id, changes, expected_version
+        ))
 
     @rpc
     def get_script(self, caller, script_id):

@@ -5,7 +5,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from crm_common.errors import Forbidden, ValidationError
+from crm_common.errors import Forbidden, ValidationError, VersionConflict
 from deals import commands
 from deals.exceptions import ScriptNotFound
 from deals.models import ScriptVersion
@@ -102,6 +102,18 @@ def test_a_script_cannot_be_moved_to_another_branchs_stage(sales):
 
     assert list(error.value.fields) == ["stage_id"]
     assert len(versions(sales, script)) == 1
+
+
+def test_an_edit_made_on_a_stale_version_of_a_script_is_refused(sales):
+    script = write(sales)
+    rewrite(sales, script, {"body": "Правка коллеги"})
+
+    with pytest.raises(VersionConflict) as error:
+        sales.uow.call(commands.update_script, sales.head, script["id"], {"body": "Моя правка"}, 1)
+
+    assert error.value.details == {"current_version": 2}
+    assert [v.body for v in versions(sales, script)] == [script["body"], "Правка коллеги"]
+    assert sales.uow.call(commands.update_script, sales.head, script["id"], {"body": "Моя правка"}, 2)["version"] == 3
 
 
 def test_changing_a_script_makes_version_two_and_keeps_version_one(sales):
