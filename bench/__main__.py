@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.workload import Workload, spec
     from crm_common.caller import Caller
 
+    system.ensure_vhost()  # first: describing the machine asks the broker in this vhost for its version
     started = datetime.now(UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     system.RESULTS.mkdir(parents=True, exist_ok=True)
@@ -85,7 +86,6 @@ def main(argv: list[str] | None = None) -> int:
                      "load_processes": args.load_processes, "machine": report.machine()}
     say(f"machine: {results['machine']['cpu']} x{results['machine']['cores']}, load average {results['machine']['load_average']}")
 
-    system.ensure_vhost()
     if not args.reuse:
         system.reset_databases()
     crm = system.System(port=args.port or system.free_port(), log_dir=system.RESULTS / "logs")
