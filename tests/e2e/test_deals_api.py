@@ -309,6 +309,12 @@ def test_a_client_with_open_deals_cannot_be_archived_until_they_are_closed(world
     assert error["open_deal_ids"] == [deal["id"]] and "/stage" in error["message"]
     head.ok("POST", f"/deals/{deal['id']}/stage", {"stage_id": stage(pipeline, "Отказ")["id"], "lost_reason": "Ушёл"})
     assert head.ok("DELETE", f"/clients/{client['id']}")["archived"] is True
+    # reopening the deal brings the client back: an archived client never has open deals
+    head.ok("POST", f"/deals/{deal['id']}/stage", {"stage_id": pipeline["stages"][0]["id"]})
+    poll(lambda: head.ok("GET", f"/clients/{client['id']}")["archived"] is False, timeout=10,
+         message="the client to be restored")
+    timeline = head.ok("GET", f"/clients/{client['id']}/timeline")["items"]
+    assert any(e["type"] == "client_restored" and e["data"].get("deal_id") == deal["id"] for e in timeline), timeline
 
 
 def test_a_client_with_open_deals_stays_in_its_branch_until_they_are_closed(world, pipeline):

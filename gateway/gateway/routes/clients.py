@@ -73,7 +73,8 @@ class ClientRoutes:
     def archive_client(self, request, caller, client_id):
         """Archives the client (nothing is destroyed); the archived client is returned.
 
-        A client with open deals is not archived: 409 ``conflict`` with ``open_deal_ids`` to close first."""
+        A client with open deals is not archived: 409 ``conflict`` with ``open_deal_ids`` to close first.
+        Reopening one of an archived client's deals restores the client."""
         return self.clients_rpc.archive_client(caller.dump(), client_id)
 
     @api("POST", "/clients/<client_id>/restore", response=ClientSchema, errors=(404,),

@@ -309,13 +309,23 @@ def _collect_new_contacts(uow, caller: Caller, client: Client, phones: list[str]
     uow.emit(event, payload)
 
 
+DEAL_OPENING_EVENTS = ("deal_created", "deal_reopened")
+
+
 def add_deal_event(uow, event_type: str, payload: dict) -> bool:
-    """Put a deal event on its client's timeline, once; False if it was seen before or the client is unknown."""
+    """Put a deal event on its client's timeline, once; False if it was seen before or the client is unknown.
+
+    A deal opened for an archived client (created while the archive was being decided, or a closed deal
+    reopened) brings the client back: a client with open deals is never left in the archive.
+    """
     if not uow.first_delivery(payload["event_id"], event_type):
         return False
-    client = uow.session.get(Client, payload["deal"]["client_id"])
+    opening = event_type in DEAL_OPENING_EVENTS
+    client = uow.session.get(Client, payload["deal"]["client_id"], with_for_update=opening)
     if client is None:
         return False
+    if opening and client.archived:
+        _restore_for_deal(uow, client, payload)
     uow.session.add(
         TimelineEntry(
             id=new_id(),
@@ -330,3 +340,14 @@ def add_deal_event(uow, event_type: str, payload: dict) -> bool:
         )
     )
     return True
+
+
+def _restore_for_deal(uow, client: Client, payload: dict) -> None:
+    client.archived_at = None
+    client.updated_at = utcnow()
+    uow.session.flush()
+    deal = payload["deal"]
+    _timeline(uow, client, "client", "client_restored", payload.get("actor_id"), ref_id=client.id,
+              data={"reason": "a deal was opened", "deal_id": deal["id"]})
+    uow.emit("client_restored", {"branch_id": client.branch_id, "actor_id": payload.get("actor_id"),
+                                 "client": client_out.dump(client)})

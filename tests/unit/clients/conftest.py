@@ -13,6 +13,13 @@ class FakeUnitOfWork:
     def __init__(self, session: Session):
         self.session = session
         self.events: list[tuple[str, dict]] = []
+        self.delivered: set[str] = set()
+
+    def first_delivery(self, event_id: str, event_type: str) -> bool:
+        if event_id in self.delivered:
+            return False
+        self.delivered.add(event_id)
+        return True
 
     def emit(self, event_type: str, payload: dict, full_check: bool = True) -> dict:
         # every event a test emits is checked in full, whatever the code under test asks for
