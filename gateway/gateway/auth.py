@@ -38,7 +38,8 @@ def hash_password(password: str) -> str:
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     try:
-        return tpool.execute(_hasher.verify, password_hash or _dummy_hash(), password) and bool(password_hash)
+        against = password_hash or tpool.execute(_dummy_hash)  # made once, in the pool like every hash
+        return tpool.execute(_hasher.verify, against, password) and bool(password_hash)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

@@ -9,8 +9,12 @@ from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, Operationa
 from sqlalchemy.orm.exc import StaleDataError
 
 from crm_common.errors import CrmError
+from crm_common.rpc import UNSTORABLE
 
 log = logging.getLogger(__name__)
+
+# races and limits a command did not foresee: answered with a 4xx, logged as the errors they are
+UNFORESEEN_DATABASE_ERRORS = (StaleDataError, IntegrityError, DataError)
 
 # status and code for errors that are not CrmErrors (the CrmErrors carry their own)
 FOREIGN_ERRORS: tuple[tuple[type[Exception], int, str, str], ...] = (
@@ -54,8 +58,11 @@ def error_response(exc: BaseException) -> tuple[int, dict, dict]:
         return exc.status, body, headers
     for cls, status, code, message in FOREIGN_ERRORS:
         if isinstance(exc, cls):
-            if status >= 500 and status != 503:
+            if (status >= 500 and status != 503) or isinstance(exc, UNFORESEEN_DATABASE_ERRORS):
                 log.error("internal error: %r", exc)
-            return status, {"error": {"code": code, "message": message}}, headers
+            body = {"code": code, "message": message}
+            if status == 422:
+                body["fields"] = dict(UNSTORABLE)
+            return status, {"error": body}, headers
     log.error("unhandled error: %r", exc)
     return 500, {"error": {"code": "internal_error", "message": "unexpected error; it has been logged"}}, headers

@@ -73,7 +73,9 @@ class IdempotentRequests:
             status, payload, headers = self._as_response(handler(), default_status)
         except CrmError as exc:
             status, payload, headers = error_response(exc)
-            if status >= 500:
+            if status >= 500 or status == 409:
+                # nothing was done, and the answer depended on the moment (a service down, a concurrent
+                # change): a retry under the same key runs again instead of replaying it
                 self._forget(caller.id, key)
                 raise
         except BaseException:

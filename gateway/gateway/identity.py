@@ -220,7 +220,6 @@ def create_user(uow, caller: Caller, raw: dict) -> dict:
 
 def update_user(uow, caller: Caller, user_id: str, raw: dict) -> dict:
     changes = load_or_raise(UserUpdateSchema, raw)
-    new_hash = hash_password(changes["password"]) if "password" in changes else None  # before holding a connection
     session = uow.session
     user = _visible_user(session, caller, user_id)
     is_self = user.id == caller.id
@@ -238,6 +237,8 @@ def update_user(uow, caller: Caller, user_id: str, raw: dict) -> dict:
         raise Conflict("you cannot deactivate yourself", fields={"active": ["You cannot deactivate yourself."]})
     if user.role == "admin" and (changes.get("active") is False or changes.get("role", "admin") != "admin"):
         _keep_an_admin(session, user)
+    # only once the caller may make the change: hashing costs tens of milliseconds of a shared thread pool
+    new_hash = hash_password(changes["password"]) if "password" in changes else None
 
     changed = []
     for name in ("name", "role", "branch_id", "active"):

@@ -157,6 +157,19 @@ def test_a_retried_create_with_the_same_idempotency_key_creates_one_client(world
     assert len(head.ok("GET", "/clients", params={"q": body["phones"][0]})["items"]) == 1
 
 
+def test_a_conflict_is_not_replayed_for_an_idempotency_key_so_a_retry_runs_again(world):
+    head = world.north.head
+    phone = phone_number()
+    taken = head.ok("POST", "/clients", {"kind": "person", "name": "Занят", "phones": [phone]}, status=201)
+    key = {"Idempotency-Key": unique("key-")}
+    body = {"kind": "person", "name": "Позже", "phones": [phone]}
+    assert head.post("/clients", json=body, headers=key).status_code == 409
+    head.ok("PATCH", f"/clients/{taken['id']}", {"phones": [phone_number()]})  # the phone is free now
+    retried = head.post("/clients", json=body, headers=key)
+    assert retried.status_code == 201, retried.text
+    assert "Idempotent-Replayed" not in retried.headers
+
+
 def test_simultaneous_retries_with_one_idempotency_key_write_once(world):
     head = world.north.head
     key = unique("key-")

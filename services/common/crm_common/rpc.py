@@ -47,11 +47,14 @@ from crm_common.errors import (
     wire_class,
 )
 
+UNSTORABLE = {"body": ["A value is out of the range that can be stored."]}
+
 
 def to_wire_error(exc: BaseException) -> BaseException:
     """The shared error a failure travels as. Commands catch their expected races themselves (with a
     message naming the record); the database errors below are the safety net for races and limits a
-    command did not foresee, so the caller gets a 409 or 422 to act on rather than a 500."""
+    command did not foresee, so the caller gets a 409 or 422 to act on rather than a 500 (nameko still
+    logs them with their traceback: they are not expected exceptions)."""
     if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
         return Unavailable("the service's database is unreachable")
     if isinstance(exc, sqlalchemy.orm.exc.StaleDataError):
@@ -59,7 +62,7 @@ def to_wire_error(exc: BaseException) -> BaseException:
     if isinstance(exc, sqlalchemy.exc.IntegrityError):
         return Conflict("the request conflicts with a concurrent change; read the records again and retry")
     if isinstance(exc, sqlalchemy.exc.DataError):
-        return ValidationError("a value is out of the range that can be stored")
+        return ValidationError("a value is out of the range that can be stored", fields=UNSTORABLE)
     if isinstance(exc, marshmallow.ValidationError):
         return ValidationError("invalid input", fields=flatten_messages(exc.messages))
     if isinstance(exc, CrmError):

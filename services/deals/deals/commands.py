@@ -145,15 +145,20 @@ def _retime_open_deals(session, stage: Stage, now) -> None:
     A deal already raised as stuck that is still past the new limit is not raised again for the same
     stage entry; one the new limit gives more time may be raised again when that time runs out.
     """
-    deals = session.scalars(select(Deal).where(Deal.stage_id == stage.id, Deal.status == "open")).all()
-    for deal in deals:
-        due = domain.due_at(deal.stage_entered_at, stage.max_days)
+    deals = session.execute(
+        select(Deal.id, Deal.stage_entered_at).where(Deal.stage_id == stage.id, Deal.status == "open")
+    ).all()
+    for deal_id, entered_at in deals:
+        due = domain.due_at(entered_at, stage.max_days)
         still_late = due is not None and due <= now
+        # a deal still late keeps its stuck mark as the database has it now (the stuck timer may have set
+        # it since the read); one the new limit gives more time loses it
+        values = {"stage_due_at": due} if still_late else {"stage_due_at": due, "stuck_raised_at": None}
         session.execute(
             # the same stage entry only: never re-time a deal that has moved on since it was read
-            update(Deal).where(Deal.id == deal.id, Deal.stage_id == stage.id, Deal.status == "open",
-                               Deal.stage_entered_at == deal.stage_entered_at)
-            .values(stage_due_at=due, stuck_raised_at=deal.stuck_raised_at if still_late else None)
+            update(Deal).where(Deal.id == deal_id, Deal.stage_id == stage.id, Deal.status == "open",
+                               Deal.stage_entered_at == entered_at)
+            .values(**values)
             .execution_options(synchronize_session=False)
         )
 
