@@ -6,6 +6,7 @@ it validates, applies the domain rules and records events. Committing is the ent
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
@@ -25,7 +26,7 @@ from clients.schemas import (
 )
 from crm_common.caller import Caller
 from crm_common.db import utcnow
-from crm_common.errors import Forbidden, ValidationError, VersionConflict
+from crm_common.errors import Conflict, Forbidden, Unavailable, ValidationError, VersionConflict
 from crm_common.schemas import load_or_raise, new_id
 
 EDITABLE = ("kind", "name", "phones", "emails", "source", "tags", "custom_fields", "owner_id", "branch_id")
@@ -98,18 +99,44 @@ def create_client(uow, caller: Caller, raw: dict, directory: dict | None, region
     return out
 
 
+@dataclass(frozen=True)
+class DealCheck:
+    """What the service learnt of a client's deals before its transaction: the open deals the deals
+    service listed, and how many deal openings the timeline held just before it asked (None when the
+    deals service is not part of this CRM)."""
+
+    open_deals: list[dict]
+    openings: int | None
+
+
+NO_DEALS = DealCheck([], None)  # a CRM without the deals service
+
+
+def _refuse_while_deals_open(session, client: Client, deals: DealCheck | None, action: str) -> None:
+    """Archiving or moving a client needs it to have no open deals. The list came over RPC before the
+    client was locked; a deal opened since shows as a new opening on the timeline (its event was handled
+    meanwhile), and one whose event comes after we commit restores the client (``add_deal_event``)."""
+    if deals is None:
+        raise Conflict("the client changed while it was being saved; read it again and retry")
+    if deals.open_deals:
+        raise ClientHasOpenDeals(deals.open_deals, action)
+    if deals.openings is not None and repo.deal_openings(session, client.id) != deals.openings:
+        raise Conflict(f"a deal was opened for the client a moment ago; close it before {action}")
+
+
 def update_client(
-    uow, caller: Caller, client_id: str, raw: dict, expected_version, directory, region: str, open_deals=None
+    uow, caller: Caller, client_id: str, raw: dict, expected_version, directory, region: str,
+    deals: DealCheck | None = None,
 ) -> dict:
-    """``open_deals`` (from the deals service) must be empty to move the client to another branch."""
+    """``deals`` (see ``DealCheck``) must show no open deals to move the client to another branch."""
     changes = load_or_raise(client_update, raw)
     client = require_visible(uow.session, caller, client_id, for_update=True)
     VersionConflict.check("client", client.version, expected_version)
     domain.check_branch_change(caller, changes.get("branch_id"), client.branch_id)
     branch_id = changes.get("branch_id", client.branch_id)
     moving = branch_id != client.branch_id
-    if moving and open_deals:
-        raise ClientHasOpenDeals(open_deals, "moving the client to another branch")
+    if moving:
+        _refuse_while_deals_open(uow.session, client, deals, "moving the client to another branch")
     if "owner_id" in changes and changes["owner_id"] != client.owner_id and caller.is_manager:
         raise Forbidden("a manager cannot give a client to someone else")
     if "owner_id" in changes and (changes["owner_id"] != client.owner_id or moving):
@@ -151,13 +178,13 @@ def update_client(
     return out
 
 
-def set_archived(uow, caller: Caller, client_id: str, archived: bool, open_deals=None) -> dict:
-    """Archive or restore. ``open_deals`` (from the deals service) must be empty to archive."""
+def set_archived(uow, caller: Caller, client_id: str, archived: bool, deals: DealCheck | None = None) -> dict:
+    """Archive or restore. To archive, ``deals`` (see ``DealCheck``) must show no open deals."""
     client = require_visible(uow.session, caller, client_id, for_update=True)
-    if archived and open_deals:
-        raise ClientHasOpenDeals(open_deals)
     if client.archived == archived:
         return client_out.dump(client)
+    if archived:
+        _refuse_while_deals_open(uow.session, client, deals, "archiving")
     now = utcnow()
     client.archived_at = now if archived else None
     client.updated_at = now
@@ -309,23 +336,25 @@ def _collect_new_contacts(uow, caller: Caller, client: Client, phones: list[str]
     uow.emit(event, payload)
 
 
-DEAL_OPENING_EVENTS = ("deal_created", "deal_reopened")
-
-
-def add_deal_event(uow, event_type: str, payload: dict) -> bool:
+def add_deal_event(uow, event_type: str, payload: dict, still_open: bool | None = None) -> bool:
     """Put a deal event on its client's timeline, once; False if it was seen before or the client is unknown.
 
     A deal opened for an archived client (created while the archive was being decided, or a closed deal
-    reopened) brings the client back: a client with open deals is never left in the archive.
+    reopened) brings the client back, if the deals service says (``still_open``, asked before the
+    transaction) that the deal is still open: events may arrive late and out of order. When the client
+    was archived after that question was skipped, the event is handled again (``Unavailable`` requeues it).
     """
     if not uow.first_delivery(payload["event_id"], event_type):
         return False
-    opening = event_type in DEAL_OPENING_EVENTS
+    opening = event_type in repo.DEAL_OPENING_EVENTS
     client = uow.session.get(Client, payload["deal"]["client_id"], with_for_update=opening)
     if client is None:
         return False
     if opening and client.archived:
-        _restore_for_deal(uow, client, payload)
+        if still_open is None:
+            raise Unavailable("the client was archived meanwhile: the deal's state is asked again")
+        if still_open:
+            _restore_for_deal(uow, client, payload)
     uow.session.add(
         TimelineEntry(
             id=new_id(),

@@ -104,3 +104,17 @@ def round_robin_cursor(session: Session, branch_id: str) -> RoundRobinCursor:
     if dialect == "postgresql":
         query = query.with_for_update()
     return session.scalars(query).one()
+
+
+DEAL_OPENING_EVENTS = ("deal_created", "deal_reopened")
+
+
+def deal_openings(session: Session, client_id: str) -> int:
+    """How many deal openings (new or reopened deals) the client's timeline holds: a count that changes
+    exactly when the deals service tells us a deal of the client opened."""
+    return session.scalar(
+        select(func.count()).select_from(TimelineEntry).where(
+            TimelineEntry.client_id == client_id, TimelineEntry.kind == "deal",
+            TimelineEntry.type.in_(DEAL_OPENING_EVENTS),
+        )
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from clients import commands
 from clients import repository as repo
 from clients.domain import search_term
-from clients.models import Base
+from clients.models import Base, Client
 from clients.schemas import client_out, client_query, timeline_out, timeline_query
 from crm_common.caller import Caller
 from crm_common.config import SettingsProvider
@@ -51,13 +51,13 @@ class ClientsService:
 
         A client with open deals stays in its branch (the deals and their pipeline belong to it)."""
         caller = Caller.load(caller)
-        open_deals = None
-        if isinstance(changes, dict) and changes.get("branch_id") and "deals" in self.settings.services:
+        deals = None  # not asked: refused if the client turns out to be moving after all
+        if isinstance(changes, dict) and changes.get("branch_id"):
             client = commands.require_visible(self.db.reader, caller, client_id)
             if changes["branch_id"] != client.branch_id:
-                open_deals = self.deals_rpc.open_deals_of_client(client.id)
+                deals = self._deal_check(client.id)
         return self.db.write(lambda: commands.update_client(
-            self.db, caller, client_id, changes, expected_version, directory, self.region, open_deals
+            self.db, caller, client_id, changes, expected_version, directory, self.region, deals
         ))
 
     @rpc
@@ -65,8 +65,15 @@ class ClientsService:
         """Archive (never delete) a client without open deals. ``archive_client(caller, id)`` → the client."""
         caller = Caller.load(caller)
         client = commands.require_visible(self.db.reader, caller, client_id)
-        open_deals = self.deals_rpc.open_deals_of_client(client.id) if "deals" in self.settings.services else []
-        return self.db.write(lambda: commands.set_archived(self.db, caller, client_id, True, open_deals))
+        deals = self._deal_check(client.id)
+        return self.db.write(lambda: commands.set_archived(self.db, caller, client_id, True, deals))
+
+    def _deal_check(self, client_id: str) -> commands.DealCheck:
+        """The client's open deals, asked before the transaction (see ``commands.DealCheck``)."""
+        if "deals" not in self.settings.services:
+            return commands.NO_DEALS
+        openings = repo.deal_openings(self.db.reader, client_id)  # before asking: a later opening shows
+        return commands.DealCheck(self.deals_rpc.open_deals_of_client(client_id), openings)
 
     @rpc
     def restore_client(self, caller, client_id):
@@ -124,8 +131,14 @@ class ClientsService:
         self._deal_on_timeline("deal_stuck", payload)
 
     def _deal_on_timeline(self, event_type, payload):
+        still_open = None
+        if event_type in repo.DEAL_OPENING_EVENTS:
+            client = self.db.reader.get(Client, payload["deal"]["client_id"])
+            if client is not None and client.archived:
+                deal_id = payload["deal"]["id"]
+                still_open = any(d["id"] == deal_id for d in self.deals_rpc.open_deals_of_client(client.id))
         with self.db.transaction():
-            return commands.add_deal_event(self.db, event_type, payload)
+            return commands.add_deal_event(self.db, event_type, payload, still_open)
 
     @rpc
     def health(self):

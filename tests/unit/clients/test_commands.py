@@ -31,8 +31,8 @@ def create(uow, caller=HEAD, directory=None, **fields):
     return commands.create_client(uow, caller, raw, directory, "RU")
 
 
-def update(uow, caller, client_id, changes, expected_version=None, directory=None):
-    return commands.update_client(uow, caller, client_id, changes, expected_version, directory, "RU")
+def update(uow, caller, client_id, changes, expected_version=None, directory=None, deals=commands.NO_DEALS):
+    return commands.update_client(uow, caller, client_id, changes, expected_version, directory, "RU", deals)
 
 
 def touch(uow, caller=HEAD, directory=None, **fields):
@@ -294,7 +294,7 @@ def test_a_client_with_open_deals_is_not_moved_to_another_branch(uow):
     client = create(uow, MANAGER)
 
     with pytest.raises(ClientHasOpenDeals) as error:
-        commands.update_client(uow, ADMIN, client["id"], {"branch_id": SOUTH}, None, None, "RU", [{"id": "deal-1"}])
+        update(uow, ADMIN, client["id"], {"branch_id": SOUTH}, deals=commands.DealCheck([{"id": "deal-1"}], 0))
 
     assert error.value.details == {"open_deal_ids": ["deal-1"]}
     assert "before moving the client to another branch" in error.value.message
@@ -337,8 +337,8 @@ def test_a_manager_cannot_update_someone_elses_client(uow):
 def test_archiving_twice_archives_once(uow):
     client = create(uow)
 
-    first = commands.set_archived(uow, HEAD, client["id"], True)
-    second = commands.set_archived(uow, HEAD, client["id"], True)
+    first = commands.set_archived(uow, HEAD, client["id"], True, commands.NO_DEALS)
+    second = commands.set_archived(uow, HEAD, client["id"], True, commands.NO_DEALS)
 
     assert first["archived"] is True and first["archived_at"]
     assert second == first
@@ -347,7 +347,7 @@ def test_archiving_twice_archives_once(uow):
 
 def test_restoring_an_archived_client_emits_client_restored(uow):
     client = create(uow)
-    commands.set_archived(uow, HEAD, client["id"], True)
+    commands.set_archived(uow, HEAD, client["id"], True, commands.NO_DEALS)
 
     restored = commands.set_archived(uow, HEAD, client["id"], False)
 
@@ -475,7 +475,7 @@ def test_a_known_client_writing_from_a_new_email_keeps_it(uow):
 
 def test_a_touchpoint_from_an_archived_client_brings_it_back(uow):
     client = create(uow, phones=["+7 916 123-45-67"])
-    commands.set_archived(uow, HEAD, client["id"], True)
+    commands.set_archived(uow, HEAD, client["id"], True, commands.NO_DEALS)
 
     result = touch(uow, phone="+7 916 123-45-67")
 

@@ -1,12 +1,15 @@
-"""Deal events on a client's timeline: written once, and a deal opened for an archived client restores it."""
+"""Deal events on a client's timeline, and how deal openings keep archived clients and branch moves right."""
 
 import uuid
 
+import pytest
 from sqlalchemy import select
 
 from clients import commands
+from clients import repository as repo
 from clients.models import Client, TimelineEntry
 from crm_common.caller import Caller
+from crm_common.errors import Conflict, Unavailable
 from crm_common.events import EVENTS
 
 BRANCH = str(uuid.uuid4())
@@ -46,10 +49,10 @@ def test_a_deal_event_for_an_unknown_client_is_dropped(uow):
 
 def test_a_deal_opened_for_a_client_archived_meanwhile_brings_the_client_back(uow):
     client = new_client(uow)
-    commands.set_archived(uow, HEAD, client["id"], True)  # the archive saw no open deals a moment before
+    commands.set_archived(uow, HEAD, client["id"], True, commands.NO_DEALS)
     uow.events.clear()
 
-    commands.add_deal_event(uow, "deal_created", deal_event(client["id"]))
+    commands.add_deal_event(uow, "deal_created", deal_event(client["id"]), still_open=True)
 
     assert uow.session.get(Client, client["id"]).archived is False
     assert uow.event_types() == ["client_restored"]
@@ -58,12 +61,64 @@ def test_a_deal_opened_for_a_client_archived_meanwhile_brings_the_client_back(uo
     assert restored.data["reason"] == "a deal was opened"
 
 
+def test_a_late_opening_of_a_deal_closed_since_leaves_the_client_archived(uow):
+    client = new_client(uow)
+    commands.set_archived(uow, HEAD, client["id"], True, commands.NO_DEALS)
+    uow.events.clear()
+
+    commands.add_deal_event(uow, "deal_reopened", deal_event(client["id"], stage={"id": "s", "name": "Новая",
+                                                                                   "kind": "open"}), still_open=False)
+
+    assert uow.session.get(Client, client["id"]).archived is True
+    assert uow.events == [] and len(deal_entries(uow, client["id"])) == 1, "on the timeline all the same"
+
+
+def test_an_opening_for_a_client_archived_before_the_deal_was_asked_about_is_handled_again(uow):
+    client = new_client(uow)
+    commands.set_archived(uow, HEAD, client["id"], True, commands.NO_DEALS)
+
+    with pytest.raises(Unavailable):  # a temporary failure: the handler puts the event back on the queue
+        commands.add_deal_event(uow, "deal_created", deal_event(client["id"]), still_open=None)
+
+
 def test_other_deal_events_leave_an_archived_client_archived(uow):
     client = new_client(uow)
-    commands.set_archived(uow, HEAD, client["id"], True)
+    commands.set_archived(uow, HEAD, client["id"], True, commands.NO_DEALS)
     uow.events.clear()
 
     commands.add_deal_event(uow, "deal_updated", deal_event(client["id"], changed=["title"]))
 
     assert uow.session.get(Client, client["id"]).archived is True
     assert uow.events == []
+
+
+def test_a_deal_opened_between_the_open_deals_question_and_the_archive_stops_the_archive(uow):
+    client = new_client(uow)
+    asked = commands.DealCheck([], repo.deal_openings(uow.session, client["id"]))  # the deals service said: none
+    commands.add_deal_event(uow, "deal_created", deal_event(client["id"]))  # a deal's event, handled meanwhile
+
+    with pytest.raises(Conflict) as error:
+        commands.set_archived(uow, HEAD, client["id"], True, asked)
+
+    assert "a deal was opened" in error.value.message
+    assert uow.session.get(Client, client["id"]).archived is False
+
+
+def test_a_deal_opened_between_the_question_and_a_branch_move_stops_the_move(uow):
+    client = new_client(uow)
+    admin = Caller(str(uuid.uuid4()), "admin", None)
+    asked = commands.DealCheck([], repo.deal_openings(uow.session, client["id"]))
+    commands.add_deal_event(uow, "deal_created", deal_event(client["id"]))
+
+    with pytest.raises(Conflict):
+        commands.update_client(uow, admin, client["id"], {"branch_id": str(uuid.uuid4())}, None, None, "RU", asked)
+
+
+def test_a_move_the_service_did_not_check_deals_for_is_refused(uow):
+    """The service asks the deals service only when it sees a move; a move that a concurrent one made
+    real in between reaches the command unchecked."""
+    client = new_client(uow)
+    admin = Caller(str(uuid.uuid4()), "admin", None)
+
+    with pytest.raises(Conflict):
+        commands.update_client(uow, admin, client["id"], {"branch_id": str(uuid.uuid4())}, None, None, "RU", None)
