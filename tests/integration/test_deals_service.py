@@ -91,16 +91,18 @@ def test_the_clients_timeline_shows_deal_events_once_even_when_they_are_delivere
     assert sum(e["type"] == "deal_won" for e in deal_entries()) == 2, "the duplicate delivery added nothing"
 
 
-def test_a_stage_re_timed_while_a_deal_enters_it_re_times_that_deal_too(services, head, config):
-    """A pipeline change waits for deals entering its stages (PostgreSQL row locks), so it sees them."""
+def test_a_stage_re_timed_while_a_deal_enters_it_re_times_that_deal_too(services, rpc_proxy, head, config,
+                                                                        monkeypatch):
+    """A pipeline change waits for a deal moving into one of its stages (PostgreSQL row locks), so it sees
+    that deal: here a real move is held half-way, after it read the stage's old limit."""
     from datetime import timedelta
 
     import eventlet
-    from sqlalchemy import create_engine, select, text, update
+    from eventlet.event import Event
+    from sqlalchemy import create_engine, select, text
     from sqlalchemy.orm import Session
 
     from crm_common.config import Settings
-    from crm_common.db import utcnow
     from deals import repository as repo
     from deals.models import Deal
 
@@ -111,25 +113,36 @@ def test_a_stage_re_timed_while_a_deal_enters_it_re_times_that_deal_too(services
     deal = deals.create_deal(head, {"client_id": client["id"], "pipeline_id": pipeline["id"], "title": "Гонка",
                                     "amount": "1.00", "currency": "RUB"})
     deals.move_deal(head, deal["id"], {"stage_id": second["id"]})
-    engine = create_engine(Settings.from_config(config).database_url_for("deals"))
-    # a move back into the first stage, in flight: it holds what move_deal holds and has computed the old limit
-    moving = Session(engine)
-    repo.lock_pipeline(moving, pipeline["id"])
-    entered = utcnow()
-    moving.execute(update(Deal).where(Deal.id == deal["id"])
-                   .values(stage_id=first["id"], stage_entered_at=entered, stage_due_at=entered + timedelta(days=2)))
+
+    inside, go_on = Event(), Event()
+    real_last_visit = repo.last_visit
+
+    def held_last_visit(session, deal_id):  # the move has its locks and the target stage by now
+        if deal_id == deal["id"] and not inside.ready():
+            inside.send()
+            go_on.wait()
+        return real_last_visit(session, deal_id)
+
+    monkeypatch.setattr(repo, "last_visit", held_last_visit)
+    move = eventlet.spawn(rpc_proxy("deals").move_deal, head, deal["id"], {"stage_id": first["id"]})
+    with eventlet.Timeout(10):
+        inside.wait()
     retimed = [{k: v for k, v in stage.items() if k != "position"} for stage in pipeline["stages"]]
     retimed[0]["max_days"] = 5
-    change = eventlet.spawn(deals.update_pipeline, head, pipeline["id"], {"stages": retimed})
+    change = eventlet.spawn(rpc_proxy("deals").update_pipeline, head, pipeline["id"], {"stages": retimed})
+    engine = create_engine(Settings.from_config(config).database_url_for("deals"))
     try:
         with engine.connect() as watcher:
             poll(lambda: watcher.execute(text(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
             )).scalar(), message="the pipeline change to wait for the move")
     finally:
-        moving.commit()
+        go_on.send()
+    moved = move.wait()
     assert change.wait()["stages"][0]["max_days"] == 5
     with Session(engine) as session:
-        due = session.scalar(select(Deal.stage_due_at).where(Deal.id == deal["id"]))
-    assert abs(due - (entered + timedelta(days=5))) < timedelta(seconds=1)
+        entered, due = session.execute(
+            select(Deal.stage_entered_at, Deal.stage_due_at).where(Deal.id == deal["id"])).one()
     engine.dispose()
+    assert moved["stage_id"] == first["id"]
+    assert abs(due - (entered + timedelta(days=5))) < timedelta(seconds=1), "the move's deal got the new limit"
