@@ -146,3 +146,41 @@ def test_a_stage_re_timed_while_a_deal_enters_it_re_times_that_deal_too(services
     engine.dispose()
     assert moved["stage_id"] == first["id"]
     assert abs(due - (entered + timedelta(days=5))) < timedelta(seconds=1), "the move's deal got the new limit"
+
+
+def test_moves_queue_behind_a_waiting_pipeline_change_instead_of_starving_it(config):
+    """Why the pipeline lock is an advisory lock: a shared request arriving after a waiting exclusive one
+    waits its turn, so a steady stream of stage moves cannot keep a pipeline change waiting for ever."""
+    import eventlet
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from crm_common.config import Settings
+    from crm_common.db import create_engine_for
+    from deals import repository as repo
+
+    engine = create_engine_for(Settings.from_config(config).database_url_for("deals"))
+    pipeline_id = str(uuid.uuid4())
+    moving, changing, next_move = Session(engine), Session(engine), Session(engine)
+
+    def waiting() -> int:
+        with engine.connect() as watcher:
+            return watcher.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                                        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                                        )).scalar()
+
+    try:
+        repo.lock_pipeline(moving, pipeline_id)
+        change = eventlet.spawn(repo.lock_pipeline, changing, pipeline_id, exclusive=True)
+        poll(lambda: waiting() == 1, message="the change to wait for the move in progress")
+        later_move = eventlet.spawn(repo.lock_pipeline, next_move, pipeline_id)
+        poll(lambda: waiting() == 2, message="the next move to queue behind the change")
+        moving.commit()
+        change.wait()
+        assert not later_move.dead, "the change goes first"
+        changing.commit()
+        later_move.wait()
+    finally:
+        for session in (moving, changing, next_move):
+            session.close()
+        engine.dispose()

@@ -93,8 +93,8 @@ def _new_stage(pipeline_id: str, stage: dict, position: int) -> Stage:
     )
 
 
-def require_pipeline(session, caller: Caller, pipeline_id: str, lock: str | None = None) -> Pipeline:
-    pipeline = repo.get_pipeline(session, caller, pipeline_id, lock)
+def require_pipeline(session, caller: Caller, pipeline_id: str) -> Pipeline:
+    pipeline = repo.get_pipeline(session, caller, pipeline_id)
     if pipeline is None:
         raise PipelineNotFound()
     return pipeline
@@ -105,7 +105,8 @@ def update_pipeline(uow, caller: Caller, pipeline_id: str, raw: dict, expected_v
     _require_process_manager(caller, "pipelines")
     data = load_or_raise(PipelineUpdateSchema, raw)
     session = uow.session
-    pipeline = require_pipeline(session, caller, pipeline_id, lock="update")  # waits for deals entering its stages
+    repo.lock_pipeline(session, pipeline_id, exclusive=True)  # waits for deals entering its stages, then reads
+    pipeline = require_pipeline(session, caller, pipeline_id)
     VersionConflict.check("pipeline", pipeline.version, expected_version)
     now = utcnow()
     with session.no_autoflush:  # one change, one new version: nothing is written before the final flush
@@ -241,13 +242,14 @@ def create_deal(uow, caller: Caller, data: dict, client: dict | None, directory:
         raise ValidationError("unknown client", fields={"client_id": ["No such client (or not yours)."]})
     if client.get("archived"):
         raise ValidationError("archived client", fields={"client_id": ["The client is archived; restore it first."]})
-    pipeline = repo.get_pipeline(session, caller, data["pipeline_id"], lock="share")  # its first stage stays put
+    pipeline = repo.get_pipeline(session, caller, data["pipeline_id"])
     if pipeline is None:
         raise ValidationError("unknown pipeline", fields={"pipeline_id": ["No such pipeline."]})
     if pipeline.branch_id != client["branch_id"]:
         raise ValidationError(
             "pipeline of another branch", fields={"pipeline_id": ["The pipeline belongs to another branch than the client."]}
         )
+    repo.lock_pipeline(session, pipeline.id)  # its first stage stays put until the deal is in it
     first = repo.stages_of(session, [pipeline.id])[0]
     default_owner = client.get("owner_id") or (caller.id if caller.branch_id == pipeline.branch_id else None)
     owner_id = caller.owner_for(data["owner_id"], pipeline.branch_id, directory, default_owner, record="deal")

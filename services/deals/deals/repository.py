@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, func, not_, or_, select
+from sqlalchemy import and_, func, not_, or_, select, text
 from sqlalchemy.orm import Session
 
 from crm_common.caller import Caller
@@ -29,23 +29,32 @@ def branch_condition(caller: Caller, column):
     return column.is_not(None) if caller.is_admin else column == caller.branch_id
 
 
-def get_pipeline(session: Session, caller: Caller, pipeline_id: str, lock: str | None = None) -> Pipeline | None:
-    """``lock="share"`` for a deal entering one of its stages, ``"update"`` for changing its stages: see
-    ``lock_pipeline``."""
+def get_pipeline(session: Session, caller: Caller, pipeline_id: str) -> Pipeline | None:
     if not is_uuid(pipeline_id):
         return None
-    query = select(Pipeline).where(Pipeline.id == pipeline_id, branch_condition(caller, Pipeline.branch_id))
-    if lock:
-        query = query.with_for_update(read=lock == "share")
-    return session.scalars(query).first()
+    return session.scalars(
+        select(Pipeline).where(Pipeline.id == pipeline_id, branch_condition(caller, Pipeline.branch_id))
+    ).first()
 
 
-def lock_pipeline(session: Session, pipeline_id: str) -> None:
-    """Hold the pipeline shared until the transaction ends. Deals entering a stage (new deals, moves) hold
-    it shared and a pipeline change holds it exclusively, so a stage is never removed or re-timed while a
-    deal is entering it (that deal would land in a deleted stage or keep the old limit). Moves do not
-    wait for each other. SQLite needs none of it: it has one writer at a time."""
-    session.execute(select(Pipeline.id).where(Pipeline.id == pipeline_id).with_for_update(read=True))
+PIPELINE_LOCKS = 0x5049  # the advisory-lock key space of pipelines in the deals database ("PI")
+
+
+def lock_pipeline(session: Session, pipeline_id: str, exclusive: bool = False) -> None:
+    """Hold the pipeline until the transaction ends: shared by a deal entering one of its stages (a new
+    deal, a move), exclusively by a change of its stages. So a stage is never removed or re-timed while a
+    deal is entering it (that deal would land in a deleted stage or keep the old limit), and moves do not
+    wait for each other.
+
+    A transaction-level advisory lock rather than a row lock: PostgreSQL's lock manager queues a new
+    shared request behind a waiting exclusive one, so a busy pipeline's moves cannot starve its change,
+    and taking it writes nothing to the pipelines table (FOR SHARE by many movers at once would). Take
+    it before reading the stages. SQLite needs none of it: it has one writer at a time."""
+    if session.bind.dialect.name != "postgresql":
+        return
+    function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    session.execute(text(f"SELECT {function}(:space, hashtext(:pipeline_id))"),
+                    {"space": PIPELINE_LOCKS, "pipeline_id": pipeline_id})
 
 
 def stages_of(session: Session, pipeline_ids, include_removed: bool = False) -> list[Stage]:
