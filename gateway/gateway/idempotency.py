@@ -1,7 +1,8 @@
 """Idempotency-Key: the same key and body within 24 hours returns the first response and writes nothing.
 
 Keys are per user. A key reused with a different request is a conflict; a request still running
-under the key is a conflict too. A 5xx answer is not kept, so the client may retry it.
+under the key is a conflict too. A 5xx or 409 answer is not kept (nothing was done), so the client may
+retry it.
 """
 
 from __future__ import annotations

@@ -330,6 +330,17 @@ def test_a_client_with_open_deals_stays_in_its_branch_until_they_are_closed(worl
     assert (moved["branch_id"], moved["owner_id"]) == (world.south.id, None)
 
 
+def test_a_closed_deal_of_a_client_moved_to_another_branch_is_not_reopened(world, pipeline):
+    head = world.north.head
+    client = client_of(head)
+    deal = deal_of(head, client, pipeline)
+    head.ok("POST", f"/deals/{deal['id']}/stage", {"stage_id": stage(pipeline, "Отказ")["id"], "lost_reason": "Ушёл"})
+    world.admin.ok("PATCH", f"/clients/{client['id']}", {"branch_id": world.south.id})
+    refused = head.post(f"/deals/{deal['id']}/stage", json={"stage_id": pipeline["stages"][0]["id"]})
+    assert refused.status_code == 409 and "stage_id" in refused.json()["error"]["fields"], refused.text
+    assert head.ok("GET", f"/deals/{deal['id']}")["status"] == "lost"
+
+
 def test_deals_are_filtered_by_stage_owner_and_status(world, pipeline):
     head = world.north.head
     manager, colleague = world.north.managers

@@ -184,3 +184,33 @@ def test_moves_queue_behind_a_waiting_pipeline_change_instead_of_starving_it(con
         for session in (moving, changing, next_move):
             session.close()
         engine.dispose()
+
+
+def test_a_deal_opened_while_the_archive_waits_for_the_deals_answer_stops_the_archive(
+    services, rpc_proxy, head, monkeypatch
+):
+    """The clients service counts the client's deal openings before it asks the deals service; a deal
+    created after the deals service answered, and handled before the archive commits, shows in that count."""
+    from crm_common.errors import Conflict
+    from deals import commands as deals_commands
+
+    clients, deals = services
+    racer, watcher = rpc_proxy("deals"), rpc_proxy("clients")
+    pipeline = deals.create_pipeline(head, {"name": "Архив", "stages": STAGES})
+    client = clients.create_client(head, {"kind": "person", "name": "Почти в архиве"})
+    real_open_deals = deals_commands.open_deals_of_client
+
+    def answer_then_open_a_deal(session, client_id):
+        answer = real_open_deals(session, client_id)  # none yet
+        racer.create_deal(head, {"client_id": client_id, "pipeline_id": pipeline["id"], "title": "Успели",
+                                 "amount": "1.00", "currency": "RUB"})
+        poll(lambda: any(e["type"] == "deal_created" for e in watcher.get_timeline(head, client_id)["items"]),
+             message="the new deal's event to reach the clients service")
+        return answer
+
+    monkeypatch.setattr(deals_commands, "open_deals_of_client", answer_then_open_a_deal)
+    with pytest.raises(Conflict) as error:
+        clients.archive_client(head, client["id"])
+
+    assert "a deal was opened" in error.value.message
+    assert clients.get_client(head, client["id"])["archived"] is False

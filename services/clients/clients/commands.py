@@ -336,13 +336,22 @@ def _collect_new_contacts(uow, caller: Caller, client: Client, phones: list[str]
     uow.emit(event, payload)
 
 
-def add_deal_event(uow, event_type: str, payload: dict, still_open: bool | None = None) -> bool:
+@dataclass(frozen=True)
+class DealOpenAnswer:
+    """Asked before a deal-opening event's transaction, for a client then archived at ``archived_at``:
+    whether the deals service says the deal is open now."""
+
+    archived_at: datetime
+    still_open: bool
+
+
+def add_deal_event(uow, event_type: str, payload: dict, answer: DealOpenAnswer | None = None) -> bool:
     """Put a deal event on its client's timeline, once; False if it was seen before or the client is unknown.
 
     A deal opened for an archived client (created while the archive was being decided, or a closed deal
-    reopened) brings the client back, if the deals service says (``still_open``, asked before the
-    transaction) that the deal is still open: events may arrive late and out of order. When the client
-    was archived after that question was skipped, the event is handled again (``Unavailable`` requeues it).
+    reopened) brings the client back if ``answer`` says the deal is still open: events may arrive late and
+    out of order. When the answer is missing or was given for another archiving (the client was archived,
+    or restored and archived again, since), the event is handled again: ``Unavailable`` requeues it.
     """
     if not uow.first_delivery(payload["event_id"], event_type):
         return False
@@ -351,9 +360,9 @@ def add_deal_event(uow, event_type: str, payload: dict, still_open: bool | None 
     if client is None:
         return False
     if opening and client.archived:
-        if still_open is None:
+        if answer is None or answer.archived_at != client.archived_at:
             raise Unavailable("the client was archived meanwhile: the deal's state is asked again")
-        if still_open:
+        if answer.still_open:
             _restore_for_deal(uow, client, payload)
     uow.session.add(
         TimelineEntry(

@@ -13,7 +13,7 @@ from crm_common.db import Database
 from crm_common.errors import BadRequest
 from crm_common.handlers import event_handler
 from crm_common.rpc import RpcProxy, rpc
-from crm_common.schemas import load_or_raise
+from crm_common.schemas import is_uuid, load_or_raise
 
 
 class ClientsService:
@@ -36,6 +36,12 @@ class ClientsService:
     def get_client(self, caller, client_id):
         """One client the caller may see. ``get_client(caller, "6f1c...")`` → client dict."""
         return client_out.dump(commands.require_visible(self.db.reader, Caller.load(caller), client_id))
+
+    @rpc
+    def branch_of_client(self, client_id):
+        """For the deals service: the branch a client is in now, whoever may see it; None if unknown."""
+        client = self.db.reader.get(Client, client_id) if is_uuid(client_id) else None
+        return client.branch_id if client is not None else None
 
     @rpc
     def list_clients(self, caller, query=None):
@@ -131,14 +137,15 @@ class ClientsService:
         self._deal_on_timeline("deal_stuck", payload)
 
     def _deal_on_timeline(self, event_type, payload):
-        still_open = None
+        answer = None
         if event_type in repo.DEAL_OPENING_EVENTS:
             client = self.db.reader.get(Client, payload["deal"]["client_id"])
             if client is not None and client.archived:
-                deal_id = payload["deal"]["id"]
-                still_open = any(d["id"] == deal_id for d in self.deals_rpc.open_deals_of_client(client.id))
+                # events come late and out of order: ask whether the deal is open now
+                still_open = "deals" in self.settings.services and self.deals_rpc.deal_is_open(payload["deal"]["id"])
+                answer = commands.DealOpenAnswer(client.archived_at, bool(still_open))
         with self.db.transaction():
-            return commands.add_deal_event(self.db, event_type, payload, still_open)
+            return commands.add_deal_event(self.db, event_type, payload, answer)
 
     @rpc
     def health(self):

@@ -28,7 +28,7 @@ from crm_common.contracts.deals import (
     StageVisitSchema,
 )
 from crm_common.db import utcnow
-from crm_common.errors import Forbidden, ValidationError, VersionConflict
+from crm_common.errors import Conflict, Forbidden, ValidationError, VersionConflict
 from crm_common.schemas import load_or_raise, new_id
 from deals import domain
 from deals import repository as repo
@@ -105,8 +105,10 @@ def update_pipeline(uow, caller: Caller, pipeline_id: str, raw: dict, expected_v
     _require_process_manager(caller, "pipelines")
     data = load_or_raise(PipelineUpdateSchema, raw)
     session = uow.session
-    repo.lock_pipeline(session, pipeline_id, exclusive=True)  # waits for deals entering its stages, then reads
-    pipeline = require_pipeline(session, caller, pipeline_id)
+    pipeline = require_pipeline(session, caller, pipeline_id)  # an invisible or stale one waits for nothing
+    VersionConflict.check("pipeline", pipeline.version, expected_version)
+    repo.lock_pipeline(session, pipeline.id, exclusive=True)  # waits for deals entering its stages
+    session.refresh(pipeline)  # as it is now that nothing else changes it
     VersionConflict.check("pipeline", pipeline.version, expected_version)
     now = utcnow()
     with session.no_autoflush:  # one change, one new version: nothing is written before the final flush
@@ -290,8 +292,13 @@ def _flush(session) -> None:
         raise VersionConflict("the deal was changed by someone else at the same moment; read it again") from None
 
 
-def move_deal(uow, caller: Caller, deal_id: str, raw: dict, expected_version=None) -> dict:
-    """Move a deal to another stage of its pipeline, closing the current stage visit in its history."""
+def move_deal(
+    uow, caller: Caller, deal_id: str, raw: dict, expected_version=None, client_branch_id: str | None = None
+) -> dict:
+    """Move a deal to another stage of its pipeline, closing the current stage visit in its history.
+
+    ``client_branch_id``: where the clients service says the deal's client is now ("" if it does not know
+    the client), asked before a reopen; a deal is not reopened for a client that left its branch."""
     data = load_or_raise(StageMoveSchema, raw)
     session = uow.session
     deal = require_deal(session, caller, deal_id)
@@ -302,6 +309,13 @@ def move_deal(uow, caller: Caller, deal_id: str, raw: dict, expected_version=Non
     move = domain.plan_move(_info(current), _info(target) if target else None, deal.pipeline_id, data["lost_reason"])
     if move is None:
         return dump_deal(session, deal)
+    reopening = deal.status != "open" and target.kind == "open"
+    if reopening and client_branch_id is not None and client_branch_id != deal.branch_id:
+        raise Conflict(
+            "the deal's client is no longer in this branch, so the deal cannot be reopened; "
+            "open a new deal for the client in its branch",
+            fields={"stage_id": ["The client has moved to another branch."]},
+        )
     now = utcnow()
     previous_status = deal.status
     time_in_stage = (now - deal.stage_entered_at).total_seconds()

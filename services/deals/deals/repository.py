@@ -49,7 +49,8 @@ def lock_pipeline(session: Session, pipeline_id: str, exclusive: bool = False) -
     A transaction-level advisory lock rather than a row lock: PostgreSQL's lock manager queues a new
     shared request behind a waiting exclusive one, so a busy pipeline's moves cannot starve its change,
     and taking it writes nothing to the pipelines table (FOR SHARE by many movers at once would). Take
-    it before reading the stages. SQLite needs none of it: it has one writer at a time."""
+    it before reading the stages. SQLite needs none of it: a service on SQLite is one process, and its
+    commands do not yield between their reads and their writes."""
     if session.bind.dialect.name != "postgresql":
         return
     function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"

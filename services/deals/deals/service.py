@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 
 from crm_common.caller import Caller
+from crm_common.config import SettingsProvider
 from crm_common.contracts.deals import DealQuerySchema, PipelineQuerySchema, ScriptQuerySchema
 from crm_common.db import Database
 from crm_common.errors import BadRequest, NotFound
 from crm_common.rpc import RpcProxy, rpc
-from crm_common.schemas import PageQuerySchema, load_or_raise
+from crm_common.schemas import PageQuerySchema, is_uuid, load_or_raise
 from crm_common.timer import settings_timer
 from deals import commands
 from deals import repository as repo
-from deals.models import Base
+from deals.models import Base, Deal
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ class DealsService:
     name = "deals"
 
     db = Database(Base)
+    settings = SettingsProvider()
     clients_rpc = RpcProxy("clients")
 
     # ---- pipelines
@@ -86,14 +88,30 @@ class DealsService:
 
     @rpc
     def move_deal(self, caller, deal_id, data, expected_version=None):
-        """``move_deal(caller, id, {"stage_id": ..., "lost_reason": "Дорого"})``; stale versions are refused."""
-        return self.db.write(lambda: commands.move_deal(self.db, Caller.load(caller), deal_id, data, expected_version))
+        """``move_deal(caller, id, {"stage_id": ..., "lost_reason": "Дорого"})``; stale versions are refused.
+
+        Reopening a closed deal first asks the clients service where its client is now: a client moved to
+        another branch since keeps its old deals closed."""
+        caller = Caller.load(caller)
+        client_branch_id = None
+        deal = commands.require_deal(self.db.reader, caller, deal_id)
+        if deal.status != "open" and "clients" in self.settings.services:
+            client_branch_id = self.clients_rpc.branch_of_client(deal.client_id) or ""
+        return self.db.write(lambda: commands.move_deal(
+            self.db, caller, deal_id, data, expected_version, client_branch_id
+        ))
 
     @rpc
     def get_history(self, caller, deal_id, query=None):
         """Every stage the deal entered, oldest first, with entry and exit times: ``{items, next_cursor}``."""
         page = load_or_raise(PageQuerySchema, query or {}, BadRequest)
         return commands.deal_history(self.db.reader, Caller.load(caller), deal_id, page)
+
+    @rpc
+    def deal_is_open(self, deal_id):
+        """For the clients service: whether a deal is open now (False if unknown)."""
+        deal = self.db.reader.get(Deal, deal_id) if is_uuid(deal_id) else None
+        return deal is not None and deal.status == "open"
 
     @rpc
     def open_deals_of_client(self, client_id):

@@ -5,7 +5,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
-from clients.models import Base
+from clients.models import Base, ProcessedEvent
 from crm_common.events import validate_event
 
 
@@ -13,12 +13,13 @@ class FakeUnitOfWork:
     def __init__(self, session: Session):
         self.session = session
         self.events: list[tuple[str, dict]] = []
-        self.delivered: set[str] = set()
 
     def first_delivery(self, event_id: str, event_type: str) -> bool:
-        if event_id in self.delivered:
+        """As the real one: a row in processed_events, gone again if the transaction rolls back."""
+        if self.session.get(ProcessedEvent, event_id) is not None:
             return False
-        self.delivered.add(event_id)
+        self.session.add(ProcessedEvent(event_id=event_id, event_type=event_type))
+        self.session.flush()
         return True
 
     def emit(self, event_type: str, payload: dict, full_check: bool = True) -> dict:

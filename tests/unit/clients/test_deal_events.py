@@ -47,12 +47,20 @@ def test_a_deal_event_for_an_unknown_client_is_dropped(uow):
     assert commands.add_deal_event(uow, "deal_created", deal_event(str(uuid.uuid4()))) is False
 
 
+def archive(uow, client: dict) -> commands.DealOpenAnswer:
+    """Archive the client; returns when, as the service learns it before asking the deals service about
+    an opening event's deal."""
+    commands.set_archived(uow, HEAD, client["id"], True, commands.NO_DEALS)
+    uow.session.commit()
+    uow.events.clear()
+    return uow.session.get(Client, client["id"]).archived_at
+
+
 def test_a_deal_opened_for_a_client_archived_meanwhile_brings_the_client_back(uow):
     client = new_client(uow)
-    commands.set_archived(uow, HEAD, client["id"], True, commands.NO_DEALS)
-    uow.events.clear()
+    archived_at = archive(uow, client)
 
-    commands.add_deal_event(uow, "deal_created", deal_event(client["id"]), still_open=True)
+    commands.add_deal_event(uow, "deal_created", deal_event(client["id"]), commands.DealOpenAnswer(archived_at, True))
 
     assert uow.session.get(Client, client["id"]).archived is False
     assert uow.event_types() == ["client_restored"]
@@ -63,28 +71,45 @@ def test_a_deal_opened_for_a_client_archived_meanwhile_brings_the_client_back(uo
 
 def test_a_late_opening_of_a_deal_closed_since_leaves_the_client_archived(uow):
     client = new_client(uow)
-    commands.set_archived(uow, HEAD, client["id"], True, commands.NO_DEALS)
-    uow.events.clear()
+    archived_at = archive(uow, client)
+    reopened = deal_event(client["id"], stage={"id": "s", "name": "Новая", "kind": "open"})
 
-    commands.add_deal_event(uow, "deal_reopened", deal_event(client["id"], stage={"id": "s", "name": "Новая",
-                                                                                   "kind": "open"}), still_open=False)
+    commands.add_deal_event(uow, "deal_reopened", reopened, commands.DealOpenAnswer(archived_at, False))
 
     assert uow.session.get(Client, client["id"]).archived is True
     assert uow.events == [] and len(deal_entries(uow, client["id"])) == 1, "on the timeline all the same"
 
 
-def test_an_opening_for_a_client_archived_before_the_deal_was_asked_about_is_handled_again(uow):
+def test_an_opening_handled_again_after_the_client_was_archived_under_it_restores_it_then(uow):
     client = new_client(uow)
-    commands.set_archived(uow, HEAD, client["id"], True, commands.NO_DEALS)
+    event = deal_event(client["id"])
+    archived_at = archive(uow, client)  # after the handler saw the client active and asked nothing
 
     with pytest.raises(Unavailable):  # a temporary failure: the handler puts the event back on the queue
-        commands.add_deal_event(uow, "deal_created", deal_event(client["id"]), still_open=None)
+        commands.add_deal_event(uow, "deal_created", event, None)
+    uow.rollback()
+    assert deal_entries(uow, client["id"]) == [], "nothing of the first attempt is kept"
+
+    assert commands.add_deal_event(uow, "deal_created", event, commands.DealOpenAnswer(archived_at, True)) is True
+    assert uow.session.get(Client, client["id"]).archived is False
+    assert len(deal_entries(uow, client["id"])) == 1
+
+
+def test_an_answer_given_for_an_earlier_archiving_is_asked_again(uow):
+    client = new_client(uow)
+    first_archiving = archive(uow, client)
+    commands.set_archived(uow, HEAD, client["id"], False)
+    later_archiving = archive(uow, client)  # restored and archived again after the answer
+    assert later_archiving != first_archiving
+
+    with pytest.raises(Unavailable):
+        commands.add_deal_event(uow, "deal_created", deal_event(client["id"]),
+                                commands.DealOpenAnswer(first_archiving, True))
 
 
 def test_other_deal_events_leave_an_archived_client_archived(uow):
     client = new_client(uow)
-    commands.set_archived(uow, HEAD, client["id"], True, commands.NO_DEALS)
-    uow.events.clear()
+    archive(uow, client)
 
     commands.add_deal_event(uow, "deal_updated", deal_event(client["id"], changed=["title"]))
 

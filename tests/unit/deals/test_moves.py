@@ -6,8 +6,9 @@ import pytest
 from sqlalchemy import select, update
 
 from crm_common.db import utcnow
-from crm_common.errors import ValidationError, VersionConflict
+from crm_common.errors import Conflict, ValidationError, VersionConflict
 from crm_common.events import EVENTS
+from deals import commands
 from deals import repository as repo
 from deals.exceptions import DealNotFound
 from deals.models import Deal, StageVisit
@@ -115,6 +116,28 @@ def test_reopening_a_won_deal_says_it_was_won(sales):
     stored = sales.stored(deal)
     assert (reopened["status"], reopened["closed_at"]) == ("open", None)
     assert stored.stage_due_at == stored.stage_entered_at + timedelta(days=2)
+
+
+def reopen(sales, deal: dict, stage: dict, client_branch_id: str) -> dict:
+    return sales.uow.call(commands.move_deal, sales.head, deal["id"], {"stage_id": stage["id"]}, None, client_branch_id)
+
+
+def test_a_deal_whose_client_moved_to_another_branch_is_not_reopened(sales):
+    pipeline = sales.pipeline()
+    deal = sales.move(sales.deal(pipeline), sales.stage(pipeline, "Успех"))
+
+    with pytest.raises(Conflict) as error:
+        reopen(sales, deal, sales.stage(pipeline, "Новая"), client_branch_id=sales.south)
+
+    assert "stage_id" in error.value.fields
+    assert sales.stored(deal).status == "won"
+
+
+def test_a_deal_whose_client_stayed_in_the_branch_is_reopened(sales):
+    pipeline = sales.pipeline()
+    deal = sales.move(sales.deal(pipeline), sales.stage(pipeline, "Отказ"), reason="Дорого")
+
+    assert reopen(sales, deal, sales.stage(pipeline, "Новая"), client_branch_id=deal["branch_id"])["status"] == "open"
 
 
 def test_a_lost_deal_can_be_won_straight_away(sales):
