@@ -138,15 +138,21 @@ class Child:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def stop(self, timeout: float) -> None:
+    def terminate(self) -> None:
+        """Ask the service to stop (SIGTERM), once: nameko runs a second, concurrent shutdown for a
+        second SIGTERM, and the two can wait on each other for ever."""
         if self.alive():
             self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                say(f"{self.name} did not stop in {timeout:g}s; killing it")
-                self.process.kill()
-                self.process.wait()
+
+    def wait_stopped(self, timeout: float) -> None:
+        if self.process is None:
+            return
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            say(f"{self.name} did not stop in {timeout:g}s; killing it")
+            self.process.kill()
+            self.process.wait()
 
 
 def render(name: str, line: str) -> str:
@@ -269,10 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         stopping.wait(0.5)
 
     for child in children:
-        if child.alive():
-            child.process.send_signal(signal.SIGTERM)
+        child.terminate()  # all at once: they stop in parallel
     for child in children:
-        child.stop(timeout=20)
+        child.wait_stopped(timeout=20)
     say("stopped")
     return 0
 

@@ -64,3 +64,4 @@ def test_ctrl_c_stops_every_service_cleanly(sqlite_system):
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive
     assert "stopped" in sqlite_system.log()
+    assert "did not stop" not in sqlite_system.log(), "every service stopped on its SIGTERM, none was killed"
