@@ -9,7 +9,7 @@ from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, Operationa
 from sqlalchemy.orm.exc import StaleDataError
 
 from crm_common.errors import CrmError
-from crm_common.rpc import UNSTORABLE
+from crm_common.rpc import to_wire_error
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +25,6 @@ FOREIGN_ERRORS: tuple[tuple[type[Exception], int, str, str], ...] = (
     (ConnectionError, 503, "unavailable", "the message bus or a database is unreachable"),
     (OperationalError, 503, "unavailable", "the gateway's database is unreachable"),
     (InterfaceError, 503, "unavailable", "the gateway's database is unreachable"),
-    # races and limits a command did not foresee (the commands catch the ones they expect)
-    (StaleDataError, 409, "version_conflict", "the record changed meanwhile; read it again and retry"),
-    (IntegrityError, 409, "conflict", "the request conflicts with a concurrent change; read the records again and retry"),
-    (DataError, 422, "validation_error", "a value is out of the range that can be stored"),
 )
 
 ERROR_STATUSES = {
@@ -48,6 +44,9 @@ ERROR_STATUSES = {
 def error_response(exc: BaseException) -> tuple[int, dict, dict]:
     """``(status, body, headers)`` for any exception raised while serving a request."""
     headers: dict[str, str] = {}
+    if isinstance(exc, UNFORESEEN_DATABASE_ERRORS):  # the gateway's own: answered as a service's would be
+        log.error("internal error: %r", exc)
+        exc = to_wire_error(exc)
     if isinstance(exc, CrmError):
         body = exc.to_body()
         if exc.status == 401:
@@ -58,11 +57,8 @@ def error_response(exc: BaseException) -> tuple[int, dict, dict]:
         return exc.status, body, headers
     for cls, status, code, message in FOREIGN_ERRORS:
         if isinstance(exc, cls):
-            if (status >= 500 and status != 503) or isinstance(exc, UNFORESEEN_DATABASE_ERRORS):
+            if status >= 500 and status != 503:
                 log.error("internal error: %r", exc)
-            body = {"code": code, "message": message}
-            if status == 422:
-                body["fields"] = dict(UNSTORABLE)
-            return status, {"error": body}, headers
+            return status, {"error": {"code": code, "message": message}}, headers
     log.error("unhandled error: %r", exc)
     return 500, {"error": {"code": "internal_error", "message": "unexpected error; it has been logged"}}, headers
