@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 from sqlalchemy import and_, false, true
 
-from crm_common.errors import BadRequest, Forbidden
+from crm_common.errors import BadRequest, Forbidden, ValidationError
 
 ROLES = ("admin", "head", "manager")
 
@@ -79,8 +79,6 @@ class Caller:
         active user of the record's branch, as ``directory`` (``{"users": {id: {branch_id, active}}}``,
         from the gateway) describes them; naming nobody gives ``default``.
         """
-        from crm_common.errors import ValidationError
-
         if self.is_manager:
             if owner_id not in (None, self.id):
                 raise Forbidden(f"a manager cannot give a {record} to someone else")
@@ -97,8 +95,6 @@ class Caller:
 
     def target_branch(self, requested: str | None) -> str:
         """The branch a new record goes to: the caller's own, or the one an admin names."""
-        from crm_common.errors import ValidationError
-
         if self.is_admin:
             branch = requested or self.branch_id
             if not branch:
