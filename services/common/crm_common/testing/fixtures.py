@@ -97,6 +97,8 @@ def base_config(amqp_uri, pg_url, db_prefix, tmp_path_factory) -> dict:
         outbox_poll_s=0.2,
         rpc_timeout_s=5,
         rate_limit_per_minute=0,
+        # many runs share one PostgreSQL server (100 connections in all): small pools per process
+        db_pool_size=3,
     )
     return config
 
