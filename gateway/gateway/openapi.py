@@ -336,8 +336,9 @@ DESCRIPTION = """The CRM's HTTP API. Every route but login and health needs `Aut
 
 Every answer is JSON and carries `X-Request-Id`. Errors are `{"error": {"code", "message", "fields"?, ...}}`:
 each status's codes and extra members are in its `Error<status>` schema. Besides the answers each operation
-lists, any path answers 404 `not_found` when there is no such route and 405 `method_not_allowed` (with
-`Allow`) for a method the path does not have.
+lists, any path answers 404 `not_found` when there is no such route, 405 `method_not_allowed` (with
+`Allow`) for a method the path does not have, and 505 `http_version_not_supported` to a request line
+that is not HTTP/1.x.
 
 Writes accept `Idempotency-Key`: retrying a write with the same key is always safe, including after a 503
 (the first outcome is returned once known). `x-server-rule` on a field states in words a rule that OpenAPI
