@@ -125,6 +125,7 @@ def test_ten_workers_wait_on_postgresql_at_the_same_time_not_one_after_another(
     container_factory, config, rpc_proxy, migrated_databases
 ):
     config["CRM"]["service_database_urls"] = {"slow_queries": migrated_databases["clients"]}
+    config["CRM"]["db_pool_size"] = 10  # one connection per worker, or the pool itself would queue them
     container = container_factory(SlowQueries, config)
     container.start()
     proxies = [rpc_proxy("slow_queries") for _ in range(10)]  # a standalone proxy serves one caller at a time
