@@ -22,7 +22,7 @@ COPY config.yml ./
 COPY services ./services
 COPY gateway ./gateway
 RUN pip install --no-deps --no-build-isolation --config-settings editable_mode=compat \
-        -e services/common -e services/clients -e services/deals -e gateway \
+        $(printf -- '-e %s ' services/*/ gateway/) \
     && python -m compileall -q services gateway \
     && groupadd --system --gid 10001 crm \
     && useradd --system --uid 10001 --gid crm --no-create-home --home-dir /app crm \

@@ -4,7 +4,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-PACKAGES := -e services/common -e services/clients -e services/deals -e gateway
+# every folder under services/ (crm_common and each service) and the gateway
+PACKAGES := $(patsubst %/pyproject.toml,-e %,$(wildcard services/*/pyproject.toml)) -e gateway
 STAMP := $(VENV)/.installed
 
 .PHONY: venv run demo test test-unit test-integration test-e2e fuzz bench lint migrate clean
@@ -25,7 +26,7 @@ demo: venv
 	$(PY) scripts/run.py --demo
 
 migrate: venv
-	$(PY) -m crm_common.migrate clients deals gateway
+	$(PY) -m crm_common.migrate
 
 test: venv
 	scripts/ensure_infra.sh

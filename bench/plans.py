@@ -56,7 +56,7 @@ def service_plans(head: Caller, search_terms: list[str], deal_filter: tuple[str,
     from clients.domain import search_term
     from clients.schemas import client_query
     from crm_common.contracts.deals import DealQuerySchema
-    from deals import commands as deals_commands
+    from deals import views as deals_views
 
     def search(session, q: str):
         return clients_repo.list_clients(session, head, client_query.load({"q": q}), search_term(q, "RU"), lambda c: c)
@@ -88,7 +88,7 @@ def service_plans(head: Caller, search_terms: list[str], deal_filter: tuple[str,
         stage_id, owner_id = deal_filter
         filters = DealQuerySchema().load({"stage_id": stage_id, "owner_id": owner_id})
         result["list_deals"] = {"stage_id": stage_id, "owner_id": owner_id,
-                                "plans": explain(sessions, lambda s: deals_commands.list_deals(s, head, filters))}
+                                "plans": explain(sessions, lambda s: deals_views.list_deals(s, head, filters))}
     finally:
         engine.dispose()
     return result

@@ -13,8 +13,9 @@ import psutil
 import psycopg2
 
 from bench.system import AMQP_URI, PG_SERVER, ROOT, database_url
+from crm_common.registry import backend_names
 
-PROCESSES = ("gateway", "clients", "deals", "echo")
+PROCESSES = ("gateway", *backend_names(), "echo")
 
 
 # ---- facts about the machine and the data

@@ -20,7 +20,8 @@ from sqlalchemy.orm import sessionmaker
 
 from bench.plans import explain
 from bench.system import database_url
-from crm_common.db import WorkerDatabase, utcnow
+from crm_common.clock import utcnow
+from crm_common.db import WorkerDatabase
 from deals import commands
 from deals import repository as repo
 from deals.models import OutboxMessage, ProcessedEvent

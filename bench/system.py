@@ -18,21 +18,19 @@ from pathlib import Path
 import psutil
 import requests
 
+from crm_common.registry import REGISTRY
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 DB_PREFIX = "crm_bench_"
 VHOST = "crm-bench"
 AMQP_URI = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
-SERVICES = ("clients", "deals", "gateway")
+SERVICES = tuple(spec.name for spec in REGISTRY)
 ADMIN_EMAIL = "admin@bench.local"
 ADMIN_PASSWORD = "bench-admin-12345"
 # what identifies each child of scripts/run.py (and the echo service) on its command line
-MODULES = {
-    "gateway": "gateway.service:GatewayService",
-    "clients": "clients.service:ClientsService",
-    "deals": "deals.service:DealsService",
-}
+MODULES = {spec.name: spec.entry for spec in REGISTRY}
 ECHO_SERVICES = ("bench.echo_service:EchoService", "bench.echo_service:CrmEchoService")
 
 

@@ -25,13 +25,9 @@ from urllib.parse import urlparse
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from crm_common import registry  # noqa: E402
 from crm_common.config import DEV_ADMIN_PASSWORD, Settings, load_config  # noqa: E402
 
-SERVICE_MODULES = {
-    "clients": "clients.service:ClientsService",
-    "deals": "deals.service:DealsService",
-    "gateway": "gateway.service:GatewayService",
-}
 # eventlet and nameko's use of pkg_resources warn on every start; the warnings say nothing to an operator
 QUIET_WARNINGS = "ignore::DeprecationWarning,ignore:pkg_resources is deprecated:UserWarning"
 LEVEL_COLOURS = {"error": "\033[31m", "warning": "\033[33m", "critical": "\033[31m"}
@@ -228,17 +224,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from crm_common.migrate import migrate
 
-    names = [*settings.services, "gateway"]
-    for name in names:
-        say(f"{name}: database {migrate(name, config)} ({printable(settings.database_url_for(name))})")
+    processes = registry.processes(settings.services)
+    for spec in processes:
+        say(f"{spec.name}: database {migrate(spec.name, config)} ({printable(settings.database_url_for(spec.name))})")
 
     children: list[Child] = []
-    for name in names:
-        copies = 1 if name == "gateway" else max(1, args.replicas)
+    for spec in processes:
+        copies = 1 if spec.http else max(1, args.replicas)
         for index in range(copies):
-            label = name if copies == 1 else f"{name}-{index + 1}"
+            label = spec.name if copies == 1 else f"{spec.name}-{index + 1}"
             env = dict(os.environ, CRM_SERVICE_NAME=label)
-            children.append(Child(label, SERVICE_MODULES[name], env, config_path))
+            children.append(Child(label, spec.entry, env, config_path))
 
     stopping = threading.Event()
 

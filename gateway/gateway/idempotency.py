@@ -16,7 +16,8 @@ from nameko.extensions import DependencyProvider
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
-from crm_common.db import IDEMPOTENCY_CONTEXT_KEY, utcnow
+from crm_common.clock import utcnow
+from crm_common.db import IDEMPOTENCY_CONTEXT_KEY
 from crm_common.errors import BadRequest, Conflict, CrmError
 from gateway.errors import error_response
 from gateway.http import IDEMPOTENCY_KEY_PATTERN

@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from crm_common.caller import Caller
+from crm_common.clock import utcnow
 from crm_common.config import Settings
 from crm_common.contracts.identity import (
     BranchCreateSchema,
@@ -19,7 +20,6 @@ from crm_common.contracts.identity import (
     UserSchema,
     UserUpdateSchema,
 )
-from crm_common.db import utcnow
 from crm_common.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited, Unauthorized, ValidationError
 from crm_common.pagination import SortKey, paginate
 from crm_common.schemas import PageQuerySchema, is_uuid, load_or_raise, new_id

@@ -7,7 +7,9 @@ from datetime import datetime
 from sqlalchemy import Boolean, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from crm_common.db import OutboxMixin, UtcDateTime, json_type, utcnow
+from crm_common.bookkeeping import OUTBOX, bookkeeping_models
+from crm_common.clock import utcnow
+from crm_common.columns import UtcDateTime, json_type
 from crm_common.schemas import new_id
 
 
@@ -67,5 +69,4 @@ class IdempotencyRecord(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
 
 
-class OutboxMessage(OutboxMixin, Base):
-    pass
+(OutboxMessage,) = bookkeeping_models(Base, OUTBOX)

@@ -1,4 +1,5 @@
-"""docker-compose.yml, the Dockerfile and the postgres init script agree with the code in this repository.
+"""docker-compose.yml, the Dockerfile and the postgres init script agree with the code in this repository,
+and with the one list of services, crm_common/registry.py.
 
 No Docker is needed: the compose file is read with PyYAML and its ``${VAR}`` interpolation is applied
 here the way compose applies it. When ``docker compose`` is installed it also validates the file.
@@ -20,12 +21,13 @@ import yaml
 
 from crm_common.config import Settings, load_config
 from crm_common.migrate import migrations_dir
+from crm_common.registry import REGISTRY, backend_names, gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
-CRM_SERVICES = ("clients", "deals", "gateway")
-NAMEKO_SERVICES = ("clients", "deals")
+CRM_SERVICES = tuple(spec.name for spec in REGISTRY)
+NAMEKO_SERVICES = backend_names()
 REQUIRED_SECRETS = ("CRM_SECRET_KEY", "CRM_ADMIN_PASSWORD", "POSTGRES_PASSWORD", "RABBITMQ_PASSWORD")
 TEST_SECRETS = {name: f"test-{name.lower().replace('_', '-')}-0123456789abcdef" for name in REQUIRED_SECRETS}
 
@@ -111,7 +113,7 @@ def healthcheck_test(service: str) -> list[str]:
 
 def test_every_crm_service_runs_the_image_built_from_this_repository():
     images = {SERVICES[name]["image"] for name in CRM_SERVICES}
-    assert len(images) == 1, f"clients, deals and gateway should share one image, not {images}"
+    assert len(images) == 1, f"every CRM process should run one image, not {images}"
     for name in CRM_SERVICES:
         build = SERVICES[name]["build"]
         context = build if isinstance(build, str) else build.get("context", ".")
@@ -132,11 +134,17 @@ def test_every_service_waits_for_a_healthy_broker_and_database(service):
 
 
 @pytest.mark.parametrize("service", CRM_SERVICES)
-def test_every_service_runs_a_nameko_service_class_that_exists_under_its_own_name(service):
+def test_every_service_runs_the_nameko_class_the_registry_names_under_its_own_name(service):
     config_file, module, class_name = nameko_target(service)
     assert (ROOT / config_file).is_file(), f"{service} reads {config_file}, which is not in the repository"
+    assert f"{module}:{class_name}" == next(spec.entry for spec in REGISTRY if spec.name == service)
     service_class = getattr(importlib.import_module(module), class_name)
     assert service_class.name == service
+
+
+def test_compose_runs_exactly_the_processes_of_the_registry():
+    infrastructure = {"rabbitmq", "postgres"}
+    assert set(SERVICES) - infrastructure == set(CRM_SERVICES)
 
 
 @pytest.mark.parametrize("service", CRM_SERVICES)
@@ -147,13 +155,15 @@ def test_every_service_migrates_its_own_database_before_it_starts(service):
 
 
 @pytest.mark.parametrize("service", NAMEKO_SERVICES)
-def test_every_nameko_service_checks_its_health_over_the_bus_and_runs_two_replicas(service):
+def test_every_nameko_service_checks_its_health_over_the_bus_and_runs_its_replicas(service):
     assert healthcheck_test(service) == ["CMD", "python", "-m", "crm_common.healthcheck", service]
     importlib.import_module("crm_common.healthcheck")
-    assert SERVICES[service]["deploy"]["replicas"] >= 2
+    expected = next(spec.replicas for spec in REGISTRY if spec.name == service)
+    assert SERVICES[service]["deploy"]["replicas"] == expected >= 2
 
 
 def test_the_gateway_publishes_port_8000_and_checks_its_health_endpoint():
+    assert gateway().name == "gateway"
     published = []
     for port in SERVICES["gateway"]["ports"]:
         published.append(str(port["target"]) if isinstance(port, dict) else str(port).rsplit(":", 1)[-1])
@@ -192,7 +202,7 @@ def test_postgres_creates_one_database_per_service():
     created = set(re.findall(r"CREATE DATABASE\s+\"?(\w+)\"?", sql, re.IGNORECASE))
     settings = Settings(database_url="postgresql://postgres:x@postgres:5432")
     expected = {urlparse(settings.database_url_for(name)).path.lstrip("/") for name in CRM_SERVICES}
-    assert expected == {"crm_clients", "crm_deals", "crm_gateway"}
+    assert expected == {f"crm_{name}" for name in CRM_SERVICES}
     assert created == expected
 
 
@@ -222,7 +232,7 @@ def test_containers_get_a_production_configuration_the_services_accept(monkeypat
     assert urlparse(settings.amqp_uri).hostname == "rabbitmq"
     assert settings.secret_key == TEST_SECRETS["CRM_SECRET_KEY"]
     assert settings.admin_password == TEST_SECRETS["CRM_ADMIN_PASSWORD"]
-    assert set(settings.services) == set(NAMEKO_SERVICES)
+    assert set(settings.services) == set(backend_names(only_default=True))
     clients_db = urlparse(settings.database_url_for("clients"))
     assert (clients_db.hostname, clients_db.path) == ("postgres", "/crm_clients")
 
@@ -269,9 +279,18 @@ def test_the_dockerfile_installs_dependencies_before_copying_the_code():
         if keyword == "COPY" and ("services" in args or "gateway" in args or args.startswith(". ")):
             position.setdefault("code", index)
     assert position["requirements"] < position["code"]
-    install = " ".join(args for keyword, args in instructions if keyword == "RUN" and " -e " in args)
-    for package in ("services/common", "services/clients", "services/deals", "gateway"):
-        assert f"-e {package}" in install, f"{package} must be installed in place so migrations/ stays beside it"
+    install = " ".join(args for keyword, args in instructions if keyword == "RUN" and "-e " in args)
+    # every folder under services/ (crm_common and each service) and the gateway, installed in place so
+    # each service's migrations/ stays beside its package
+    assert "printf -- '-e %s ' services/*/ gateway/" in install
+    for spec in REGISTRY:
+        assert spec.folder == "gateway" or Path(spec.folder).parent == Path("services"), spec.folder
+
+
+def test_the_makefile_installs_every_service_folder_and_migrates_every_service():
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "$(wildcard services/*/pyproject.toml)" in makefile
+    assert "$(PY) -m crm_common.migrate\n" in makefile.replace("\n", "\\n") or "-m crm_common.migrate\n" in makefile
 
 
 def test_the_docker_build_context_leaves_out_local_state_and_secrets():

@@ -13,6 +13,7 @@ from nameko.events import EventHandler
 
 from clients.service import ClientsService
 from crm_common.events import EVENT_SOURCES, EVENTS, EventSchema, validate_event
+from crm_common.registry import REGISTRY
 from crm_common.schemas import AwareDateTime, Money
 from deals.service import DealsService
 from gateway.service import GatewayService
@@ -20,7 +21,7 @@ from gateway.service import GatewayService
 EVENT_NAME = re.compile(
     r"^[a-z]+(_[a-z]+)*_(created|updated|archived|restored|logged|recorded|changed|won|lost|reopened|stuck|[a-z]+ed)$"
 )
-SERVICES = ("clients", "deals", "tasks", "reports", "backup", "gateway")
+SERVICES = tuple(spec.name for spec in REGISTRY)
 
 # realistic values for fields recognised by name; anything else is built from the field's type
 BY_NAME = {

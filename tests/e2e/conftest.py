@@ -10,8 +10,7 @@ import pytest
 from nameko.testing.utils import find_free_port
 
 from crm_common.config import Settings
-from crm_common.db import drop_database
-from crm_common.testing.fixtures import create_vhost, delete_vhost, vhost_uri
+from crm_common.testing.fixtures import create_vhost, delete_vhost, drop_databases, vhost_uri
 from crm_common.testing.system import Api, start_system, unique
 
 PASSWORD = "e2e-password-1"
@@ -56,9 +55,7 @@ def system(e2e_amqp_uri, pg_url, run_id, tmp_path_factory):
     running = start_system(env, tmp_path_factory.mktemp("e2e-logs") / "run.log")
     yield running
     running.stop()
-    settings = Settings.from_config({"CRM": {"database_url": pg_url, "database_prefix": prefix}})
-    for service in ("clients", "deals", "gateway"):
-        drop_database(settings.database_url_for(service))
+    drop_databases(Settings.from_config({"CRM": {"database_url": pg_url, "database_prefix": prefix}}))
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,8 @@ import pytest
 import requests
 from nameko.testing.utils import find_free_port
 
+from crm_common import registry
+from crm_common.registry import backend_names
 from crm_common.testing.fixtures import create_vhost, delete_vhost, poll, vhost_uri
 from crm_common.testing.system import phone_number, start_system
 
@@ -42,7 +44,8 @@ def test_by_default_every_service_keeps_its_data_in_its_own_sqlite_file(sqlite_s
     created = sqlite_system.admin.ok("POST", "/clients", {"kind": "person", "name": "Файл", "branch_id": client["id"],
                                                           "phones": [phone_number()]}, status=201)
     assert sqlite_system.admin.ok("GET", f"/clients/{created['id']}")["name"] == "Файл"
-    assert {p.name for p in sqlite_system.data_dir.glob("*.db")} == {"clients.db", "deals.db", "gateway.db"}
+    expected = {f"{spec.name}.db" for spec in registry.processes(backend_names(only_default=True))}
+    assert {p.name for p in sqlite_system.data_dir.glob("*.db")} == expected
 
 
 def test_a_service_that_dies_is_restarted_and_reported(sqlite_system):

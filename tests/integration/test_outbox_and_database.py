@@ -1,5 +1,6 @@
 """The shared plumbing against the real broker and PostgreSQL: outbox, green database access, migrations."""
 
+import importlib
 import time
 
 import eventlet
@@ -14,9 +15,8 @@ from clients.models import Base as ClientsBase
 from clients.models import OutboxMessage
 from crm_common.db import Database, create_engine_for
 from crm_common.outbox import OutboxRelay
+from crm_common.registry import REGISTRY, spec
 from crm_common.rpc import rpc
-from deals.models import Base as DealsBase
-from gateway.models import Base as GatewayBase
 
 SAMPLE_CLIENT = {
     "id": "c0000000-0000-4000-8000-000000000001", "kind": "person", "name": "Outbox", "phones": [], "emails": [],
@@ -125,8 +125,7 @@ def test_ten_workers_wait_on_postgresql_at_the_same_time_not_one_after_another(
     container_factory, config, rpc_proxy, migrated_databases
 ):
     config["CRM"]["service_database_urls"] = {"slow_queries": migrated_databases["clients"]}
-    # ten connections for ten workers: the suite's pools of three would queue the queries whatever the driver does
-    config["CRM"]["db_pool_size"] = 10
+    config["CRM"]["db_pool_size"] = 10  # one connection per worker, or the pool itself would queue them
     container = container_factory(SlowQueries, config)
     container.start()
     proxies = [rpc_proxy("slow_queries") for _ in range(10)]  # a standalone proxy serves one caller at a time
@@ -137,10 +136,9 @@ def test_ten_workers_wait_on_postgresql_at_the_same_time_not_one_after_another(
     assert latest_start < earliest_end, "every query started before the first one finished: the driver is green"
 
 
-@pytest.mark.parametrize(
-    ("service", "base"), [("clients", ClientsBase), ("deals", DealsBase), ("gateway", GatewayBase)]
-)
-def test_the_migrations_create_exactly_the_tables_the_models_describe(migrated_databases, service, base):
+@pytest.mark.parametrize("service", [spec.name for spec in REGISTRY])
+def test_the_migrations_create_exactly_the_tables_the_models_describe(migrated_databases, service):
+    base = importlib.import_module(f"{spec(service).package}.models").Base
     engine = create_engine(migrated_databases[service])
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), base.metadata)

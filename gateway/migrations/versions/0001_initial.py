@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy import Text
 from sqlalchemy.dialects import postgresql
 
-import crm_common.db
+import crm_common.columns
 
 revision = '0001'
 down_revision = None
@@ -23,7 +23,7 @@ def upgrade() -> None:
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('code', sa.String(length=32), nullable=False),
-    sa.Column('created_at', crm_common.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', crm_common.columns.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('code')
     )
@@ -34,7 +34,7 @@ def upgrade() -> None:
     sa.Column('status', sa.Integer(), nullable=True),
     sa.Column('response', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=True),
     sa.Column('headers', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=True),
-    sa.Column('created_at', crm_common.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', crm_common.columns.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('user_id', 'key')
     )
     with op.batch_alter_table('idempotency_records', schema=None) as batch_op:
@@ -43,8 +43,8 @@ def upgrade() -> None:
     op.create_table('login_throttle',
     sa.Column('email', sa.String(length=254), nullable=False),
     sa.Column('failures', sa.Integer(), nullable=False),
-    sa.Column('first_failure_at', crm_common.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('locked_until', crm_common.db.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('first_failure_at', crm_common.columns.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('locked_until', crm_common.columns.UtcDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('email')
     )
     op.create_table('outbox',
@@ -52,8 +52,8 @@ def upgrade() -> None:
     sa.Column('event_id', sa.String(length=36), nullable=False),
     sa.Column('event_type', sa.String(length=64), nullable=False),
     sa.Column('payload', sa.JSON(), nullable=False),
-    sa.Column('created_at', crm_common.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('published_at', crm_common.db.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', crm_common.columns.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('published_at', crm_common.columns.UtcDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('event_id')
     )
@@ -69,8 +69,8 @@ def upgrade() -> None:
     sa.Column('branch_id', sa.String(length=36), nullable=True),
     sa.Column('active', sa.Boolean(), nullable=False),
     sa.Column('token_version', sa.Integer(), nullable=False),
-    sa.Column('created_at', crm_common.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', crm_common.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', crm_common.columns.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', crm_common.columns.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('email')
     )

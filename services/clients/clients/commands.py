@@ -25,18 +25,15 @@ from clients.schemas import (
     touchpoint_create,
 )
 from crm_common.caller import Caller
-from crm_common.db import utcnow
-from crm_common.errors import Conflict, Forbidden, Unavailable, ValidationError, VersionConflict
+from crm_common.clock import utcnow
+from crm_common.errors import Conflict, Forbidden, Unavailable, ValidationError, VersionConflict, require
 from crm_common.schemas import load_or_raise, new_id
 
 EDITABLE = ("kind", "name", "phones", "emails", "source", "tags", "custom_fields", "owner_id", "branch_id")
 
 
 def require_visible(session, caller: Caller, client_id: str, for_update: bool = False) -> Client:
-    client = repo.get_visible(session, caller, client_id, for_update=for_update)
-    if client is None:
-        raise ClientNotFound()
-    return client
+    return require(repo.get_visible(session, caller, client_id, for_update=for_update), ClientNotFound)
 
 
 def _flush_contacts(uow, client: Client) -> None:

@@ -7,7 +7,9 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from crm_common.db import CommandLogMixin, OutboxMixin, ProcessedEventMixin, UtcDateTime, json_type, utcnow
+from crm_common.bookkeeping import bookkeeping_models
+from crm_common.clock import utcnow
+from crm_common.columns import UtcDateTime, json_type
 from crm_common.schemas import new_id
 
 
@@ -127,13 +129,4 @@ class RoundRobinCursor(Base):
     last_owner_id: Mapped[str | None] = mapped_column(String(36))
 
 
-class OutboxMessage(OutboxMixin, Base):
-    pass
-
-
-class ProcessedEvent(ProcessedEventMixin, Base):
-    pass
-
-
-class CommandLog(CommandLogMixin, Base):
-    pass
+OutboxMessage, ProcessedEvent, CommandLog = bookkeeping_models(Base)

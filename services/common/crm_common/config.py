@@ -17,11 +17,12 @@ import yaml
 from nameko.extensions import DependencyProvider
 from sqlalchemy.engine import make_url
 
+from crm_common.registry import REPO_ROOT, backend_names
+
 DEV_SECRET_KEY = "dev-secret-change-me-0123456789abcdef"
 DEV_ADMIN_EMAIL = "admin@crm.local"
 DEV_ADMIN_PASSWORD = "admin12345"
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
-REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_CONFIG_PATH = REPO_ROOT / "config.yml"
 
 
@@ -57,7 +58,8 @@ class Settings:
     admin_email: str = DEV_ADMIN_EMAIL
     admin_password: str = DEV_ADMIN_PASSWORD
     admin_name: str = "Administrator"
-    services: tuple[str, ...] = ("clients", "deals")
+    # the services behind the gateway that run, are migrated and are health-checked (crm_common.registry)
+    services: tuple[str, ...] = field(default_factory=lambda: backend_names(only_default=True))
     outbox_poll_s: float = 1.0
     stuck_check_interval_s: float = 60.0
     rate_limit_per_minute: int = 1200
@@ -97,7 +99,12 @@ class Settings:
         return self.env == "production"
 
     def check(self) -> None:
-        """Refuse to run production with development secrets."""
+        """Refuse unknown services, and production with development secrets."""
+        unknown = sorted(set(self.services) - set(backend_names()))
+        if unknown:
+            raise ConfigError(
+                f"CRM_SERVICES names unknown services: {', '.join(unknown)} (known: {', '.join(backend_names())})"
+            )
         if not self.is_production:
             return
         problems = []

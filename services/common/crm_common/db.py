@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 for nameko services: engines, the ``Database`` dependency provider, shared columns.
+"""SQLAlchemy 2 for nameko services: engines and the ``Database`` dependency provider.
 
 ``Database(Base)`` gives each worker ``self.db`` with a lazily opened session, ``emit()`` to write an
 event into the transactional outbox in the same transaction as the data, and ``transaction()``.
@@ -12,53 +12,20 @@ import logging
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 from nameko.extensions import DependencyProvider
-from sqlalchemy import DateTime, String, create_engine, event, select, text
+from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
-from sqlalchemy.types import JSON, TypeDecorator
+from sqlalchemy.orm import Session, sessionmaker
 
+from crm_common.bookkeeping import COMMAND_LOG, OUTBOX, PROCESSED_EVENTS, model_for
+from crm_common.clock import utcnow
 from crm_common.config import Settings
+from crm_common.outbox import OutboxRelay
 
 log = logging.getLogger(__name__)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class UtcDateTime(TypeDecorator):
-    """Timezone-aware UTC datetimes on every backend (SQLite keeps no offset, so we add it back)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value, dialect):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UtcDateTime column")
-        value = value.astimezone(UTC)
-        if dialect.name == "sqlite":
-            return value.replace(tzinfo=None)
-        return value
-
-    def process_result_value(self, value, dialect):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
-
-def json_type():
-    from sqlalchemy.dialects.postgresql import JSONB
-
-    return JSON().with_variant(JSONB(), "postgresql")
 
 
 _green_patched = False
@@ -143,40 +110,6 @@ def drop_database(url: str) -> None:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
     finally:
         admin.dispose()
-
-
-class OutboxMixin:
-    """Events waiting to be relayed to RabbitMQ, written in the transaction that caused them."""
-
-    __tablename__ = "outbox"
-
-    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    event_id: Mapped[str] = mapped_column(String(36), unique=True)
-    event_type: Mapped[str] = mapped_column(String(64))
-    payload: Mapped[dict] = mapped_column(JSON())
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
-    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
-
-
-class ProcessedEventMixin:
-    """Ids of events this service has handled, so a redelivered event changes nothing."""
-
-    __tablename__ = "processed_events"
-
-    event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    event_type: Mapped[str] = mapped_column(String(64))
-    handled_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
-
-
-class CommandLogMixin:
-    """Results of writes made under an idempotency key, so a retried command returns them instead of
-    writing again (the gateway's Idempotency-Key reaches services in the call's context data)."""
-
-    __tablename__ = "command_log"
-
-    key: Mapped[str] = mapped_column(String(400), primary_key=True)
-    result: Mapped[dict | list | None] = mapped_column(JSON())
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
 
 
 IDEMPOTENCY_CONTEXT_KEY = "idempotency_key"
@@ -308,22 +241,20 @@ class Database(DependencyProvider):
     """``db = Database(Base)`` on a nameko service class.
 
     The outbox, processed-events and command-log tables are found among ``Base``'s models by their
-    table names (each service declares the ones it uses from the mixins above, in its own models).
+    table names (each service declares the ones it uses with ``crm_common.bookkeeping.bookkeeping_models``).
     """
 
     def __init__(self, base):
         self.base = base
-        self.outbox_model = _model_for(base, OutboxMixin.__tablename__)
-        self.processed_model = _model_for(base, ProcessedEventMixin.__tablename__)
-        self.command_model = _model_for(base, CommandLogMixin.__tablename__)
+        self.outbox_model = model_for(base, OUTBOX)
+        self.processed_model = model_for(base, PROCESSED_EVENTS)
+        self.command_model = model_for(base, COMMAND_LOG)
         self.workers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.engine: Engine | None = None
         self.read_engine: Engine | None = None
         self.relay = None
 
     def setup(self):
-        from crm_common.outbox import OutboxRelay
-
         self.settings = Settings.from_config(self.container.config)
         self.url = self.settings.database_url_for(self.container.service_name)
         self.engine = create_engine_for(self.url, pool_size=self.settings.db_pool_size)
@@ -367,10 +298,3 @@ class Database(DependencyProvider):
         worker_db = self.workers.pop(worker_ctx, None)
         if worker_db is not None:
             worker_db.close()
-
-
-def _model_for(base, table_name: str):
-    for mapper in base.registry.mappers:
-        if getattr(mapper.class_, "__tablename__", None) == table_name:
-            return mapper.class_
-    return None

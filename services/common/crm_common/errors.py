@@ -10,7 +10,7 @@ error body such as ``existing_id``.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from nameko.exceptions import deserialize_to_instance
 
@@ -131,6 +131,17 @@ class Unavailable(CrmError):
 
     code = "unavailable"
     status = 503
+
+
+T = TypeVar("T")
+
+
+def require(record: T | None, error: type[NotFound] = NotFound) -> T:
+    """The record found, or ``error``: a record the caller may not see is as missing as one that is not
+    there (``require(repo.get_deal(session, caller, deal_id), DealNotFound)``)."""
+    if record is None:
+        raise error()
+    return record
 
 
 WIRE_CLASSES: tuple[type[CrmError], ...] = (

@@ -127,43 +127,36 @@ class DealStuck(DealEvent):
     days_in_stage = fields.Float(required=True)
 
 
-EVENTS: dict[str, type[EventSchema]] = {
-    "client_created": ClientCreated,
-    "client_updated": ClientUpdated,
-    "client_archived": ClientArchived,
-    "client_restored": ClientRestored,
-    "interaction_logged": InteractionLogged,
-    "touchpoint_recorded": TouchpointRecorded,
-    "user_created": UserCreated,
-    "user_updated": UserUpdated,
-    "branch_created": BranchCreated,
-    "deal_created": DealCreated,
-    "deal_updated": DealUpdated,
-    "deal_stage_changed": DealStageChanged,
-    "deal_won": DealWon,
-    "deal_lost": DealLost,
-    "deal_reopened": DealReopened,
-    "deal_stuck": DealStuck,
+# Every event, once, under the service that owns it (a name from crm_common/registry.py).
+EVENTS_BY_SOURCE: dict[str, dict[str, type[EventSchema]]] = {
+    "clients": {
+        "client_created": ClientCreated,
+        "client_updated": ClientUpdated,
+        "client_archived": ClientArchived,
+        "client_restored": ClientRestored,
+        "interaction_logged": InteractionLogged,
+        "touchpoint_recorded": TouchpointRecorded,
+    },
+    "deals": {
+        "deal_created": DealCreated,
+        "deal_updated": DealUpdated,
+        "deal_stage_changed": DealStageChanged,
+        "deal_won": DealWon,
+        "deal_lost": DealLost,
+        "deal_reopened": DealReopened,
+        "deal_stuck": DealStuck,
+    },
+    "gateway": {
+        "user_created": UserCreated,
+        "user_updated": UserUpdated,
+        "branch_created": BranchCreated,
+    },
 }
 
-EVENT_SOURCES: dict[str, str] = {
-    "client_created": "clients",
-    "client_updated": "clients",
-    "client_archived": "clients",
-    "client_restored": "clients",
-    "interaction_logged": "clients",
-    "touchpoint_recorded": "clients",
-    "user_created": "gateway",
-    "user_updated": "gateway",
-    "branch_created": "gateway",
-    "deal_created": "deals",
-    "deal_updated": "deals",
-    "deal_stage_changed": "deals",
-    "deal_won": "deals",
-    "deal_lost": "deals",
-    "deal_reopened": "deals",
-    "deal_stuck": "deals",
+EVENTS: dict[str, type[EventSchema]] = {
+    name: schema for events in EVENTS_BY_SOURCE.values() for name, schema in events.items()
 }
+EVENT_SOURCES: dict[str, str] = {name: source for source, events in EVENTS_BY_SOURCE.items() for name in events}
 
 
 def validate_event(event_type: str, payload: dict, full: bool = True) -> dict:

@@ -1,6 +1,7 @@
 """Create and upgrade each service's database with its own alembic history.
 
-    python -m crm_common.migrate clients deals gateway
+    python -m crm_common.migrate            # every service of the registry and the gateway
+    python -m crm_common.migrate clients    # some of them
 
 Each service keeps ``migrations/`` next to its package; its ``env.py`` calls ``run_env``.
 On PostgreSQL an advisory lock makes replicas that start together migrate one after another.
@@ -19,6 +20,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, pool, text
 
+from crm_common import registry
 from crm_common.config import Settings, load_config
 from crm_common.db import ensure_database
 
@@ -26,6 +28,9 @@ log = logging.getLogger("crm.migrate")
 
 
 def migrations_dir(service: str) -> Path:
+    """``migrations/`` in the service's folder, next to its package."""
+    if service in registry.BY_NAME:
+        return registry.spec(service).path / "migrations"
     package = importlib.import_module(service)
     return Path(package.__file__).resolve().parent.parent / "migrations"
 
@@ -88,13 +93,13 @@ def run_env(metadata, service: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("services", nargs="+", help="service packages to migrate, e.g. clients gateway")
+    parser.add_argument("services", nargs="*", help="services to migrate, e.g. clients gateway (default: all)")
     parser.add_argument("--config", help="nameko config file (default: config.yml or $CRM_CONFIG)")
     parser.add_argument("--revision", default="head")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = load_config(args.config)
-    for service in args.services:
+    for service in args.services or [spec.name for spec in registry.REGISTRY]:
         outcome = migrate(service, config, args.revision)
         log.info("%s: database %s", service, outcome)
     return 0

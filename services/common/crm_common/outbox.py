@@ -19,7 +19,7 @@ from nameko.amqp.publish import Publisher
 from nameko.standalone.events import get_event_exchange
 from sqlalchemy import delete, select
 
-from crm_common.db import utcnow
+from crm_common.clock import utcnow
 
 log = logging.getLogger(__name__)
 

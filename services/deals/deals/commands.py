@@ -13,33 +13,24 @@ from sqlalchemy import select, update
 from sqlalchemy.orm.exc import StaleDataError
 
 from crm_common.caller import Caller
-from crm_common.contracts.deals import (
-    DealCreateSchema,
-    DealSchema,
-    DealUpdateSchema,
-    PipelineCreateSchema,
-    PipelineSchema,
-    PipelineUpdateSchema,
-    ScriptCreateSchema,
-    ScriptSchema,
-    ScriptUpdateSchema,
-    ScriptVersionSchema,
-    StageMoveSchema,
-    StageVisitSchema,
-)
-from crm_common.db import utcnow
-from crm_common.errors import Conflict, Forbidden, ValidationError, VersionConflict
+from crm_common.clock import utcnow
+from crm_common.errors import Conflict, Forbidden, ValidationError, VersionConflict, require
 from crm_common.schemas import load_or_raise, new_id
-from deals import domain
+from deals import domain, views
 from deals import repository as repo
 from deals.exceptions import DealNotFound, PipelineNotFound, ScriptNotFound
 from deals.models import Deal, Pipeline, Script, ScriptVersion, Stage, StageVisit
-
-pipeline_out = PipelineSchema()
-deal_out = DealSchema()
-visit_out = StageVisitSchema()
-script_out = ScriptSchema()
-script_version_out = ScriptVersionSchema()
+from deals.schemas import (
+    DealCreateSchema,
+    DealUpdateSchema,
+    PipelineCreateSchema,
+    PipelineUpdateSchema,
+    ScriptCreateSchema,
+    ScriptUpdateSchema,
+    StageMoveSchema,
+    script_out,
+    visit_out,
+)
 
 MANAGERS_OF_PROCESS = ("admin", "head")
 
@@ -50,15 +41,6 @@ def _require_process_manager(caller: Caller, what: str) -> None:
 
 
 # ---- pipelines
-
-def dump_pipeline(session, pipeline: Pipeline) -> dict:
-    stages = repo.stages_of(session, [pipeline.id])
-    return pipeline_out.dump({**_columns(pipeline), "stages": stages})
-
-
-def _columns(row) -> dict:
-    return {column.key: getattr(row, column.key) for column in row.__table__.columns}
-
 
 def _check_scripts(session, branch_id: str, stages: list[dict]) -> None:
     wanted = {stage["script_id"] for stage in stages if stage.get("script_id")}
@@ -83,7 +65,7 @@ def create_pipeline(uow, caller: Caller, raw: dict) -> dict:
     for position, stage in enumerate(data["stages"]):
         uow.session.add(_new_stage(pipeline.id, stage, position))
     uow.session.flush()
-    return dump_pipeline(uow.session, pipeline)
+    return views.dump_pipeline(uow.session, pipeline)
 
 
 def _new_stage(pipeline_id: str, stage: dict, position: int) -> Stage:
@@ -94,10 +76,7 @@ def _new_stage(pipeline_id: str, stage: dict, position: int) -> Stage:
 
 
 def require_pipeline(session, caller: Caller, pipeline_id: str) -> Pipeline:
-    pipeline = repo.get_pipeline(session, caller, pipeline_id)
-    if pipeline is None:
-        raise PipelineNotFound()
-    return pipeline
+    return require(repo.get_pipeline(session, caller, pipeline_id), PipelineNotFound)
 
 
 def update_pipeline(uow, caller: Caller, pipeline_id: str, raw: dict, expected_version=None) -> dict:
@@ -118,7 +97,7 @@ def update_pipeline(uow, caller: Caller, pipeline_id: str, raw: dict, expected_v
         session.flush()
     except StaleDataError:
         raise VersionConflict("the pipeline changed while you were saving it") from None
-    return dump_pipeline(session, pipeline)
+    return views.dump_pipeline(session, pipeline)
 
 
 def _apply_pipeline_changes(session, pipeline: Pipeline, data: dict, now) -> None:
@@ -166,68 +145,7 @@ def _retime_open_deals(session, stage: Stage, now) -> None:
         )
 
 
-def list_pipelines(session, caller: Caller, filters: dict) -> dict:
-    page = repo.list_pipelines(session, caller, filters, lambda p: p)
-    stages = repo.stages_of(session, [p.id for p in page["items"]])
-    by_pipeline: dict[str, list[Stage]] = {}
-    for stage in stages:
-        by_pipeline.setdefault(stage.pipeline_id, []).append(stage)
-    page["items"] = [pipeline_out.dump({**_columns(p), "stages": by_pipeline.get(p.id, [])}) for p in page["items"]]
-    return page
-
-
 # ---- deals
-
-class DealView:
-    """Turns deals into their public shape, looking up stages and scripts once per batch."""
-
-    def __init__(self, session, with_script: bool, now: datetime | None = None):
-        self.session = session
-        self.with_script = with_script
-        self.now = now or utcnow()
-
-    def dump(self, deals: list[Deal]) -> list[dict]:
-        if not deals:
-            return []
-        stage_ids = {d.stage_id for d in deals}
-        if len(stage_ids) == 1:  # one deal: its stage is usually in the session already, no query
-            stage = self.session.get(Stage, next(iter(stage_ids)))
-            stages = {stage.id: stage}
-        else:
-            stages = {s.id: s for s in self.session.scalars(select(Stage).where(Stage.id.in_(stage_ids)))}
-        scripts: dict[str, Script] = {}
-        if self.with_script:
-            explicit = repo.scripts_by_id(self.session, [s.script_id for s in stages.values()])
-            unpinned = [s.id for s in stages.values() if s.script_id not in explicit]
-            written_for = repo.latest_script_for_stages(self.session, unpinned)
-            for stage in stages.values():
-                script = explicit.get(stage.script_id) or written_for.get(stage.id)
-                if script is not None:
-                    scripts[stage.id] = script
-        return [self._one(deal, stages[deal.stage_id], scripts.get(deal.stage_id)) for deal in deals]
-
-    def _one(self, deal: Deal, stage: Stage, script: Script | None) -> dict:
-        stage_data = {"id": stage.id, "name": stage.name, "kind": stage.kind, "max_days": stage.max_days}
-        if self.with_script:
-            stage_data["script"] = (
-                {"id": script.id, "title": script.title, "body": script.body, "version": script.version}
-                if script else None
-            )
-        return deal_out.dump({
-            **_columns(deal),
-            "amount": domain.from_minor(deal.amount_minor),
-            "stage": stage_data,
-            "stuck": bool(deal.status == "open" and deal.stage_due_at and deal.stage_due_at <= self.now),
-        })
-
-
-def dump_deal(session, deal: Deal) -> dict:
-    return DealView(session, with_script=True).dump([deal])[0]
-
-
-def _snapshot(deal_dict: dict) -> dict:
-    return {k: v for k, v in deal_dict.items() if k != "stage"}
-
 
 def _stage_ref(stage) -> dict:
     return {"id": stage.id, "name": stage.name, "kind": stage.kind}
@@ -265,8 +183,8 @@ def create_deal(uow, caller: Caller, data: dict, client: dict | None, directory:
     session.add(deal)
     session.flush()
     session.add(_visit(deal, first, None, now, caller.id, None, seq=1))
-    out = dump_deal(session, deal)
-    uow.emit("deal_created", {"branch_id": deal.branch_id, "actor_id": caller.id, "deal": _snapshot(out)})
+    out = views.dump_deal(session, deal)
+    uow.emit("deal_created", {"branch_id": deal.branch_id, "actor_id": caller.id, "deal": views.snapshot(out)})
     return out
 
 
@@ -279,10 +197,7 @@ def _visit(deal: Deal, stage: Stage, from_stage_id, when, actor_id, lost_reason,
 
 
 def require_deal(session, caller: Caller, deal_id: str) -> Deal:
-    deal = repo.get_deal(session, caller, deal_id)
-    if deal is None:
-        raise DealNotFound()
-    return deal
+    return require(repo.get_deal(session, caller, deal_id), DealNotFound)
 
 
 def _flush(session) -> None:
@@ -308,7 +223,7 @@ def move_deal(
     target = session.get(Stage, data["stage_id"])
     move = domain.plan_move(_info(current), _info(target) if target else None, deal.pipeline_id, data["lost_reason"])
     if move is None:
-        return dump_deal(session, deal)
+        return views.dump_deal(session, deal)
     reopening = deal.status != "open" and target.kind == "open"
     if reopening and client_branch_id is not None and client_branch_id != deal.branch_id:
         raise Conflict(
@@ -332,8 +247,8 @@ def move_deal(
         visit.exited_at, visit.time_spent_s = now, (now - visit.entered_at).total_seconds()
     session.add(_visit(deal, target, current.id, now, caller.id, deal.lost_reason, seq))
     session.flush()
-    out = dump_deal(session, deal)
-    base = {"branch_id": deal.branch_id, "actor_id": caller.id, "deal": _snapshot(out)}
+    out = views.dump_deal(session, deal)
+    base = {"branch_id": deal.branch_id, "actor_id": caller.id, "deal": views.snapshot(out)}
     for event in move.events:
         if event == "deal_stage_changed":
             uow.emit(event, {**base, "from_stage": _stage_ref(current), "to_stage": _stage_ref(target),
@@ -364,20 +279,15 @@ def update_deal(uow, caller: Caller, deal_id: str, raw: dict, expected_version, 
         changes["amount_minor"] = domain.to_minor(changes.pop("amount"))
     changed = [name for name, value in changes.items() if getattr(deal, name) != value]
     if not changed:
-        return dump_deal(session, deal)
+        return views.dump_deal(session, deal)
     for name in changed:
         setattr(deal, name, changes[name])
     deal.updated_at = utcnow()
     _flush(session)
-    out = dump_deal(session, deal)
+    out = views.dump_deal(session, deal)
     public = ["amount" if name == "amount_minor" else name for name in changed]
-    uow.emit("deal_updated", {"branch_id": deal.branch_id, "actor_id": caller.id, "deal": _snapshot(out), "changed": public})
+    uow.emit("deal_updated", {"branch_id": deal.branch_id, "actor_id": caller.id, "deal": views.snapshot(out), "changed": public})
     return out
-
-
-def list_deals(session, caller: Caller, filters: dict) -> dict:
-    now = utcnow()
-    return repo.list_deals(session, caller, filters, now, DealView(session, with_script=False, now=now).dump)
 
 
 def deal_history(session, caller: Caller, deal_id: str, page: dict) -> dict:
@@ -399,10 +309,10 @@ def raise_stuck_deals(uow, now: datetime | None = None, batch: int = 500) -> int
             update(Deal).where(Deal.id.in_([d.id for d in deals])).values(stuck_raised_at=now)
             .execution_options(synchronize_session=False)
         )
-        view = DealView(session, with_script=False, now=now)
+        view = views.DealView(session, with_script=False, now=now)
         for index, deal in enumerate(deals):
             stage = stages[deal.stage_id]
-            snapshot = _snapshot(view._one(deal, stage, None))
+            snapshot = views.snapshot(view.one(deal, stage, None))
             uow.emit("deal_stuck", {
                 "branch_id": deal.branch_id, "actor_id": None, "deal": snapshot, "stage": _stage_ref(stage),
                 "max_days": stage.max_days or 0.0, "days_in_stage": domain.days_between(deal.stage_entered_at, now),
@@ -454,10 +364,7 @@ def _script_version(script: Script, author_id) -> ScriptVersion:
 
 
 def require_script(session, caller: Caller, script_id: str, for_update: bool = False) -> Script:
-    script = repo.get_script(session, caller, script_id, for_update)
-    if script is None:
-        raise ScriptNotFound()
-    return script
+    return require(repo.get_script(session, caller, script_id, for_update), ScriptNotFound)
 
 
 def update_script(uow, caller: Caller, script_id: str, raw: dict, expected_version=None) -> dict:

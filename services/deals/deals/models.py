@@ -7,7 +7,9 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from crm_common.db import CommandLogMixin, OutboxMixin, ProcessedEventMixin, UtcDateTime, utcnow
+from crm_common.bookkeeping import bookkeeping_models
+from crm_common.clock import utcnow
+from crm_common.columns import UtcDateTime
 from crm_common.schemas import new_id
 
 
@@ -140,13 +142,4 @@ class ScriptVersion(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
-class OutboxMessage(OutboxMixin, Base):
-    pass
-
-
-class ProcessedEvent(ProcessedEventMixin, Base):
-    pass
-
-
-class CommandLog(CommandLogMixin, Base):
-    pass
+OutboxMessage, ProcessedEvent, CommandLog = bookkeeping_models(Base)

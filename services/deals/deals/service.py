@@ -6,15 +6,15 @@ import logging
 
 from crm_common.caller import Caller
 from crm_common.config import SettingsProvider
-from crm_common.contracts.deals import DealQuerySchema, PipelineQuerySchema, ScriptQuerySchema
 from crm_common.db import Database
 from crm_common.errors import BadRequest, NotFound
 from crm_common.rpc import RpcProxy, rpc
 from crm_common.schemas import PageQuerySchema, is_uuid, load_or_raise
 from crm_common.timer import settings_timer
-from deals import commands
+from deals import commands, views
 from deals import repository as repo
 from deals.models import Base, Deal
+from deals.schemas import DealQuerySchema, PipelineQuerySchema, ScriptQuerySchema, script_out, script_version_out
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +44,13 @@ class DealsService:
     def get_pipeline(self, caller, pipeline_id):
         """A pipeline of the caller's branch with its current stages in order."""
         pipeline = commands.require_pipeline(self.db.reader, Caller.load(caller), pipeline_id)
-        return commands.dump_pipeline(self.db.reader, pipeline)
+        return views.dump_pipeline(self.db.reader, pipeline)
 
     @rpc
     def list_pipelines(self, caller, query=None):
         """``list_pipelines(caller, {"branch_id": ...})`` → ``{items, next_cursor}``."""
         filters = load_or_raise(PipelineQuerySchema, query or {}, BadRequest)
-        return commands.list_pipelines(self.db.reader, Caller.load(caller), filters)
+        return views.list_pipelines(self.db.reader, Caller.load(caller), filters)
 
     # ---- deals
 
@@ -72,13 +72,13 @@ class DealsService:
     @rpc
     def get_deal(self, caller, deal_id):
         """One deal the caller may see, with its stage and the stage's current script."""
-        return commands.dump_deal(self.db.reader, commands.require_deal(self.db.reader, Caller.load(caller), deal_id))
+        return views.dump_deal(self.db.reader, commands.require_deal(self.db.reader, Caller.load(caller), deal_id))
 
     @rpc
     def list_deals(self, caller, query=None):
         """``list_deals(caller, {"stage_id": ..., "owner_id": ..., "stuck": "true"})`` → ``{items, next_cursor}``."""
         filters = load_or_raise(DealQuerySchema, query or {}, BadRequest)
-        return commands.list_deals(self.db.reader, Caller.load(caller), filters)
+        return views.list_deals(self.db.reader, Caller.load(caller), filters)
 
     @rpc
     def update_deal(self, caller, deal_id, changes, expected_version=None, directory=None):
@@ -143,13 +143,13 @@ class DealsService:
     @rpc
     def get_script(self, caller, script_id):
         """A script of the caller's branch, at its current version."""
-        return commands.script_out.dump(commands.require_script(self.db.reader, Caller.load(caller), script_id))
+        return script_out.dump(commands.require_script(self.db.reader, Caller.load(caller), script_id))
 
     @rpc
     def list_scripts(self, caller, query=None):
         """``list_scripts(caller, {"stage_id": ...})`` → ``{items, next_cursor}``, recently changed first."""
         filters = load_or_raise(ScriptQuerySchema, query or {}, BadRequest)
-        return repo.list_scripts(self.db.reader, Caller.load(caller), filters, commands.script_out.dump)
+        return repo.list_scripts(self.db.reader, Caller.load(caller), filters, script_out.dump)
 
     @rpc
     def list_script_versions(self, caller, script_id, query=None):
@@ -157,7 +157,7 @@ class DealsService:
         page = load_or_raise(PageQuerySchema, query or {}, BadRequest)
         script = commands.require_script(self.db.reader, Caller.load(caller), script_id)
         return repo.script_versions(self.db.reader, script.id, page["cursor"], page["limit"],
-                                    commands.script_version_out.dump)
+                                    script_version_out.dump)
 
     @rpc
     def health(self):

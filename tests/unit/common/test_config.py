@@ -12,6 +12,7 @@ from crm_common.config import (
     Settings,
     load_config,
 )
+from crm_common.registry import backend_names
 
 STRONG_KEY = "k" * 40
 
@@ -22,7 +23,12 @@ def test_an_empty_config_gives_the_development_defaults():
     assert settings.env == "development"
     assert settings.default_region == "RU"
     assert settings.database_url is None
-    assert settings.services == ("clients", "deals")
+    assert settings.services == backend_names(only_default=True)
+
+
+def test_a_service_the_registry_does_not_know_is_refused():
+    with pytest.raises(ConfigError, match="unknown services: reprots"):
+        Settings.from_config({"CRM": {"services": "clients,reprots"}})
 
 
 def test_string_values_from_the_environment_become_typed_settings():
@@ -33,7 +39,7 @@ def test_string_values_from_the_environment_become_typed_settings():
                 "db_pool_size": "20",
                 "rpc_timeout_s": "2.5",
                 "token_ttl_s": "60",
-                "services": " clients , deals,, reports ",
+                "services": " clients , deals,, ",
                 "default_region": "KZ",
             },
         }
@@ -43,7 +49,7 @@ def test_string_values_from_the_environment_become_typed_settings():
     assert settings.db_pool_size == 20
     assert settings.rpc_timeout_s == 2.5
     assert settings.token_ttl_s == 60
-    assert settings.services == ("clients", "deals", "reports")
+    assert settings.services == ("clients", "deals")
     assert settings.default_region == "KZ"
 
 

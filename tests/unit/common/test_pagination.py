@@ -9,7 +9,7 @@ from sqlalchemy import Integer, String, create_engine, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import StaticPool
 
-from crm_common.db import UtcDateTime
+from crm_common.columns import UtcDateTime
 from crm_common.errors import BadRequest
 from crm_common.pagination import SortKey, decode_cursor, encode_cursor, paginate
 

@@ -1,8 +1,7 @@
-"""A fake unit of work for the deals use cases, and a small sales desk to drive them.
+"""A small sales desk to drive the deals use cases on crm_common's fake unit of work.
 
-Each call runs like an RPC entrypoint on a worker: a fresh session on an in-memory SQLite database,
-one transaction, events kept only if it commits. So no test leans on objects a previous call left
-in a session, which a real worker never has.
+Each call runs like an RPC entrypoint on a worker (``uow.call``): a fresh session on an in-memory SQLite
+database, one transaction, events kept only if it commits.
 """
 
 from __future__ import annotations
@@ -11,15 +10,13 @@ import uuid
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import create_engine, select, update
-from sqlalchemy.orm import sessionmaker
-from sqlalchemy.pool import StaticPool
+from sqlalchemy import select, update
 
 from crm_common.caller import Caller
 from crm_common.contracts.deals import DealQuerySchema
-from crm_common.events import validate_event
 from crm_common.schemas import load_or_raise
-from deals import commands
+from crm_common.testing.uow import FakeUnitOfWork
+from deals import commands, views
 from deals.models import Base, Deal, Stage, StageVisit
 
 NORTH, SOUTH = str(uuid.uuid4()), str(uuid.uuid4())
@@ -31,68 +28,6 @@ STAGES = [
     {"name": "Успех", "kind": "won"},
     {"name": "Отказ", "kind": "lost"},
 ]
-
-
-class FakeUnitOfWork:
-    """What a worker sees as ``self.db``: a session opened on first use; events are published on commit."""
-
-    def __init__(self, engine):
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
-        self._session = None
-        self._pending: list[tuple[str, dict]] = []
-        self.events: list[tuple[str, dict]] = []
-
-    @property
-    def session(self):
-        if self._session is None:
-            self._session = self._sessions()
-        return self._session
-
-    def emit(self, event_type: str, payload: dict, full_check: bool = True) -> dict:
-        # every event a test emits is checked in full, whatever the code under test asks for
-        payload = validate_event(event_type, payload)
-        self._pending.append((event_type, payload))
-        return payload
-
-    def commit(self) -> None:
-        self.session.commit()
-        self.events.extend(self._pending)
-        self._pending.clear()
-
-    def rollback(self) -> None:
-        self.session.rollback()
-        self._pending.clear()
-
-    def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-            self._session = None
-
-    def call(self, command, *args, **kwargs):
-        """Run a use case as its entrypoint does: one transaction, rolled back on any error."""
-        try:
-            result = command(self, *args, **kwargs)
-            self.commit()
-            return result
-        except BaseException:
-            self.rollback()
-            raise
-        finally:
-            self.close()
-
-    def read(self, query, *args, **kwargs):
-        """Run a read-only query function that takes a session."""
-        try:
-            return query(self.session, *args, **kwargs)
-        finally:
-            self.close()
-
-    def event_types(self) -> list[str]:
-        return [event_type for event_type, _ in self.events]
-
-    def take_events(self) -> list[tuple[str, dict]]:
-        events, self.events = self.events, []
-        return events
 
 
 def _user() -> str:
@@ -161,7 +96,7 @@ class SalesDesk:
 
     def get(self, deal: dict | str, caller: Caller | None = None) -> dict:
         deal_id = deal if isinstance(deal, str) else deal["id"]
-        return self.uow.read(lambda s: commands.dump_deal(s, commands.require_deal(s, caller or self.head, deal_id)))
+        return self.uow.read(lambda s: views.dump_deal(s, commands.require_deal(s, caller or self.head, deal_id)))
 
     def history(self, deal: dict, caller: Caller | None = None) -> list[dict]:
         page = self.uow.read(commands.deal_history, caller or self.head, deal["id"], {"cursor": None, "limit": 200})
@@ -169,7 +104,7 @@ class SalesDesk:
 
     def list(self, caller: Caller | None = None, **query) -> list[dict]:
         filters = load_or_raise(DealQuerySchema(), {"limit": "200", **query})
-        return self.uow.read(commands.list_deals, caller or self.head, filters)["items"]
+        return self.uow.read(views.list_deals, caller or self.head, filters)["items"]
 
     def stored(self, deal: dict | str) -> Deal:
         deal_id = deal if isinstance(deal, str) else deal["id"]
@@ -211,12 +146,8 @@ class SalesDesk:
 
 @pytest.fixture
 def uow():
-    engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
-    Base.metadata.create_all(engine)
-    unit = FakeUnitOfWork(engine)
-    yield unit
-    unit.close()
-    engine.dispose()
+    with FakeUnitOfWork(Base) as unit:
+        yield unit
 
 
 @pytest.fixture

@@ -5,10 +5,10 @@ from datetime import timedelta
 
 import pytest
 
-from crm_common.db import utcnow
+from crm_common.clock import utcnow
 from crm_common.errors import Forbidden, ValidationError, VersionConflict
 from crm_common.events import EVENTS
-from deals import commands
+from deals import commands, views
 from deals import repository as repo
 from deals.exceptions import DealNotFound
 
@@ -357,7 +357,7 @@ def test_a_list_comes_in_pages(sales):
 
     seen = []
     while True:
-        page = sales.uow.read(commands.list_deals, sales.head, filters)
+        page = sales.uow.read(views.list_deals, sales.head, filters)
         seen += [d["id"] for d in page["items"]]
         if page["next_cursor"] is None:
             break

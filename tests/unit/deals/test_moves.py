@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from crm_common.db import utcnow
+from crm_common.clock import utcnow
 from crm_common.errors import Conflict, ValidationError, VersionConflict
 from crm_common.events import EVENTS
 from deals import commands

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 
 from crm_common.errors import Conflict, Forbidden, ValidationError, VersionConflict
-from deals import commands
+from deals import commands, views
 from deals.exceptions import PipelineNotFound
 
 
@@ -22,7 +22,7 @@ def change(sales, pipeline, changes, caller=None, expected_version=None):
 
 def read_pipeline(sales, pipeline, caller=None):
     return sales.uow.read(
-        lambda s: commands.dump_pipeline(s, commands.require_pipeline(s, caller or sales.head, pipeline["id"]))
+        lambda s: views.dump_pipeline(s, commands.require_pipeline(s, caller or sales.head, pipeline["id"]))
     )
 
 
@@ -53,7 +53,7 @@ def test_a_manager_may_not_create_a_pipeline(sales):
     with pytest.raises(Forbidden):
         sales.pipeline(caller=sales.manager)
 
-    assert sales.uow.read(commands.list_pipelines, sales.admin, {"limit": 50})["items"] == []
+    assert sales.uow.read(views.list_pipelines, sales.admin, {"limit": 50})["items"] == []
 
 
 def test_an_admin_creates_a_pipeline_in_the_branch_they_name(sales):
@@ -107,8 +107,8 @@ def test_listing_pipelines_shows_the_branchs_own_with_their_stages(sales):
     north = sales.pipeline()
     south = sales.pipeline(caller=sales.south_head, name="Юг")
 
-    listed = sales.uow.read(commands.list_pipelines, sales.manager, {"limit": 50})["items"]
-    everything = sales.uow.read(commands.list_pipelines, sales.admin, {"limit": 50})["items"]
+    listed = sales.uow.read(views.list_pipelines, sales.manager, {"limit": 50})["items"]
+    everything = sales.uow.read(views.list_pipelines, sales.admin, {"limit": 50})["items"]
 
     assert listed == [north]
     assert {p["id"] for p in everything} == {north["id"], south["id"]}

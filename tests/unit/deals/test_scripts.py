@@ -7,8 +7,10 @@ from sqlalchemy import select
 
 from crm_common.errors import Forbidden, ValidationError, VersionConflict
 from deals import commands
+from deals import repository as repo
 from deals.exceptions import ScriptNotFound
 from deals.models import ScriptVersion
+from deals.schemas import script_version_out
 
 
 def write(sales, caller=None, **fields) -> dict:
@@ -125,7 +127,7 @@ def test_changing_a_script_makes_version_two_and_keeps_version_one(sales):
     assert [(v.version, v.body) for v in versions(sales, script)] == [
         (1, "Здравствуйте! Меня зовут…"), (2, "Добрый день! Удобно говорить?"),
     ]
-    listed = sales.uow.read(commands.repo.script_versions, script["id"], None, 50, commands.script_version_out.dump)
+    listed = sales.uow.read(repo.script_versions, script["id"], None, 50, script_version_out.dump)
     assert [v["version"] for v in listed["items"]] == [2, 1]
 
 

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from crm_common.db import utcnow
+from crm_common.clock import utcnow
 from crm_common.events import EVENTS
 from deals import commands
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy import Text
 from sqlalchemy.dialects import postgresql
 
-import crm_common.db
+import crm_common.columns
 
 revision = '0001'
 down_revision = None
@@ -33,9 +33,9 @@ def upgrade() -> None:
     sa.Column('tags', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
     sa.Column('custom_fields', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
     sa.Column('search_text', sa.Text(), nullable=False),
-    sa.Column('archived_at', crm_common.db.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', crm_common.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', crm_common.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('archived_at', crm_common.columns.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', crm_common.columns.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', crm_common.columns.UtcDateTime(timezone=True), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
@@ -49,8 +49,8 @@ def upgrade() -> None:
     sa.Column('event_id', sa.String(length=36), nullable=False),
     sa.Column('event_type', sa.String(length=64), nullable=False),
     sa.Column('payload', sa.JSON(), nullable=False),
-    sa.Column('created_at', crm_common.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('published_at', crm_common.db.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', crm_common.columns.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('published_at', crm_common.columns.UtcDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('event_id')
     )
@@ -60,7 +60,7 @@ def upgrade() -> None:
     op.create_table('processed_events',
     sa.Column('event_id', sa.String(length=36), nullable=False),
     sa.Column('event_type', sa.String(length=64), nullable=False),
-    sa.Column('handled_at', crm_common.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('handled_at', crm_common.columns.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('event_id')
     )
     op.create_table('round_robin',
@@ -88,11 +88,11 @@ def upgrade() -> None:
     sa.Column('type', sa.String(length=16), nullable=False),
     sa.Column('direction', sa.String(length=3), nullable=True),
     sa.Column('text', sa.Text(), nullable=True),
-    sa.Column('occurred_at', crm_common.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('occurred_at', crm_common.columns.UtcDateTime(timezone=True), nullable=False),
     sa.Column('duration_s', sa.Integer(), nullable=True),
     sa.Column('script_id', sa.String(length=36), nullable=True),
     sa.Column('author_id', sa.String(length=36), nullable=True),
-    sa.Column('created_at', crm_common.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', crm_common.columns.UtcDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['client_id'], ['clients.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
     )
@@ -105,7 +105,7 @@ def upgrade() -> None:
     sa.Column('client_id', sa.String(length=36), nullable=False),
     sa.Column('kind', sa.String(length=16), nullable=False),
     sa.Column('type', sa.String(length=64), nullable=False),
-    sa.Column('occurred_at', crm_common.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('occurred_at', crm_common.columns.UtcDateTime(timezone=True), nullable=False),
     sa.Column('ref_id', sa.String(length=36), nullable=True),
     sa.Column('actor_id', sa.String(length=36), nullable=True),
     sa.Column('data', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
@@ -129,7 +129,7 @@ def upgrade() -> None:
     sa.Column('utm', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
     sa.Column('created_client', sa.Boolean(), nullable=False),
     sa.Column('recorded_by', sa.String(length=36), nullable=True),
-    sa.Column('created_at', crm_common.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', crm_common.columns.UtcDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['client_id'], ['clients.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
     )

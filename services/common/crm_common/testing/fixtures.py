@@ -17,7 +17,9 @@ from urllib.parse import quote
 import pytest
 import requests
 
-SERVICES = ("clients", "deals", "gateway")
+from crm_common.registry import REGISTRY
+
+SERVICES = tuple(spec.name for spec in REGISTRY)
 
 
 def _rabbitmqctl(*args: str) -> None:
@@ -107,24 +109,20 @@ def base_config(amqp_uri, pg_url, db_prefix, tmp_path_factory) -> dict:
 def migrated_databases(base_config):
     """Every service's database created and migrated once per run; dropped at the end."""
     from crm_common.config import Settings
-    from crm_common.db import drop_database
     from crm_common.migrate import migrate
 
     settings = Settings.from_config(base_config)
-    available = [s for s in SERVICES if _importable(s)]
-    for service in available:
+    for service in SERVICES:
         migrate(service, base_config)
-    yield {service: settings.database_url_for(service) for service in available}
-    for service in available:
+    yield {service: settings.database_url_for(service) for service in SERVICES}
+    drop_databases(settings, SERVICES)
+
+
+def drop_databases(settings, services=SERVICES) -> None:
+    from crm_common.db import drop_database
+
+    for service in services:
         drop_database(settings.database_url_for(service))
-
-
-def _importable(module: str) -> bool:
-    import importlib.util
-
-    from crm_common.migrate import migrations_dir
-
-    return importlib.util.find_spec(module) is not None and migrations_dir(module).exists()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ Create Date: 2026-11-27 02:49:51.892991
 from alembic import op
 import sqlalchemy as sa
 
-import crm_common.db
+import crm_common.columns
 
 
 revision = '0001'
@@ -23,8 +23,8 @@ def upgrade() -> None:
     sa.Column('event_id', sa.String(length=36), nullable=False),
     sa.Column('event_type', sa.String(length=64), nullable=False),
     sa.Column('payload', sa.JSON(), nullable=False),
-    sa.Column('created_at', crm_common.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('published_at', crm_common.db.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', crm_common.columns.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('published_at', crm_common.columns.UtcDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('event_id')
     )
@@ -35,8 +35,8 @@ def upgrade() -> None:
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('branch_id', sa.String(length=36), nullable=False),
     sa.Column('name', sa.String(length=100), nullable=False),
-    sa.Column('created_at', crm_common.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', crm_common.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', crm_common.columns.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', crm_common.columns.UtcDateTime(timezone=True), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
@@ -46,7 +46,7 @@ def upgrade() -> None:
     op.create_table('processed_events',
     sa.Column('event_id', sa.String(length=36), nullable=False),
     sa.Column('event_type', sa.String(length=64), nullable=False),
-    sa.Column('handled_at', crm_common.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('handled_at', crm_common.columns.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('event_id')
     )
     op.create_table('scripts',
@@ -56,8 +56,8 @@ def upgrade() -> None:
     sa.Column('body', sa.Text(), nullable=False),
     sa.Column('stage_id', sa.String(length=36), nullable=True),
     sa.Column('version', sa.Integer(), nullable=False),
-    sa.Column('created_at', crm_common.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', crm_common.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', crm_common.columns.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', crm_common.columns.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('scripts', schema=None) as batch_op:
@@ -71,7 +71,7 @@ def upgrade() -> None:
     sa.Column('body', sa.Text(), nullable=False),
     sa.Column('stage_id', sa.String(length=36), nullable=True),
     sa.Column('author_id', sa.String(length=36), nullable=True),
-    sa.Column('created_at', crm_common.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', crm_common.columns.UtcDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['script_id'], ['scripts.id'], ),
     sa.PrimaryKeyConstraint('script_id', 'version')
     )
@@ -83,7 +83,7 @@ def upgrade() -> None:
     sa.Column('position', sa.Integer(), nullable=False),
     sa.Column('max_days', sa.Float(), nullable=True),
     sa.Column('script_id', sa.String(length=36), nullable=True),
-    sa.Column('removed_at', crm_common.db.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('removed_at', crm_common.columns.UtcDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['pipeline_id'], ['pipelines.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
@@ -101,13 +101,13 @@ def upgrade() -> None:
     sa.Column('amount_minor', sa.BigInteger(), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('owner_id', sa.String(length=36), nullable=True),
-    sa.Column('stage_entered_at', crm_common.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('stage_due_at', crm_common.db.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('stuck_raised_at', crm_common.db.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('stage_entered_at', crm_common.columns.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('stage_due_at', crm_common.columns.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('stuck_raised_at', crm_common.columns.UtcDateTime(timezone=True), nullable=True),
     sa.Column('lost_reason', sa.String(length=500), nullable=True),
-    sa.Column('closed_at', crm_common.db.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', crm_common.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', crm_common.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('closed_at', crm_common.columns.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', crm_common.columns.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', crm_common.columns.UtcDateTime(timezone=True), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['pipeline_id'], ['pipelines.id'], ),
     sa.ForeignKeyConstraint(['stage_id'], ['stages.id'], ),
@@ -131,8 +131,8 @@ def upgrade() -> None:
     sa.Column('stage_name', sa.String(length=100), nullable=False),
     sa.Column('stage_kind', sa.String(length=8), nullable=False),
     sa.Column('from_stage_id', sa.String(length=36), nullable=True),
-    sa.Column('entered_at', crm_common.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('exited_at', crm_common.db.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('entered_at', crm_common.columns.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('exited_at', crm_common.columns.UtcDateTime(timezone=True), nullable=True),
     sa.Column('time_spent_s', sa.Float(), nullable=True),
     sa.Column('moved_by', sa.String(length=36), nullable=True),
     sa.Column('lost_reason', sa.String(length=500), nullable=True),

@@ -8,7 +8,7 @@ Create Date: 2026-11-27 03:20:56.050616
 from alembic import op
 import sqlalchemy as sa
 
-import crm_common.db
+import crm_common.columns
 
 
 revision = '0002'
@@ -21,7 +21,7 @@ def upgrade() -> None:
     op.create_table('command_log',
     sa.Column('key', sa.String(length=400), nullable=False),
     sa.Column('result', sa.JSON(), nullable=True),
-    sa.Column('created_at', crm_common.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', crm_common.columns.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('key')
     )
     with op.batch_alter_table('command_log', schema=None) as batch_op:
