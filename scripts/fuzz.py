@@ -23,8 +23,7 @@ import requests
 from nameko.testing.utils import find_free_port
 
 from crm_common.config import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, Settings
-from crm_common.db import drop_database
-from crm_common.testing.fixtures import create_vhost, delete_vhost, vhost_uri
+from crm_common.testing.fixtures import create_vhost, delete_vhost, drop_databases, vhost_uri
 from crm_common.testing.fuzzing import prepare, run_schemathesis
 from crm_common.testing.system import start_system
 
@@ -61,9 +60,7 @@ def main() -> int:
         if system is not None:
             system.stop()
         delete_vhost(vhost)
-        settings = Settings.from_config({"CRM": {"database_url": database_url, "database_prefix": prefix}})
-        for service in ("clients", "deals", "gateway"):
-            drop_database(settings.database_url_for(service))
+        drop_databases(Settings.from_config({"CRM": {"database_url": database_url, "database_prefix": prefix}}))
 
 
 def fuzz(origin: str, email: str, password: str, examples: int, workdir: Path) -> int:
