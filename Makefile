@@ -8,7 +8,7 @@ PIP := $(VENV)/bin/pip
 PACKAGES := $(patsubst %/pyproject.toml,-e %,$(wildcard services/*/pyproject.toml)) -e gateway
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run demo test test-unit test-integration test-e2e bench lint migrate clean
+.PHONY: venv run demo test test-unit test-integration test-e2e fuzz bench lint migrate clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt services/*/pyproject.toml gateway/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -42,6 +42,11 @@ test-integration: venv
 test-e2e: venv
 	scripts/ensure_infra.sh
 	$(PY) -m pytest tests/e2e
+
+# schemathesis with every check and many examples per operation against a CRM of its own (FUZZ_ARGS="--examples 500")
+fuzz: venv
+	scripts/ensure_infra.sh
+	$(PY) scripts/fuzz.py $(FUZZ_ARGS)
 
 bench: venv
 	scripts/ensure_infra.sh

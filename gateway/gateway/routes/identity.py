@@ -32,7 +32,7 @@ class IdentityRoutes:
         """
         return identity.login(self.db, self.settings, request.json_body)
 
-    @api("GET", "/me", response=UserSchema, summary="The caller", tag="identity")
+    @api("GET", "/me", response=UserSchema, errors=(404,), summary="The caller", tag="identity")
     def me(self, request, caller):
         """The user behind the token: ``{id, email, name, role, branch_id, active}``."""
         return identity.get_user(self.db.reader, caller, caller.id)
