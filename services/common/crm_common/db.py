@@ -16,12 +16,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from nameko.extensions import DependencyProvider
-from sqlalchemy import DateTime, String, create_engine, event, select, text
+from sqlalchemy import DateTime, String, create_engine, event, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import JSON, TypeDecorator
 
+from crm_common import faults
 from crm_common.config import Settings
 
 log = logging.getLogger(__name__)
@@ -169,8 +172,8 @@ class ProcessedEventMixin:
 
 
 class CommandLogMixin:
-    """Results of writes made under an idempotency key, so a retried command returns them instead of
-    writing again (the gateway's Idempotency-Key reaches services in the call's context data)."""
+    """The result of every write, under its request id, so a redelivered or retried command returns it
+    instead of writing again (see ``WorkerDatabase.write``)."""
 
     __tablename__ = "command_log"
 
@@ -180,6 +183,7 @@ class CommandLogMixin:
 
 
 IDEMPOTENCY_CONTEXT_KEY = "idempotency_key"
+MESSAGE_ID_CONTEXT_KEY = "rpc_message_id"  # set by crm_common.rpc.Rpc from the request message
 
 
 class WorkerDatabase:
@@ -191,6 +195,7 @@ class WorkerDatabase:
         self._session: Session | None = None
         self._reader: Session | None = None
         self._emitted = False
+        self._claimed: str | None = None  # the command-log key this transaction holds
 
     @property
     def session(self) -> Session:
@@ -225,6 +230,7 @@ class WorkerDatabase:
 
     def commit(self) -> None:
         self.session.commit()
+        self._claimed = None
         if self._emitted:
             self._emitted = False
             self._provider.wake_relay()
@@ -233,6 +239,7 @@ class WorkerDatabase:
         if self._session is not None:
             self._session.rollback()
         self._emitted = False
+        self._claimed = None
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -244,37 +251,63 @@ class WorkerDatabase:
             raise
 
     def write(self, command):
-        """Run ``command()`` in a transaction and commit; under an idempotency key, only once.
+        """Run ``command()`` in a transaction and commit it, once per request id.
 
-        When the call carries an idempotency key (a retry of a request whose answer was lost), the
-        result of the first run is returned and nothing is written again.
+        The request id is the caller's idempotency key (the gateway sets one for every write) or else
+        the request message's correlation id, which a redelivered message keeps. The transaction first
+        claims ``<service>.<method>:<id>`` in ``command_log`` and stores the command's result there
+        before it commits, so the result exists if and only if the write does:
+
+        - a redelivery or retry after the commit finds the key taken and returns the stored result;
+        - a duplicate running at the same moment waits on the key (PostgreSQL holds the second insert
+          of a unique key until the first transaction ends) and then returns the first one's result,
+          instead of running the command and failing on some other unique constraint;
+        - a command that fails rolls its claim back with everything else, so a retry runs it again.
         """
         key = self._command_key()
         model = self._provider.command_model
         if key is None or model is None:
             with self.transaction():
                 return command()
-        done = self.session.get(model, key)
-        if done is not None:
-            return done.result
-        try:
+        for _attempt in range(3):
             with self.transaction() as session:
+                if not self._claim(key):
+                    stored = session.execute(select(model.result).where(model.key == key)).first()
+                    if stored is None:
+                        continue  # the row was purged between the two statements: claim again
+                    return stored.result
                 result = command()
-                session.add(model(key=key, result=result, created_at=utcnow()))
-        except IntegrityError:
-            self.rollback()
-            done = self.session.get(model, key)
-            if done is None:
-                raise
-            return done.result  # the same command ran at the same moment and won
-        return result
+                if self._claimed != key and not self._claim(key):
+                    # the command rolled back (and so lost the claim) and a duplicate committed meanwhile
+                    self.rollback()
+                    continue
+                session.execute(update(model).where(model.key == key).values(result=result))
+            self._provider.after_commit(self._worker_ctx, key)
+            return result
+        raise RuntimeError(f"could not claim the command-log key {key!r}")
+
+    def _claim(self, key: str) -> bool:
+        """Insert the key unless it exists; False when another transaction committed it first."""
+        model = self._provider.command_model
+        session = self.session
+        values = {"key": key, "result": None, "created_at": utcnow()}
+        if session.get_bind().dialect.name == "postgresql":
+            statement = pg_insert(model).values(**values).on_conflict_do_nothing(index_elements=["key"])
+        else:
+            statement = sqlite_insert(model).values(**values).on_conflict_do_nothing(index_elements=["key"])
+        claimed = session.execute(statement).rowcount == 1
+        if claimed:
+            self._claimed = key
+        return claimed
 
     def _command_key(self) -> str | None:
         data = getattr(self._worker_ctx, "data", None) or {}
-        key = data.get(IDEMPOTENCY_CONTEXT_KEY)
-        if not key:
+        request_id = data.get(IDEMPOTENCY_CONTEXT_KEY)
+        if not request_id and data.get(MESSAGE_ID_CONTEXT_KEY):
+            request_id = f"rpc:{data[MESSAGE_ID_CONTEXT_KEY]}"
+        if not request_id:
             return None
-        return f"{self._worker_ctx.service_name}.{self._worker_ctx.entrypoint.method_name}:{key}"[:400]
+        return f"{self._worker_ctx.service_name}.{self._worker_ctx.entrypoint.method_name}:{request_id}"[:400]
 
     def first_delivery(self, event_id: str, event_type: str) -> bool:
         """Record that an event is being handled; False if it was handled before.
@@ -320,11 +353,13 @@ class Database(DependencyProvider):
         self.engine: Engine | None = None
         self.read_engine: Engine | None = None
         self.relay = None
+        self.hold_after_commit = None
 
     def setup(self):
         from crm_common.outbox import OutboxRelay
 
         self.settings = Settings.from_config(self.container.config)
+        self.hold_after_commit = faults.hold_folder(self.container.service_name, self.settings.is_production)
         self.url = self.settings.database_url_for(self.container.service_name)
         self.engine = create_engine_for(self.url, pool_size=self.settings.db_pool_size)
         self.read_engine = create_engine_for(self.url, pool_size=self.settings.db_pool_size, autocommit=True)
@@ -353,6 +388,11 @@ class Database(DependencyProvider):
 
     def kill(self):
         self.stop()
+
+    def after_commit(self, worker_ctx, key: str) -> None:
+        """Between a write's commit and its reply: where the test hook of ``crm_common.faults`` holds."""
+        if self.hold_after_commit is not None:
+            faults.hold_after_commit(self.hold_after_commit, worker_ctx, key)
 
     def wake_relay(self) -> None:
         if self.relay is not None:
