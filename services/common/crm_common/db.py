@@ -268,7 +268,9 @@ class WorkerDatabase:
         model = self._provider.command_model
         if key is None or model is None:
             with self.transaction():
-                return command()
+                result = command()
+            self._provider.after_commit(self._worker_ctx, key)
+            return result
         for _attempt in range(3):
             with self.transaction() as session:
                 if not self._claim(key):
@@ -389,7 +391,7 @@ class Database(DependencyProvider):
     def kill(self):
         self.stop()
 
-    def after_commit(self, worker_ctx, key: str) -> None:
+    def after_commit(self, worker_ctx, key: str | None) -> None:
         """Between a write's commit and its reply: where the test hook of ``crm_common.faults`` holds."""
         if self.hold_after_commit is not None:
             faults.hold_after_commit(self.hold_after_commit, worker_ctx, key)

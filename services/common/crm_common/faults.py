@@ -36,10 +36,10 @@ def hold_folder(service_name: str, production: bool) -> Path | None:
     return Path(folder)
 
 
-def hold_after_commit(folder: Path, worker_ctx, key: str) -> None:
+def hold_after_commit(folder: Path, worker_ctx, key: str | None) -> None:
     name = f"{worker_ctx.service_name}.{worker_ctx.entrypoint.method_name}.{os.getpid()}"
     partial = folder / f"{name}.partial"
-    partial.write_text(key, encoding="utf-8")
+    partial.write_text(key or "", encoding="utf-8")
     partial.rename(folder / name)  # the test never reads a half-written file
     while True:
         eventlet.sleep(3600)
