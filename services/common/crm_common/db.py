@@ -266,7 +266,7 @@ class WorkerDatabase:
         """
         key = self._command_key()
         model = self._provider.command_model
-        if key is None or model is None:
+        if key is None or not self._provider.command_log:
             with self.transaction():
                 result = command()
             self._provider.after_commit(self._worker_ctx, key)
@@ -356,12 +356,14 @@ class Database(DependencyProvider):
         self.read_engine: Engine | None = None
         self.relay = None
         self.hold_after_commit = None
+        self.command_log = self.command_model is not None
 
     def setup(self):
         from crm_common.outbox import OutboxRelay
 
         self.settings = Settings.from_config(self.container.config)
         self.hold_after_commit = faults.hold_folder(self.container.service_name, self.settings.is_production)
+        self.command_log = self.command_model is not None and self.settings.command_log
         self.url = self.settings.database_url_for(self.container.service_name)
         self.engine = create_engine_for(self.url, pool_size=self.settings.db_pool_size)
         self.read_engine = create_engine_for(self.url, pool_size=self.settings.db_pool_size, autocommit=True)

@@ -151,3 +151,13 @@ def test_the_hold_after_commit_hook_runs_only_after_a_write_that_committed(provi
     replay = worker(provider, **{IDEMPOTENCY_CONTEXT_KEY: "k"})
     replay.write(counted(replay, {})[0])
     assert provider.held == ["clients.create_client:k"], "a replayed result committed nothing"
+
+
+def test_with_the_command_log_switched_off_for_a_measurement_writes_are_not_logged(provider):
+    provider.command_log = False
+    db = worker(provider, **{IDEMPOTENCY_CONTEXT_KEY: "k"})
+    db.write(counted(db, {})[0])
+    again = worker(provider, **{IDEMPOTENCY_CONTEXT_KEY: "k"})
+    command, calls = counted(again, {})
+    again.write(command)
+    assert log_rows(provider) == [] and calls == [1]
