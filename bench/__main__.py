@@ -5,6 +5,8 @@
 2. seeds identity and pipelines through the API, then 100,000 clients and 1,000,000 deals with COPY;
 3. loads the raw RPC baseline and each API scenario at 1, 10 and 50 concurrent workers;
 4. times the stuck-deal scan and captures the plans of the hot queries;
+   then measures reliability (bench/reliability.py): POST /clients with and without the command log, and
+   how fast every service answers after a 10 s broker outage (1 and 2 replicas, on a private RabbitMQ node);
 5. writes bench/results/<time>.json and docs/benchmarks.md (a quick or partial run: bench/results/benchmarks-*.md);
 6. stops everything, also on errors and Ctrl-C.
 """
@@ -51,6 +53,9 @@ def parse_args(argv):
     parser.add_argument("--load-processes", type=int, default=2,
                         help="load generator processes (workers are spread over them); default: one per core")
     parser.add_argument("--port", type=int, help="the gateway's port (default: a free one)")
+    parser.add_argument("--reliability", choices=("on", "off", "only"), default="on",
+                        help="the command-log cost and broker-recovery measurements; 'only' skips the scenarios, "
+                             "the stuck scan and the plans")
     return parser.parse_args(argv)
 
 
@@ -62,14 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     size = QUICK if args.quick else FULL
     duration = args.duration or size.duration_s
-    scenarios = [s for s in args.scenarios.split(",") if s]
+    scenarios = [s for s in args.scenarios.split(",") if s] if args.reliability != "only" else []
     unknown = set(scenarios) - set(SCENARIOS)
     if unknown:
         sys.exit(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     levels = [int(c) for c in args.concurrency.split(",")]
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
-    from bench import load, markdown, report, stuck, system
+    from bench import load, markdown, reliability, report, stuck, system
     from bench.people import People
     from bench.plans import service_plans
     from bench.sampler import Sampler
@@ -140,11 +145,16 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"pair: echo {pair['echo']['rps']:.0f} req/s, get_client {pair['get_client']['rps']:.0f} req/s "
                     f"(p99 {pair['get_client']['p99_ms']} ms), ratio {pair['ratio']}")
 
-        say(f"stuck scan: {size.newly_stuck} newly stuck deals per pass")
-        results["stuck"] = stuck.measure(size.newly_stuck)
-        say(f"stuck scan: {json.dumps({k: v for k, v in results['stuck'].items() if k != 'due_query_plan'})}")
-        head = Caller(identity.head_id, "head", identity.branch_id)
-        results["plans"] = service_plans(head, workload.terms[:500], workload.plan_deal_filter())
+        if scenarios:
+            say(f"stuck scan: {size.newly_stuck} newly stuck deals per pass")
+            results["stuck"] = stuck.measure(size.newly_stuck)
+            say(f"stuck scan: {json.dumps({k: v for k, v in results['stuck'].items() if k != 'due_query_plan'})}")
+            head = Caller(identity.head_id, "head", identity.branch_id)
+            results["plans"] = service_plans(head, workload.terms[:500], workload.plan_deal_filter())
+        if args.reliability != "off":
+            say("reliability: POST /clients with and without the command log")
+            results["reliability"] = {"command_log": reliability.command_log_cost(
+                crm, workload, args.load_processes, size.warmup_s, duration, say=say)}
     finally:
         results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         path = system.RESULTS / f"{stamp}-{results['mode']}.json"
@@ -152,9 +162,14 @@ def main(argv: list[str] | None = None) -> int:
         say(f"raw numbers: {path}")
         say("stopping the CRM")
         crm.stop()
+    if args.reliability != "off":
+        say("reliability: every service after a broker outage, 1 and 2 replicas, on a private RabbitMQ node")
+        results.setdefault("reliability", {})["recovery"] = reliability.broker_recovery(say=say)
+        path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
 
     # only a complete full run may replace docs/benchmarks.md; a quick or partial one reports beside its numbers
-    complete = not args.quick and scenarios == list(SCENARIOS) and levels == [1, 10, 50] and duration == FULL.duration_s
+    complete = (not args.quick and scenarios == list(SCENARIOS) and levels == [1, 10, 50]
+                and duration == FULL.duration_s and args.reliability == "on")
     target = system.ROOT / "docs" / "benchmarks.md" if complete else system.RESULTS / f"benchmarks-{results['mode']}.md"
     markdown.write(results, target)
     say(f"report: {target}")
