@@ -27,6 +27,10 @@ class ErrorBodySchema(Schema):
     )
     existing_id = fields.String(metadata={"description": "with duplicate_client: the client that exists"})
     retry_after = fields.Integer(metadata={"description": "with rate_limited: seconds to wait"})
+    request_id = fields.String(metadata={
+        "description": "with 5xx: the request's X-Request-Id; after a 503 on a write without Idempotency-Key, "
+                       "repeat it with `Idempotency-Key: <request_id>` to get its outcome"
+    })
 
 
 class ErrorSchema(Schema):
@@ -56,7 +60,12 @@ def build_spec(service_cls, title: str = "Sales CRM API", version: str = "1.0.0"
         info={
             "description": (
                 "The CRM's HTTP API. Every route but login and health needs `Authorization: Bearer <token>`. "
-                "Errors are `{\"error\": {\"code\", \"message\", \"fields\"?}}`. Writes accept `Idempotency-Key`."
+                "Errors are `{\"error\": {\"code\", \"message\", \"fields\"?}}`. Writes accept `Idempotency-Key`.\n\n"
+                "Every write is done at most once per request. A 503 `unavailable` (with `Retry-After` and the "
+                "`request_id`) does not mean the write was not done: the service may finish it after the gateway "
+                "stopped waiting. Repeating the request with the same `Idempotency-Key` (or, if you sent none, "
+                "`Idempotency-Key: <request_id of the 503>`) and the same body is always safe: it returns the "
+                "write's outcome once it is known and never does it twice."
             )
         },
     )
@@ -88,7 +97,8 @@ def build_spec(service_cls, title: str = "Sales CRM API", version: str = "1.0.0"
         if ep.method in ("POST", "PUT", "PATCH", "DELETE") and not ep.public:
             params.append({
                 "in": "header", "name": "Idempotency-Key", "required": False, "schema": {"type": "string"},
-                "description": "the same key and body within 24 h returns the first response",
+                "description": "the same key and body within 24 h returns the first response and writes nothing "
+                               "more; after a 503, repeat the request with the same key to learn its outcome",
             })
         if ep.if_match:
             params.append({
