@@ -183,7 +183,8 @@ class CommandLogMixin:
 
 
 IDEMPOTENCY_CONTEXT_KEY = "idempotency_key"
-MESSAGE_ID_CONTEXT_KEY = "rpc_message_id"  # set by crm_common.rpc.Rpc from the request message
+# the request message's correlation id, set by crm_common.rpc.Rpc: the request id of a call without a key
+MESSAGE_ID_CONTEXT_KEY = "rpc_message_id"
 
 
 class WorkerDatabase:

@@ -46,6 +46,7 @@ from nameko.rpc import get_rpc_exchange
 
 from crm_common.bus import BUS_ERRORS, QueueConsumer
 from crm_common.config import Settings
+from crm_common.db import MESSAGE_ID_CONTEXT_KEY
 from crm_common.errors import (
     Conflict,
     CrmError,
@@ -57,10 +58,6 @@ from crm_common.errors import (
 )
 
 log = logging.getLogger(__name__)
-
-# context data key of the request message's correlation id: the request id of a call without an
-# idempotency key (set from the message a service received; never forwarded to the calls it makes)
-MESSAGE_ID_CONTEXT_KEY = "rpc_message_id"
 
 UNSTORABLE = {"body": ["A value is out of the range that can be stored."]}
 
@@ -126,7 +123,8 @@ class Rpc(nameko_rpc.Rpc):
         super().__init__(expected_exceptions=expected_exceptions, **kwargs)
 
     def handle_message(self, body, message):
-        """nameko's, plus the message's correlation id in the context data (see ``MESSAGE_ID_CONTEXT_KEY``)."""
+        """nameko's, plus the message's correlation id in the context data: the request id of a call without
+        an idempotency key (``crm_common.db``), never forwarded to the calls the worker makes."""
         try:
             args = body["args"]
             kwargs = body["kwargs"]
