@@ -5,8 +5,8 @@
 2. seeds identity and pipelines through the API, then 100,000 clients and 1,000,000 deals with COPY;
 3. loads the raw RPC baseline and each API scenario at 1, 10 and 50 concurrent workers;
 4. times the stuck-deal scan and captures the plans of the hot queries;
-   then measures reliability (bench/reliability.py): POST /clients with and without the command log, and
-   how fast every service answers after a 10 s broker outage (1 and 2 replicas, on a private RabbitMQ node);
+   then measures reliability on a CRM of its own (bench/reliability.py): POST /clients with and without the
+   command log, and how fast every service answers after a 10 s broker outage (1 and 2 replicas);
 5. writes bench/results/<time>.json and docs/benchmarks.md (a quick or partial run: bench/results/benchmarks-*.md);
 6. stops everything, also on errors and Ctrl-C.
 """
@@ -54,8 +54,8 @@ def parse_args(argv):
                         help="load generator processes (workers are spread over them); default: one per core")
     parser.add_argument("--port", type=int, help="the gateway's port (default: a free one)")
     parser.add_argument("--reliability", choices=("on", "off", "only"), default="on",
-                        help="the command-log cost and broker-recovery measurements; 'only' skips the scenarios, "
-                             "the stuck scan and the plans")
+                        help="the command-log cost and broker-recovery measurements (on a private RabbitMQ node and "
+                             "databases of their own); 'only' runs nothing else, without seeding")
     return parser.parse_args(argv)
 
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     size = QUICK if args.quick else FULL
     duration = args.duration or size.duration_s
-    scenarios = [s for s in args.scenarios.split(",") if s] if args.reliability != "only" else []
+    scenarios = [s for s in args.scenarios.split(",") if s]
     unknown = set(scenarios) - set(SCENARIOS)
     if unknown:
         sys.exit(f"unknown scenario(s): {', '.join(sorted(unknown))}")
@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                      "size": size.__dict__ | {"duration_s": duration}, "concurrency": levels,
                      "load_processes": args.load_processes, "machine": report.machine()}
     say(f"machine: {results['machine']['cpu']} x{results['machine']['cores']}, load average {results['machine']['load_average']}")
+    if args.reliability == "only":
+        return _reliability_only(results, args, duration, stamp)
 
     if not args.reuse:
         system.reset_databases()
@@ -145,16 +147,11 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"pair: echo {pair['echo']['rps']:.0f} req/s, get_client {pair['get_client']['rps']:.0f} req/s "
                     f"(p99 {pair['get_client']['p99_ms']} ms), ratio {pair['ratio']}")
 
-        if scenarios:
-            say(f"stuck scan: {size.newly_stuck} newly stuck deals per pass")
-            results["stuck"] = stuck.measure(size.newly_stuck)
-            say(f"stuck scan: {json.dumps({k: v for k, v in results['stuck'].items() if k != 'due_query_plan'})}")
-            head = Caller(identity.head_id, "head", identity.branch_id)
-            results["plans"] = service_plans(head, workload.terms[:500], workload.plan_deal_filter())
-        if args.reliability != "off":
-            say("reliability: POST /clients with and without the command log")
-            results["reliability"] = {"command_log": reliability.command_log_cost(
-                crm, workload, args.load_processes, size.warmup_s, duration, say=say)}
+        say(f"stuck scan: {size.newly_stuck} newly stuck deals per pass")
+        results["stuck"] = stuck.measure(size.newly_stuck)
+        say(f"stuck scan: {json.dumps({k: v for k, v in results['stuck'].items() if k != 'due_query_plan'})}")
+        head = Caller(identity.head_id, "head", identity.branch_id)
+        results["plans"] = service_plans(head, workload.terms[:500], workload.plan_deal_filter())
     finally:
         results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         path = system.RESULTS / f"{stamp}-{results['mode']}.json"
@@ -163,8 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         say("stopping the CRM")
         crm.stop()
     if args.reliability != "off":
-        say("reliability: every service after a broker outage, 1 and 2 replicas, on a private RabbitMQ node")
-        results.setdefault("reliability", {})["recovery"] = reliability.broker_recovery(say=say)
+        results["reliability"] = reliability.measure(args.load_processes, size.warmup_s, duration, say=say)
         path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
 
     # only a complete full run may replace docs/benchmarks.md; a quick or partial one reports beside its numbers
@@ -175,6 +171,25 @@ def main(argv: list[str] | None = None) -> int:
     say(f"report: {target}")
     for line in report.verdict_lines(results):
         say(line)
+    return 0
+
+
+def _reliability_only(results: dict, args, duration: float, stamp: str) -> int:
+    """``--reliability only``: the reliability measurements alone; report in bench/results/."""
+    from bench import markdown, reliability, report, system
+
+    size = QUICK if args.quick else FULL
+    results["mode"] = "reliability"
+    results["reliability"] = reliability.measure(args.load_processes, size.warmup_s, duration, say=say)
+    results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    path = system.RESULTS / f"{stamp}-reliability.json"
+    path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+    target = system.RESULTS / "benchmarks-reliability.md"
+    markdown.write(results, target)
+    say(f"raw numbers: {path}; report: {target}")
+    for line in report.verdict_lines(results):
+        if "command log" in line or "broker outage" in line:
+            say(line)
     return 0
 
 

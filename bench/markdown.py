@@ -42,7 +42,8 @@ def write(results: dict, path: Path) -> None:
     add = out.append
     m = results["machine"]
     add("# Benchmarks\n")
-    add(f"Written by `{'python -m bench --quick' if results['mode'] == 'quick' else 'make bench'}` "
+    command = {"quick": "python -m bench --quick", "reliability": "python -m bench --reliability only"}
+    add(f"Written by `{command.get(results['mode'], 'make bench')}` "
         f"(bench/) on {results['started_at']} at commit {m['commit'] or 'unknown'}; "
         "raw numbers in `bench/results/` (not in git). Run it again to refresh this page; the notes section is kept.\n")
     add("`make bench` takes about 8 minutes; `.venv/bin/python -m bench --quick` (5,000 clients, 20,000 deals, 3 s "
@@ -201,23 +202,28 @@ def _reliability(results: dict, add) -> None:
         return
     add("## Reliability\n")
     cost = measured.get("command_log")
-    if cost:
+    if cost and cost.get("error"):
+        add(f"**The command log on `POST /clients`** was not measured: {cost['error']}\n")
+    elif cost:
         add(f"**The command log on `POST /clients`.** Every write claims its request id in the service's `command_log` "
             "and stores its result there in its own transaction (decisions.md 21): two more statements per write. "
             f"Measured at {cost['workers']} workers as in the create_client scenario, alternately with the command log "
             "(the system as it runs) and without it (restarted with `CRM_COMMAND_LOG=off`, a switch for this "
             "measurement only), each run on a freshly started system. *other* is the CPU (cores) processes "
             "outside the benchmark used meanwhile: a busy machine makes the pairs disagree.\n")
-        add("| pair | command log | req/s | p50 ms | p90 ms | p99 ms | errors | clients CPU | PostgreSQL CPU | other CPU |")
-        add("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        add("| pair | command log | req/s | p50 ms | p90 ms | p99 ms | errors | clients CPU ms per write "
+            "| gateway CPU ms per write | PostgreSQL CPU | other CPU |")
+        add("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in cost["runs"]:
             cpu = r.get("cpu_cores") or {}
             add(f"| {r['pair']} | {r['arm']} | {r['rps']:.1f} | {_v(r['p50_ms'])} | {_v(r['p90_ms'])} | "
-                f"{_v(r['p99_ms'])} | {r['errors']} | {_v(cpu.get('clients'))} | {_v(cpu.get('postgres'))} | "
-                f"{_v(cpu.get('other'))} |")
+                f"{_v(r['p99_ms'])} | {r['errors']} | {_v(r.get('clients_cpu_ms'))} | {_v(r.get('gateway_cpu_ms'))} | "
+                f"{_v(cpu.get('postgres'))} | {_v(cpu.get('other'))} |")
         if cost.get("ratio_median") is not None:
-            add(f"\nWith ÷ without: {', '.join(f'{x:.2f}' for x in cost['ratios'])} (median "
-                f"{cost['ratio_median']:.2f}).\n")
+            add(f"\nWith ÷ without, throughput: {', '.join(f'{x:.2f}' for x in cost['ratios'])} (median "
+                f"{cost['ratio_median']:.2f}); clients CPU per write: "
+                f"{', '.join(f'{x:.2f}' for x in cost.get('cpu_ratios') or [])} (median "
+                f"{_v(cost.get('cpu_ratio_median'))}).\n")
     recovery = measured.get("recovery")
     if recovery and recovery.get("error"):
         add(f"**Broker recovery** was not measured: {recovery['error']}\n")

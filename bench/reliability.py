@@ -1,13 +1,18 @@
 """What reliability costs and how fast it works: the command log on POST /clients, recovery after a broker outage.
 
+Both run on a CRM of their own: a RabbitMQ node of the benchmark's (``crm_common.testing.broker``, so
+the shared broker is never stopped and nobody else's benchmark shares its queues) and PostgreSQL
+databases ``crm_bench_rec_*``, dropped before and after; the CRM is started by ``scripts/run.py`` as
+``make run`` starts it.
+
 1. **Command log cost.** Every write stores its request id and result in the service's ``command_log``
-   in its own transaction (decision 21). ``POST /clients`` at 10 workers is measured with it (the system
-   as it runs) and without it (the same system restarted with ``CRM_COMMAND_LOG=off``), in alternating
-   pairs within the same run, each run on a freshly started system; the ratio is with ÷ without.
-2. **Broker recovery.** The CRM runs on a RabbitMQ node of its own (``crm_common.testing.broker``, so the
-   shared broker is never stopped) with 1 and then 2 replicas of each service. The node is stopped for
-   10 s and started again; measured from the start: until ``/health`` is ok, until every replica
-   consumes its RPC queue again (the queue's consumer count, read with a passive declare), and until a
+   in its own transaction (decision 21). ``POST /clients`` at 10 workers is measured with it and
+   without it (``CRM_COMMAND_LOG=off``), in alternating pairs, each run on a freshly started system;
+   the ratios are with ÷ without of the throughput and of the clients process's CPU per write (the
+   latter hardly depends on what else the machine is doing).
+2. **Broker recovery.** With 1 and then 2 replicas of each service, the node is stopped for 10 s and
+   started again; measured from the start: until ``/health`` is ok, until every replica consumes its
+   RPC queue again (the queue's consumer count, read with a passive declare), and until a
    ``POST /clients`` succeeds; and whether any process exited.
 """
 
@@ -23,81 +28,152 @@ import requests
 from bench import load
 from bench.sampler import Sampler
 from bench.system import PG_SERVER
-from bench.workload import spec
 
 WORKERS = 10
+PHONE_BLOCK = 20_000  # numbers one worker may use in one run
+MANAGERS = 5
+PASSWORD = "bench-manager-1"
 OUTAGE_S = 10.0
-RECOVERY_PREFIX = "crm_bench_rec_"
+PREFIX = "crm_bench_rec_"
 
 
-def command_log_cost(crm, workload, load_processes: int, warmup_s: float, duration_s: float, pairs: int = 3,
-                     say=print) -> dict:
-    """Alternate runs with and without the command log, each on a freshly started system (so both arms
-    start equally cold); the system is left as it was found (with it)."""
-    runs: list[dict] = []
-    switched = False
-    try:
-        for pair in range(pairs):
-            for arm, env in (("with", None), ("without", {"CRM_COMMAND_LOG": "off"})):
-                crm.stop()
-                crm.start(extra_env=env)
-                switched = env is not None
-                run = load.run(spec("create_client", workload.data("create_client", WORKERS), crm.port), WORKERS,
-                               load_processes, warmup_s, duration_s, Sampler(crm.processes()))
-                run.update(arm=arm, pair=pair + 1)
-                runs.append(run)
-                say(f"create_client {arm} the command log: {run['rps']:.1f} req/s, p50 {run['p50_ms']} ms, "
-                    f"p99 {run['p99_ms']} ms, {run['errors']} errors")
-    finally:
-        if switched:
-            crm.stop()
-            crm.start()
-    ratios = []
-    for pair in range(1, pairs + 1):
-        with_, without = (next(r for r in runs if r["pair"] == pair and r["arm"] == arm) for arm in ("with", "without"))
-        if without["rps"]:
-            ratios.append(round(with_["rps"] / without["rps"], 3))
-    keep = ("arm", "pair", "rps", "p50_ms", "p90_ms", "p99_ms", "errors", "conflicts", "cpu_cores")
-    # the measurement is only as good as the machine was quiet: 'other' is CPU used outside the benchmark
-    return {"workers": WORKERS, "runs": [{k: r.get(k) for k in keep} for r in runs], "ratios": ratios,
-            "ratio_median": statistics.median(ratios) if ratios else None}
-
-
-def broker_recovery(replicas: tuple[int, ...] = (1, 2), trials: int = 2, say=print) -> dict:
+def measure(load_processes: int, warmup_s: float, duration_s: float, pairs: int = 3, trials: int = 2,
+            say=print) -> dict:
     from crm_common.testing.broker import BrokerUnavailable, PrivateBroker
 
-    folder = Path(tempfile.mkdtemp(prefix="crm-bench-broker-"))
+    folder = Path(tempfile.mkdtemp(prefix="crm-bench-reliability-"))
+    say(f"reliability: booting a private RabbitMQ node under {folder}")
     try:
         broker = PrivateBroker(folder / "rabbitmq").boot()
     except BrokerUnavailable as exc:
-        say(f"broker recovery not measured: {exc}")
+        say(f"reliability not measured: {exc}")
         return {"error": str(exc)}
-    results: dict = {"outage_s": OUTAGE_S, "by_replicas": {}}
+    results: dict = {}
     try:
-        for count in replicas:
-            results["by_replicas"][str(count)] = _recovery_trials(broker, folder, count, trials, say)
+        say("reliability: POST /clients with and without the command log")
+        results["command_log"] = _phase(say, _command_log_cost, broker, folder, load_processes, warmup_s,
+                                         duration_s, pairs, say)
+        results["recovery"] = {"outage_s": OUTAGE_S, "by_replicas": {}}
+        for replicas in (1, 2):
+            say(f"reliability: every service after a {OUTAGE_S:g} s broker outage, {replicas} replica(s)")
+            _drop_databases()
+            trials_measured = _phase(say, _recovery, broker, folder, replicas, trials, say)
+            if isinstance(trials_measured, dict):  # it failed
+                results["recovery"] = trials_measured
+                break
+            results["recovery"]["by_replicas"][str(replicas)] = trials_measured
     finally:
         broker.shutdown()
+        _phase(say, _drop_databases)
     return results
 
 
-def _recovery_trials(broker, folder: Path, replicas: int, trials: int, say) -> list[dict]:
+def _phase(say, fn, *args):
+    """One measurement; a failure (the shared PostgreSQL out of connections, say) is reported, not fatal."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - recorded in the results and the report
+        say(f"reliability: {fn.__name__} failed: {type(exc).__name__}: {exc}")
+        return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+
+
+def _start(broker, folder: Path, name: str, replicas: int = 1, **env):
     from nameko.testing.utils import find_free_port
 
     from crm_common.testing.system import start_system
 
-    _drop_recovery_databases()
-    port = find_free_port()
-    env = {
-        "AMQP_URI": broker.amqp_uri, "CRM_DATABASE_URL": PG_SERVER, "CRM_DATABASE_PREFIX": RECOVERY_PREFIX,
-        "CRM_HTTP_HOST": "127.0.0.1", "CRM_HTTP_PORT": str(port), "CRM_DATA_DIR": str(folder / "data"),
-        "CRM_RATE_LIMIT_PER_MINUTE": "0", "CRM_LOG_LEVEL": "WARNING", "CRM_DB_POOL_SIZE": "3",
+    settings = {
+        "AMQP_URI": broker.amqp_uri, "CRM_DATABASE_URL": PG_SERVER, "CRM_DATABASE_PREFIX": PREFIX,
+        "CRM_HTTP_HOST": "127.0.0.1", "CRM_HTTP_PORT": str(find_free_port()), "CRM_DATA_DIR": str(folder / "data"),
+        # the PostgreSQL server is shared (100 connections): small pools, as in the tests
+        "CRM_RATE_LIMIT_PER_MINUTE": "0", "CRM_DB_POOL_SIZE": "3", **env,
     }
-    system = start_system(env, folder / f"run-{replicas}.log", startup_timeout=180, args=("--replicas", str(replicas)))
-    health_url = f"http://127.0.0.1:{port}/health"
+    return start_system(settings, folder / f"{name}.log", startup_timeout=180, args=("--replicas", str(replicas)))
+
+
+def _managers(system) -> list[str]:
+    """A branch with managers (who create the clients, as in the create_client scenario); their tokens."""
+    from crm_common.testing.system import Api
+
+    admin = system.admin
+    branch = admin.ok("POST", "/branches", {"name": "Bench", "code": f"R{int(time.time())}"[-12:]}, status=201)["id"]
+    tokens = []
+    for index in range(MANAGERS):
+        email = f"manager{index}.{int(time.time() * 1000)}@bench.local"
+        admin.ok("POST", "/users", {"email": email, "name": f"Manager {index}", "password": PASSWORD,
+                                    "role": "manager", "branch_id": branch}, status=201)
+        tokens.append(Api(system.base_url).login(email, PASSWORD).http.headers["Authorization"].split(" ", 1)[1])
+    return tokens
+
+
+def _command_log_cost(broker, folder, load_processes, warmup_s, duration_s, pairs, say) -> dict:
+    _drop_databases()
+    tokens: list[str] = []
+    runs: list[dict] = []
+    for pair in range(1, pairs + 1):
+        for arm, env in (("with", {}), ("without", {"CRM_COMMAND_LOG": "off"})):
+            system = _start(broker, folder, f"command-log-{pair}-{arm}", **env)
+            try:
+                tokens = tokens or _managers(system)
+                port = int(system.env["CRM_HTTP_PORT"])
+                data = {"tokens": tokens, "phone_base": len(runs) * WORKERS * PHONE_BLOCK, "block": PHONE_BLOCK}
+                spec = {"scenario": "create_client", "data": data, "port": port, "amqp_uri": broker.amqp_uri}
+                run = load.run(spec, WORKERS, load_processes, warmup_s, duration_s, Sampler(_processes(system)))
+            finally:
+                system.stop()
+            run.update(arm=arm, pair=pair, clients_cpu_ms=_cpu_ms_per_write(run, "clients"),
+                       gateway_cpu_ms=_cpu_ms_per_write(run, "gateway"))
+            runs.append(run)
+            say(f"create_client {arm} the command log: {run['rps']:.1f} req/s, p50 {run['p50_ms']} ms, "
+                f"p99 {run['p99_ms']} ms, clients CPU {run['clients_cpu_ms']} ms per write, {run['errors']} errors "
+                f"{run['statuses']}, other CPU {run['cpu_cores'].get('other')}")
+    ratios, cpu_ratios = [], []
+    for pair in range(1, pairs + 1):
+        with_, without = (next(r for r in runs if r["pair"] == pair and r["arm"] == arm) for arm in ("with", "without"))
+        if without["rps"]:
+            ratios.append(round(with_["rps"] / without["rps"], 3))
+        if with_["clients_cpu_ms"] and without["clients_cpu_ms"]:
+            cpu_ratios.append(round(with_["clients_cpu_ms"] / without["clients_cpu_ms"], 3))
+    keep = ("arm", "pair", "rps", "p50_ms", "p90_ms", "p99_ms", "errors", "conflicts", "statuses", "error_samples",
+            "cpu_cores", "clients_cpu_ms", "gateway_cpu_ms")
+    return {"workers": WORKERS, "runs": [{k: r.get(k) for k in keep} for r in runs], "ratios": ratios,
+            "ratio_median": statistics.median(ratios) if ratios else None, "cpu_ratios": cpu_ratios,
+            "cpu_ratio_median": statistics.median(cpu_ratios) if cpu_ratios else None}
+
+
+def _cpu_ms_per_write(run: dict, process: str) -> float | None:
+    """CPU milliseconds the process spent per successful write: unlike req/s, hardly moved by what else
+    the machine runs."""
+    cores = (run.get("cpu_cores") or {}).get(process)
+    if not cores or not run["ok"]:
+        return None
+    return round(cores * run["duration_s"] * 1000 / run["ok"], 2)
+
+
+def _processes(system) -> dict:
+    """The CRM's processes for the CPU sampler, named as bench.system names them."""
+    import psutil
+
+    from bench.system import MODULES
+
+    found = {"run.py": psutil.Process(system.process.pid)}
+    for child in found["run.py"].children(recursive=True):
+        try:
+            cmdline = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        for name, module in MODULES.items():
+            if module in cmdline:
+                found.setdefault(name, child)
+    return found
+
+
+def _recovery(broker, folder: Path, replicas: int, trials: int, say) -> list[dict]:
+    system = _start(broker, folder, f"recovery-{replicas}", replicas=replicas, CRM_LOG_LEVEL="WARNING")
+    health_url = system.base_url.replace("/api/v1", "/health")
     measured = []
     try:
-        branch = system.admin.ok("POST", "/branches", {"name": "Bench", "code": f"R{replicas}{int(time.time())}"[-12:]},
+        branch = system.admin.ok("POST", "/branches", {"name": "Recovery", "code": f"V{replicas}{int(time.time())}"[-12:]},
                                  status=201)["id"]
         for trial in range(1, trials + 1):
             _wait(lambda: _status(health_url) == 200, 120)
@@ -126,7 +202,6 @@ def _recovery_trials(broker, folder: Path, replicas: int, trials: int, say) -> l
             say(f"broker recovery, {replicas} replica(s), trial {trial}: {row}")
     finally:
         system.stop()
-        _drop_recovery_databases()
     return measured
 
 
@@ -159,15 +234,15 @@ def _consumers(amqp_uri: str, queue: str) -> int:
         return conn.default_channel.queue_declare(queue=queue, passive=True).consumer_count
 
 
-def _drop_recovery_databases() -> None:
+def _drop_databases() -> None:
     import psycopg2
 
-    assert RECOVERY_PREFIX.startswith("crm_bench"), "the reset must never reach a database it did not create"
+    assert PREFIX.startswith("crm_bench"), "the reset must never reach a database it did not create"
     conn = psycopg2.connect(f"{PG_SERVER}/postgres")
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
             for service in ("clients", "deals", "gateway"):
-                cur.execute(f'DROP DATABASE IF EXISTS "{RECOVERY_PREFIX}{service}" WITH (FORCE)')
+                cur.execute(f'DROP DATABASE IF EXISTS "{PREFIX}{service}" WITH (FORCE)')
     finally:
         conn.close()
