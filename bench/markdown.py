@@ -46,7 +46,8 @@ def write(results: dict, path: Path) -> None:
     add(f"Written by `{command.get(results['mode'], 'make bench')}` "
         f"(bench/) on {results['started_at']} at commit {m['commit'] or 'unknown'}; "
         "raw numbers in `bench/results/` (not in git). Run it again to refresh this page; the notes section is kept.\n")
-    add("`make bench` takes about 8 minutes; `.venv/bin/python -m bench --quick` (5,000 clients, 20,000 deals, 3 s "
+    add("`make bench` takes about 13 minutes (5 of them the reliability part: `--reliability only` runs it alone, "
+        "`--reliability off` skips it); `.venv/bin/python -m bench --quick` (5,000 clients, 20,000 deals, 3 s "
         "per run, report in bench/results/) about 2. `--reuse` skips the reset and seeding, `--scenarios` and "
         "`--concurrency` pick a subset (`python -m bench --help`).\n")
     add("## Targets\n")
@@ -207,10 +208,12 @@ def _reliability(results: dict, add) -> None:
     elif cost:
         add(f"**The command log on `POST /clients`.** Every write claims its request id in the service's `command_log` "
             "and stores its result there in its own transaction (decisions.md 21): two more statements per write. "
-            f"Measured at {cost['workers']} workers as in the create_client scenario, alternately with the command log "
-            "(the system as it runs) and without it (restarted with `CRM_COMMAND_LOG=off`, a switch for this "
-            "measurement only), each run on a freshly started system. *other* is the CPU (cores) processes "
-            "outside the benchmark used meanwhile: a busy machine makes the pairs disagree.\n")
+            f"Measured at {cost['workers']} workers as in the create_client scenario (managers creating clients "
+            "with fresh phones and emails), on a CRM of its own (one process per service, a private RabbitMQ node, "
+            "databases `crm_bench_rec_*` holding only what the runs create), alternately with the command log and "
+            "without it (`CRM_COMMAND_LOG=off`, a switch for this measurement only), each run on a freshly started "
+            "system. Req/s depends on what else the machine runs (*other*: CPU cores used outside the benchmark); "
+            "the clients process's CPU per write hardly does, and is the better measure of the cost.\n")
         add("| pair | command log | req/s | p50 ms | p90 ms | p99 ms | errors | clients CPU ms per write "
             "| gateway CPU ms per write | PostgreSQL CPU | other CPU |")
         add("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
