@@ -265,6 +265,9 @@ class WorkerDatabase:
           of a unique key until the first transaction ends) and then returns the first one's result,
           instead of running the command and failing on some other unique constraint;
         - a command that fails rolls its claim back with everything else, so a retry runs it again.
+
+        A command may roll back and try again (the claim is taken again before the commit) but must not
+        commit on its own: that would commit the claim before its result.
         """
         key = self._command_key()
         if key is None or not self._provider.command_log:
