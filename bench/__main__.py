@@ -5,6 +5,8 @@
 2. seeds identity and pipelines through the API, then 100,000 clients and 1,000,000 deals with COPY;
 3. loads the raw RPC baseline and each API scenario at 1, 10 and 50 concurrent workers;
 4. times the stuck-deal scan and captures the plans of the hot queries;
+   then measures reliability on a CRM of its own (bench/reliability.py): POST /clients with and without the
+   command log, and how fast every service answers after a 10 s broker outage (1 and 2 replicas);
 5. writes bench/results/<time>.json and docs/benchmarks.md (a quick or partial run: bench/results/benchmarks-*.md);
 6. stops everything, also on errors and Ctrl-C.
 """
@@ -51,6 +53,9 @@ def parse_args(argv):
     parser.add_argument("--load-processes", type=int, default=2,
                         help="load generator processes (workers are spread over them); default: one per core")
     parser.add_argument("--port", type=int, help="the gateway's port (default: a free one)")
+    parser.add_argument("--reliability", choices=("on", "off", "only"), default="on",
+                        help="the command-log cost and broker-recovery measurements (on a private RabbitMQ node and "
+                             "databases of their own); 'only' runs nothing else, without seeding")
     return parser.parse_args(argv)
 
 
@@ -69,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
-    from bench import load, markdown, report, stuck, system
+    from bench import load, markdown, reliability, report, stuck, system
     from bench.people import People
     from bench.plans import service_plans
     from bench.sampler import Sampler
@@ -85,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                      "size": size.__dict__ | {"duration_s": duration}, "concurrency": levels,
                      "load_processes": args.load_processes, "machine": report.machine()}
     say(f"machine: {results['machine']['cpu']} x{results['machine']['cores']}, load average {results['machine']['load_average']}")
+    if args.reliability == "only":
+        return _reliability_only(results, args, duration, stamp)
 
     if not args.reuse:
         system.reset_databases()
@@ -152,14 +159,37 @@ def main(argv: list[str] | None = None) -> int:
         say(f"raw numbers: {path}")
         say("stopping the CRM")
         crm.stop()
+    if args.reliability != "off":
+        results["reliability"] = reliability.measure(args.load_processes, size.warmup_s, duration, say=say)
+        path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
 
     # only a complete full run may replace docs/benchmarks.md; a quick or partial one reports beside its numbers
-    complete = not args.quick and scenarios == list(SCENARIOS) and levels == [1, 10, 50] and duration == FULL.duration_s
+    complete = (not args.quick and scenarios == list(SCENARIOS) and levels == [1, 10, 50]
+                and duration == FULL.duration_s and args.reliability == "on")
     target = system.ROOT / "docs" / "benchmarks.md" if complete else system.RESULTS / f"benchmarks-{results['mode']}.md"
     markdown.write(results, target)
     say(f"report: {target}")
     for line in report.verdict_lines(results):
         say(line)
+    return 0
+
+
+def _reliability_only(results: dict, args, duration: float, stamp: str) -> int:
+    """``--reliability only``: the reliability measurements alone; report in bench/results/."""
+    from bench import markdown, reliability, report, system
+
+    size = QUICK if args.quick else FULL
+    results["mode"] = "reliability"
+    results["reliability"] = reliability.measure(args.load_processes, size.warmup_s, duration, say=say)
+    results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    path = system.RESULTS / f"{stamp}-reliability.json"
+    path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+    target = system.RESULTS / "benchmarks-reliability.md"
+    markdown.write(results, target)
+    say(f"raw numbers: {path}; report: {target}")
+    for line in report.verdict_lines(results):
+        if "command log" in line or "broker outage" in line:
+            say(line)
     return 0
 
 

@@ -42,10 +42,12 @@ def write(results: dict, path: Path) -> None:
     add = out.append
     m = results["machine"]
     add("# Benchmarks\n")
-    add(f"Written by `{'python -m bench --quick' if results['mode'] == 'quick' else 'make bench'}` "
+    command = {"quick": "python -m bench --quick", "reliability": "python -m bench --reliability only"}
+    add(f"Written by `{command.get(results['mode'], 'make bench')}` "
         f"(bench/) on {results['started_at']} at commit {m['commit'] or 'unknown'}; "
         "raw numbers in `bench/results/` (not in git). Run it again to refresh this page; the notes section is kept.\n")
-    add("`make bench` takes about 8 minutes; `.venv/bin/python -m bench --quick` (5,000 clients, 20,000 deals, 3 s "
+    add("`make bench` takes about 13 minutes (5 of them the reliability part: `--reliability only` runs it alone, "
+        "`--reliability off` skips it); `.venv/bin/python -m bench --quick` (5,000 clients, 20,000 deals, 3 s "
         "per run, report in bench/results/) about 2. `--reuse` skips the reset and seeding, `--scenarios` and "
         "`--concurrency` pick a subset (`python -m bench --help`).\n")
     add("## Targets\n")
@@ -69,6 +71,7 @@ def write(results: dict, path: Path) -> None:
     _scenarios(results, add)
     _resources(results, add)
     _stuck(results, add)
+    _reliability(results, add)
     _plans(results, add)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(out).rstrip() + "\n", encoding="utf-8")
@@ -192,6 +195,56 @@ def _stuck(results: dict, add) -> None:
     for plan in stuck.get("due_query_plan", [])[:1]:
         add("Plan of the due query (first batch):\n")
         add("```\n" + plan["plan"] + "\n```\n")
+
+
+def _reliability(results: dict, add) -> None:
+    measured = results.get("reliability")
+    if not measured:
+        return
+    add("## Reliability\n")
+    cost = measured.get("command_log")
+    if cost and cost.get("error"):
+        add(f"**The command log on `POST /clients`** was not measured: {cost['error']}\n")
+    elif cost:
+        add(f"**The command log on `POST /clients`.** Every write claims its request id in the service's `command_log` "
+            "and stores its result there in its own transaction (decisions.md 23): two more statements per write. "
+            f"Measured at {cost['workers']} workers as in the create_client scenario (managers creating clients "
+            "with fresh phones and emails), on a CRM of its own (one process per service, a private RabbitMQ node, "
+            "databases `crm_bench_rec_*` holding only what the runs create), alternately with the command log and "
+            "without it (`CRM_COMMAND_LOG=off`, a switch for this measurement only), each run on a freshly started "
+            "system. Req/s depends on what else the machine runs (*other*: CPU cores used outside the benchmark); "
+            "the clients process's CPU per write hardly does, and is the better measure of the cost.\n")
+        add("| pair | command log | req/s | p50 ms | p90 ms | p99 ms | errors | clients CPU ms per write "
+            "| gateway CPU ms per write | PostgreSQL CPU | other CPU |")
+        add("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in cost["runs"]:
+            cpu = r.get("cpu_cores") or {}
+            add(f"| {r['pair']} | {r['arm']} | {r['rps']:.1f} | {_v(r['p50_ms'])} | {_v(r['p90_ms'])} | "
+                f"{_v(r['p99_ms'])} | {r['errors']} | {_v(r.get('clients_cpu_ms'))} | {_v(r.get('gateway_cpu_ms'))} | "
+                f"{_v(cpu.get('postgres'))} | {_v(cpu.get('other'))} |")
+        if cost.get("ratio_median") is not None:
+            add(f"\nWith ÷ without, throughput: {', '.join(f'{x:.2f}' for x in cost['ratios'])} (median "
+                f"{cost['ratio_median']:.2f}); clients CPU per write: "
+                f"{', '.join(f'{x:.2f}' for x in cost.get('cpu_ratios') or [])} (median "
+                f"{_v(cost.get('cpu_ratio_median'))}).\n")
+    recovery = measured.get("recovery")
+    if recovery and recovery.get("error"):
+        add(f"**Broker recovery** was not measured: {recovery['error']}\n")
+    elif recovery:
+        add(f"**After a broker outage.** The CRM (started by `scripts/run.py --replicas N`, no load) on a RabbitMQ "
+            f"node of its own; the node's application is stopped for {recovery['outage_s']:g} s "
+            "(`rabbitmqctl stop_app`: every connection closed, transient messages and non-durable queues gone) and "
+            "started again. Seconds from the start until `/health` is ok, until every replica consumes its RPC queue "
+            "again (consumer count of `rpc-clients` and `rpc-deals`), and until a `POST /clients` succeeds; "
+            "*every service* is the later of the first two.\n")
+        add("| replicas | trial | /health ok s | every replica consuming s | first write s | every service s "
+            "| processes exited in the outage |")
+        add("|---:|---:|---:|---:|---:|---:|---:|")
+        for count, trials in recovery["by_replicas"].items():
+            for t in trials:
+                add(f"| {count} | {t['trial']} | {_v(t['health_s'])} | {_v(t['consumers_s'])} | {_v(t['write_s'])} | "
+                    f"{_v(t['every_service_s'])} | {t['exits_during_outage']} |")
+        add("")
 
 
 def _plans(results: dict, add) -> None:

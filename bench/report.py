@@ -186,6 +186,23 @@ def targets(results: dict) -> list[dict]:
     add(f"stuck scan over {results.get('data', {}).get('deals', 0):,} deals", "< 2 s per pass",
         f"{scan:.2f} s for {stuck['newly_stuck']:,} newly stuck (due query {stuck['due_query_ms_median']:.0f} ms)"
         if stuck else "not measured", scan is not None and scan < 2)
+    reliability = results.get("reliability") or {}
+    cost = reliability.get("command_log") or {}
+    if cost.get("error"):
+        cost = {}
+    add("POST /clients with ÷ without the command log, 10 workers", "reported",
+        f"throughput {cost['ratio_median']:.2f}, clients CPU per write {cost.get('cpu_ratio_median') or 0:.2f} "
+        f"(medians of {len(cost['ratios'])} pairs)" if cost.get("ratio_median") else "not measured",
+        None, "the request-id bookkeeping that makes every write run once")
+    recovery = (reliability.get("recovery") or {}).get("by_replicas") or {}
+    worst = {count: max((t["every_service_s"] for t in trials if t["every_service_s"] is not None), default=None)
+             for count, trials in recovery.items()}
+    exits = sum(t["exits_during_outage"] for trials in recovery.values() for t in trials)
+    complete = bool(worst) and all(v is not None for v in worst.values())
+    add("every service answers after a 10 s broker outage", "≤ 5 s with 1 and 2 replicas, no process exits",
+        "; ".join(f"{count} replica(s): {v:.1f} s" for count, v in worst.items()) + f"; {exits} exits"
+        if complete else "not measured",
+        complete and all(v <= 5 for v in worst.values()) and exits == 0, "worst of the trials")
     return rows
 
 

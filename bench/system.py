@@ -81,7 +81,8 @@ class System:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/v1"
 
-    def start(self, startup_timeout: float = 180.0) -> None:
+    def start(self, startup_timeout: float = 180.0, extra_env: dict | None = None) -> None:
+        """``extra_env`` adds variables for this start only (a restart without it drops them)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.env = dict(
             os.environ,
@@ -98,6 +99,7 @@ class System:
             CRM_STUCK_CHECK_INTERVAL_S="86400",
             CRM_ADMIN_EMAIL=ADMIN_EMAIL,
             CRM_ADMIN_PASSWORD=ADMIN_PASSWORD,
+            **(extra_env or {}),
         )
         # each benchmark run starts its logs afresh; a restart within the run appends to them
         mode = "a" if self.logs else "w"

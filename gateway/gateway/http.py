@@ -27,6 +27,7 @@ from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
+from crm_common.bus import BUS_ERRORS
 from crm_common.config import Settings
 from crm_common.errors import BadRequest, CrmError, Forbidden, PayloadTooLarge, ValidationError
 from crm_common.schemas import find_unstorable
@@ -233,7 +234,7 @@ class ApiEntrypoint(HttpRequestHandler):
             )
             response = self.response_from_result(event.wait())
         except Exception as exc:  # noqa: BLE001 - every failure becomes the JSON error shape
-            response = self.response_from_exception(exc)
+            response = self.response_from_exception(exc, request)
         response.headers["X-Request-Id"] = request.request_id
         access_log.info(
             "%s %s %s", request.method, request.path, response.status_code,
@@ -292,10 +293,19 @@ class ApiEntrypoint(HttpRequestHandler):
             status, payload = self.status, result
         return json_response(status, payload, headers)
 
-    def response_from_exception(self, exc):
-        if not isinstance(exc, CrmError):
+    def response_from_exception(self, exc, request=None):
+        if not isinstance(exc, CrmError) and not isinstance(exc, BUS_ERRORS):
             log.error("unexpected error in %s %s", self.method, self.url, exc_info=exc)
         status, payload, headers = error_response(exc)
+        if status >= 500 and request is not None:
+            payload["error"]["request_id"] = request.request_id
+            if status == 503 and self.method in WRITE_METHODS and not self.public:
+                # the service may have done the write after the gateway stopped waiting
+                key = request.headers.get("Idempotency-Key") or request.request_id
+                payload["error"]["message"] += (
+                    f"; the write may still be done: repeat the request with the header 'Idempotency-Key: {key}' "
+                    "to get its outcome (it is never done twice)"
+                )
         return json_response(status, payload, headers)
 
 
@@ -328,9 +338,13 @@ def api(method: str, path: str, **options):
             def run():
                 return fn(self, request, caller, **path_values)
 
-            key = request.headers.get("Idempotency-Key")
-            if key is not None and method in WRITE_METHODS and caller is not None:
-                return self.idempotency.run(caller, request, key, run, options.get("status", 200))
+            if method in WRITE_METHODS and caller is not None:
+                key = request.headers.get("Idempotency-Key")
+                if key is not None:
+                    return self.idempotency.run(caller, request, key, run, options.get("status", 200))
+                # no key from the client: the request id stands in for one, so the services still run the
+                # write once, and a client told 503 can retry with `Idempotency-Key: <request id>`
+                self.idempotency.identify(caller, request, request.request_id)
             return run()
 
         route.__name__ = fn.__name__

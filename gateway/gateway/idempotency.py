@@ -65,8 +65,7 @@ class IdempotentRequests:
             record = None
         if record is not None:
             return self._replay(record, print_)
-        # services remember what they did under this key: a retry after a lost answer writes nothing twice
-        self.worker_ctx.data[IDEMPOTENCY_CONTEXT_KEY] = f"{caller.id}:{key}:{print_}"
+        self.identify(caller, request, key, print_)
         session.add(IdempotencyRecord(user_id=caller.id, key=key, fingerprint=print_, created_at=utcnow()))
         try:
             session.commit()
@@ -92,6 +91,17 @@ class IdempotentRequests:
         record.status, record.response, record.headers = status, payload, headers
         session.commit()
         return status, payload, headers
+
+    def identify(self, caller, request, key: str, print_: str | None = None) -> None:
+        """Name the request for the services it calls: ``<user>:<key>:<fingerprint>`` in the context data.
+
+        Services run a write once per name and keep its result (``WorkerDatabase.write``): a retry after a
+        lost answer, or a redelivered request, gets the first result and writes nothing more. A request
+        without Idempotency-Key is named by its request id the same way, so repeating it with
+        ``Idempotency-Key: <its request id>`` (and the same body) is the same write.
+        """
+        print_ = print_ or fingerprint(request)
+        self.worker_ctx.data[IDEMPOTENCY_CONTEXT_KEY] = f"{caller.id}:{key}:{print_}"
 
     @staticmethod
     def _as_response(result, default_status):

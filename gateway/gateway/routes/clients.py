@@ -32,6 +32,8 @@ class ClientRoutes:
 
         Phones become E.164, emails lower case; the same phone or email in the branch is
         409 ``duplicate_client`` with ``existing_id``. A manager owns what they create.
+        After a 503, repeat the request with ``Idempotency-Key: <your key, or the 503's request_id>``:
+        it answers the client that was created, if it was, and never creates a second one.
         """
         body = request.json_body
         check_named_branch(self.db.reader, body)

@@ -73,7 +73,8 @@ class DealRoutes:
     def create_deal(self, request, caller):
         """``{"client_id": ..., "pipeline_id": ..., "title": "Поставка оборудования", "amount": "1250.50",
         "currency": "RUB"}`` → 201 deal at the first stage. The client must exist and be visible to you
-        (otherwise 422 naming client_id); the owner defaults to the client's owner."""
+        (otherwise 422 naming client_id); the owner defaults to the client's owner. After a 503, repeat the
+        request with ``Idempotency-Key: <your key, or the 503's request_id>``: one deal, whatever happened."""
         body = request.json_body
         deal = self.deals_rpc.create_deal(caller.dump(), body, owner_directory(self.db.reader, body))
         return 201, deal, etag(deal)

@@ -66,6 +66,9 @@ class Settings:
     login_max_failures: int = 5
     login_lockout_s: int = 300
     max_body_bytes: int = 1024 * 1024
+    # for measurements only (make bench): off runs writes without the command log, so a redelivered or
+    # retried write may run twice; refused in production
+    command_log: bool = True
     service_database_urls: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -85,6 +88,8 @@ class Settings:
                 raw = int(raw)
             elif f.type in ("float",):
                 raw = float(raw)
+            elif f.type in ("bool",):
+                raw = raw if isinstance(raw, bool) else str(raw).strip().lower() in ("1", "true", "yes", "on")
             else:
                 raw = str(raw) if not isinstance(raw, (dict, tuple)) else raw
             values[f.name] = raw
@@ -112,6 +117,8 @@ class Settings:
             problems.append("CRM_SECRET_KEY must be set to a random string of 32+ characters")
         if self.admin_password == DEV_ADMIN_PASSWORD:
             problems.append("CRM_ADMIN_PASSWORD must not be the development default")
+        if not self.command_log:
+            problems.append("CRM_COMMAND_LOG=off is for measurements only: writes could run twice")
         if problems:
             raise ConfigError("refusing to start in production: " + "; ".join(problems))
 

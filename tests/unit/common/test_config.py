@@ -143,6 +143,20 @@ def test_production_starts_with_real_secrets():
     assert settings.secret_key == STRONG_KEY
 
 
+@pytest.mark.parametrize(("raw", "expected"), [(True, True), ("on", True), ("true", True), (False, False),
+                                               ("off", False), ("0", False)])
+def test_the_command_log_switch_reads_yaml_and_text_booleans(raw, expected):
+    assert Settings.from_config({"CRM": {"command_log": raw}}).command_log is expected
+
+
+def test_production_refuses_to_run_writes_without_the_command_log():
+    with pytest.raises(ConfigError) as error:
+        Settings.from_config({"CRM": {"env": "production", "secret_key": STRONG_KEY,
+                                      "admin_password": "a-real-password", "command_log": False}})
+
+    assert "CRM_COMMAND_LOG" in str(error.value)
+
+
 CONFIG_YAML = """\
 AMQP_URI: ${TEST_CRM_AMQP_URI:amqp://guest:guest@127.0.0.1:5672/}
 WEB_SERVER_ADDRESS: ${TEST_CRM_HOST:0.0.0.0}:${TEST_CRM_PORT:8000}

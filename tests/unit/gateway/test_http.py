@@ -3,11 +3,12 @@
 import json
 
 import pytest
+from kombu.exceptions import OperationalError as BusError
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from crm_common.contracts.clients import ClientCreateSchema
-from crm_common.errors import BadRequest, PayloadTooLarge
+from crm_common.errors import BadRequest, PayloadTooLarge, Unavailable
 from gateway.http import MAX_BODY_BYTES, ApiEntrypoint, json_response
 
 WITH_BODY = ApiEntrypoint("POST", "/clients", body=ClientCreateSchema)
@@ -201,3 +202,34 @@ def test_a_refusal_written_before_any_route_is_a_whole_json_http_response():
     assert head.startswith(b"HTTP/1.1 414 URI Too Long\r\n")
     assert b"Content-Type: application/json" in head and f"Content-Length: {len(body)}".encode() in head
     assert json.loads(body) == {"error": {"code": "uri_too_long", "message": "too long"}}
+
+
+def write_request(headers=None):
+    built = request(b'{"kind": "person", "name": "Ivan"}', headers=headers)
+    built.request_id = "req-1"
+    return built
+
+
+def test_a_write_that_timed_out_answers_503_with_its_request_id_and_how_to_learn_its_outcome():
+    response = WITH_BODY.response_from_exception(Unavailable("service 'clients' did not answer"), write_request())
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    error = json.loads(response.get_data())["error"]
+    assert error["code"] == "unavailable" and error["request_id"] == "req-1"
+    assert "Idempotency-Key: req-1" in error["message"]
+
+
+def test_a_503_tells_a_client_that_sent_an_idempotency_key_to_repeat_it():
+    response = WITH_BODY.response_from_exception(
+        Unavailable("service 'clients' did not answer"), write_request({"Idempotency-Key": "my-key"})
+    )
+
+    assert "Idempotency-Key: my-key" in json.loads(response.get_data())["error"]["message"]
+
+
+def test_a_bus_error_escaping_a_route_is_503_not_500():
+    response = WITH_BODY.response_from_exception(BusError("[Errno 111] ECONNREFUSED"), write_request())
+
+    assert response.status_code == 503
+    assert json.loads(response.get_data())["error"]["request_id"] == "req-1"
