@@ -125,7 +125,6 @@ def test_workers_wait_on_postgresql_at_the_same_time_not_one_after_another(
     container_factory, config, rpc_proxy, migrated_databases
 ):
     config["CRM"]["service_database_urls"] = {"slow_queries": migrated_databases["clients"]}
-    config["CRM"]["db_pool_size"] = 10  # one connection per worker, or the pool itself would queue them
     container = container_factory(SlowQueries, config)
     container.start()
     # as many workers as the test pool has connections (3 + a third overflow): more would queue for one
