@@ -132,6 +132,10 @@ class TaskEvent(EventSchema):
     task = fields.Nested(TaskSchema, required=True)
 
 
+class TaskUpdated(TaskEvent):
+    changed = fields.List(fields.String(), required=True)
+
+
 class TaskCompleted(TaskEvent):
     on_time = fields.Boolean(required=True)
 
@@ -173,6 +177,7 @@ EVENTS_BY_SOURCE: dict[str, dict[str, type[EventSchema]]] = {
     },
     "tasks": {
         "task_created": TaskEvent,
+        "task_updated": TaskUpdated,
         "task_completed": TaskCompleted,
         "task_cancelled": TaskCancelled,
         "task_overdue": TaskEvent,
