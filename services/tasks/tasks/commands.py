@@ -417,8 +417,9 @@ class Automations:
             made.append(row)
         if made:
             self.uow.session.flush()  # the unique (automation, event) decides between two deliveries at once
+        due_by = max(self.now, utcnow())  # an event emitted in this transaction occurred after self.now
         for row in made:
-            if row.run_at <= self.now:
+            if row.run_at <= due_by:
                 self.run(row)
         return made
 
