@@ -52,11 +52,11 @@ DEAL_STUCK = Notice(
     "deal", "deal.id",
 )
 TASK_OVERDUE = Notice(
-    "task_overdue", (OWNER, HEADS), "Task «{task[title]}» is overdue (due {task[due_at]}); a penalty was recorded",
+    "task_overdue", (OWNER, HEADS), "Task «{task[title]}» is overdue (due {task[due_at]:.16} UTC); a penalty was recorded",
     "task", "task.id", owner_path="task.assignee_id",
 )
 COMPLAINT = Notice(
-    "complaint", (OWNER, HEADS), "Complaint «{complaint[subject]}»: answer by {complaint[due_at]}",
+    "complaint", (OWNER, HEADS), "Complaint «{complaint[subject]}»: answer by {complaint[due_at]:.16} UTC",
     "complaint", "complaint.id", owner_path="complaint.owner_id",
 )
 
