@@ -274,19 +274,21 @@ class Deadlines:
                          "amount_minor": amount.minor, "currency": amount.currency,
                          "reason": domain.penalty_reason(task.title, task.due_at), "month": domain.month_of(task.due_at),
                          "status": "active", "created_at": now})
-        insert = repo.insert_for(session)(Penalty).values(rows).on_conflict_do_nothing(index_elements=["task_id"])
-        recorded = set(session.scalars(insert.returning(Penalty.task_id)).all())
+        insert = repo.insert_for(session)(Penalty).on_conflict_do_nothing(index_elements=["task_id"])
+        recorded = set(session.scalars(insert.returning(Penalty.task_id), rows).all())
         automations = Automations(self.uow, self.people, now)
         first = True
+        told: list[dict] = []
         for task, row in zip(tasks, rows):
             if task.id not in recorded:
                 continue
-            penalty_out = views.penalty(Penalty(**row))
+            penalty_out = views.penalty_row(row)
             overdue = self.uow.emit("task_overdue", _event("task", views.task(task), None), full_check=first)
             self.uow.emit("penalty_recorded", _event("penalty", penalty_out, None), full_check=first)
-            notices.notify(session, self.people, notices.TASK_OVERDUE, overdue, now)
+            told += notices.notices_for(self.people, notices.TASK_OVERDUE, overdue, now)
             automations.schedule("task_overdue", overdue)
             first = False
+        notices.store(session, told)
         return len(recorded)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from crm_common.schemas import new_id
@@ -94,13 +95,26 @@ class People:
         return [user for user in dict.fromkeys(users) if user]
 
 
-def notify(session: Session, people: People, notice: Notice, payload: dict, now: datetime) -> list[Notification]:
+def notify(session: Session, people: People, notice: Notice, payload: dict, now: datetime) -> list[dict]:
     """Store the notice for each of its recipients; ``payload`` is the event's (its ``event_id`` is the cause)."""
+    rows = notices_for(people, notice, payload, now)
+    store(session, rows)
+    return rows
+
+
+def notices_for(people: People, notice: Notice, payload: dict, now: datetime) -> list[dict]:
+    """The rows of a notice for each of its recipients (``store`` writes them; a batch writes many at once)."""
     text, ref_id = notice.render(payload)
-    made = [
-        Notification(id=new_id(), user_id=user, branch_id=payload.get("branch_id"), kind=notice.kind, text=text,
-                     ref_type=notice.ref_type, ref_id=ref_id, source_key=payload["event_id"], created_at=now)
+    return [
+        {"id": new_id(), "user_id": user, "branch_id": payload.get("branch_id"), "kind": notice.kind, "text": text,
+         "ref_type": notice.ref_type, "ref_id": ref_id, "source_key": payload["event_id"], "created_at": now,
+         "read_at": None}
         for user in people.recipients(notice, payload)
     ]
-    session.add_all(made)
-    return made
+
+
+def store(session: Session, rows: list[dict]) -> None:
+    if rows:
+        # rows on the session's connection, not mapped objects: the deadline check writes thousands per batch in
+        # one statement, and the events pending in the session are not flushed for them
+        session.connection().execute(insert(Notification), rows)

@@ -112,3 +112,13 @@ def test_a_head_waives_a_penalty_once_with_a_reason_and_a_manager_may_not(office
     assert office.events("penalty_waived")[0]["reason"] == "Клиент перенёс"
     with pytest.raises(Conflict):
         office.uow.call(commands.waive_penalty, office.head, penalty_id, {"reason": "Ещё раз"})
+
+
+def test_a_penalty_built_for_a_batch_looks_exactly_as_a_stored_one(office):
+    from tasks import views
+
+    office.backdate(office.task(penalty={"amount": "1250.50", "currency": "EUR"})["id"])
+    office.check()
+    stored = penalties(office)[0]
+    row = {column.key: getattr(stored, column.key) for column in stored.__table__.columns}
+    assert views.penalty_row(row) == views.penalty(stored)
