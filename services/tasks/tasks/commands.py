@@ -433,7 +433,8 @@ class Automations:
         if not automation.active:
             row.status, row.note = "skipped", "the automation was disabled before the task was due"
             return None
-        assignee = domain.choose_assignee(automation.assign_to, row.owner_id, self.people.heads(row.branch_id))
+        owner = self.people.usable(row.owner_id, row.branch_id)
+        assignee = domain.choose_assignee(automation.assign_to, owner, self.people.heads(row.branch_id))
         if assignee is None:
             row.status, row.note = "skipped", "the record has no owner and the branch no head"
             return None
@@ -476,7 +477,8 @@ def deal_stuck(uow, payload: dict, policy: Policy) -> bool:
     now = utcnow()
     people = notices.People(uow.session)
     deal, stage = payload["deal"], payload["stage"]
-    assignee = domain.choose_assignee("owner", deal.get("owner_id"), people.heads(deal["branch_id"]))
+    owner = people.usable(deal.get("owner_id"), deal["branch_id"])
+    assignee = domain.choose_assignee("owner", owner, people.heads(deal["branch_id"]))
     if assignee is not None:
         _new_task(
             uow, branch_id=deal["branch_id"], title=f"Move the stuck deal «{deal['title']}» on", assignee_id=assignee,
@@ -531,7 +533,8 @@ def create_complaint(uow, caller: Caller, data: dict, client: dict | None, deal:
     now = utcnow()
     people = notices.People(session)
     branch_id = client["branch_id"]
-    handler = domain.choose_assignee("owner", client.get("owner_id"), people.heads(branch_id)) or caller.id
+    owner = people.usable(client.get("owner_id"), branch_id)
+    handler = domain.choose_assignee("owner", owner, people.heads(branch_id)) or caller.id
     due_at = domain.due_in(now, policy.complaint_sla_hours)
     task, _ = _new_task(
         uow, branch_id=branch_id, title=f"Complaint: {data['subject']}", assignee_id=handler, due_at=due_at, now=now,

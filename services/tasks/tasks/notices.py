@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from crm_common.schemas import new_id
 from tasks import repository as repo
-from tasks.models import Notification
+from tasks.models import Notification, User
 
 OWNER, HEADS, ADMINS = "owner", "heads", "admins"
 
@@ -77,6 +77,16 @@ class People:
         if branch_id not in self._heads:
             self._heads[branch_id] = repo.active_users(self.session, "head", branch_id) if branch_id else []
         return self._heads[branch_id]
+
+    def usable(self, user_id: str | None, branch_id: str | None) -> str | None:
+        """``user_id`` unless the gateway told us they were deactivated or moved to another branch: a task the
+        system makes for a record's owner then goes to the head instead."""
+        if user_id is None:
+            return None
+        user = self.session.get(User, user_id)
+        if user is not None and (not user.active or user.branch_id != branch_id):
+            return None
+        return user_id
 
     def admins(self) -> list[str]:
         if self._admins is None:

@@ -155,3 +155,14 @@ def test_the_export_pages_through_every_record_oldest_first_in_the_events_shape(
     assert office.uow.read(commands.export, "penalties", None, 10) == {"items": [], "next_cursor": None}
     with pytest.raises(BadRequest):
         office.uow.read(commands.export, "deals", None, 10)
+
+
+def test_the_system_gives_a_deactivated_owners_tasks_to_the_head(office):
+    leaving = user_event(office.other_manager.id, "manager", office.north, active=False,
+                         updated_at="2026-06-01T00:00:00Z", event_type="user_updated")
+    office.uow.call(commands.remember_user, "user_updated", leaving)
+    deal = office.deal(office.client(office.other_manager))
+    office.uow.call(commands.deal_stuck, stuck_event(office, deal), office.policy)
+    complaint = complaint_of(office, client=office.client(office.other_manager))
+    tasks = office.uow.read(lambda s: s.scalars(select(Task)).all())
+    assert {t.assignee_id for t in tasks} == {office.head.id} and complaint["owner_id"] == office.head.id
