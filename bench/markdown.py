@@ -50,8 +50,9 @@ def write(results: dict, path: Path) -> None:
         f"(bench/) on {results['started_at']} at commit {m['commit'] or 'unknown'}; "
         "raw numbers in `bench/results/` (not in git). Run it again to refresh this page; the notes section is kept.\n")
     add("`make bench` takes about 8 minutes; `.venv/bin/python -m bench --quick` (5,000 clients, 20,000 deals, 3 s "
-        "per run, report in bench/results/) about 2. `--reuse` skips the reset and seeding, `--scenarios` and "
-        "`--concurrency` pick a subset (`python -m bench --help`).\n")
+        "per run, report in bench/results/) about 2. `--reuse` skips the reset and seeding, `--scenarios`, "
+        "`--concurrency` and `--scans` pick a subset (`python -m bench --help`); `CRM_BENCH_NAME=x` keeps a "
+        "run's databases and vhost (`crm_bench_x_*`, `crm-bench-x`) apart from another's on the same machine.\n")
     add("## Targets\n")
     add("| target | goal | measured | verdict | what the run shows |")
     add("|---|---|---|---|---|")
