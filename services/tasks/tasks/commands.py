@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm.exc import StaleDataError
 
 from crm_common.caller import Caller
@@ -58,8 +59,6 @@ class Policy:
 
     @classmethod
     def from_settings(cls, settings) -> Policy:
-        from decimal import Decimal
-
         penalty = Amount(domain.to_minor(Decimal(settings.default_penalty)), settings.default_currency)
         return cls(penalty, settings.complaint_sla_hours, settings.stuck_task_hours)
 
@@ -606,7 +605,3 @@ def export(session, kind: str, cursor: str | None, limit: int) -> dict:
 
 def list_tasks(session, caller: Caller, filters: dict) -> dict:
     return repo.list_tasks(session, caller, filters, views.task)
-
-
-def task_ids(session, ids) -> list[Task]:
-    return list(session.scalars(select(Task).where(Task.id.in_(list(ids)))).all())
