@@ -3,8 +3,10 @@
 1. starts the CRM as `make run` does, in its own vhost (crm-bench) and databases (crm_bench_*), dropped
    and recreated at the start, with the rate limit off; and the echo service beside it;
 2. seeds identity and pipelines through the API, then 100,000 clients and 1,000,000 deals with COPY;
+   and 1,000,000 tasks;
 3. loads the raw RPC baseline and each API scenario at 1, 10 and 50 concurrent workers;
-4. times the stuck-deal scan and captures the plans of the hot queries;
+4. times the stuck-deal scan (deals.check_stuck_deals) and the overdue scan (tasks.check_overdue_tasks) through
+   their RPCs, and captures the plans of the hot queries;
    then measures reliability on a CRM of its own (bench/reliability.py): POST /clients with and without the
    command log, and how fast every service answers after a 10 s broker outage (1 and 2 replicas);
 5. writes bench/results/<time>.json and docs/benchmarks.md (a quick or partial run: bench/results/benchmarks-*.md);
@@ -21,7 +23,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-SCENARIOS = ("echo", "echo_crm", "get_client", "search_clients", "list_deals", "create_client", "move_deal")
+SCENARIOS = ("echo", "echo_crm", "get_client", "search_clients", "list_deals", "create_client", "move_deal", "create_task")
 MANAGERS = 20
 
 
@@ -33,10 +35,14 @@ class Size:
     duration_s: float
     newly_stuck: int
     sample: int
+    tasks: int
+    newly_overdue: int
 
 
-FULL = Size(clients=100_000, deals=1_000_000, warmup_s=2.0, duration_s=10.0, newly_stuck=2_000, sample=20_000)
-QUICK = Size(clients=5_000, deals=20_000, warmup_s=1.0, duration_s=3.0, newly_stuck=200, sample=2_000)
+FULL = Size(clients=100_000, deals=1_000_000, warmup_s=2.0, duration_s=10.0, newly_stuck=2_000, sample=20_000,
+            tasks=1_000_000, newly_overdue=2_000)
+QUICK = Size(clients=5_000, deals=20_000, warmup_s=1.0, duration_s=3.0, newly_stuck=200, sample=2_000, tasks=20_000,
+             newly_overdue=200)
 
 
 PAIRS = 3
@@ -56,6 +62,7 @@ def parse_args(argv):
     parser.add_argument("--reliability", choices=("on", "off", "only"), default="on",
                         help="the command-log cost and broker-recovery measurements (on a private RabbitMQ node and "
                              "databases of their own); 'only' runs nothing else, without seeding")
+    parser.add_argument("--scans", default="stuck,overdue", help="comma-separated subset of stuck,overdue (or none)")
     return parser.parse_args(argv)
 
 
@@ -75,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
     from bench import load, markdown, reliability, report, stuck, system
+    from bench import tasks as task_bench
     from bench.people import People
     from bench.plans import service_plans
     from bench.sampler import Sampler
@@ -101,11 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         crm.start()
         people = People()
         if not args.reuse:
-            say(f"seeding identity, then {size.clients:,} clients and {size.deals:,} deals")
+            say(f"seeding identity, then {size.clients:,} clients, {size.deals:,} deals and {size.tasks:,} tasks")
             seed_identity(crm.base_url, MANAGERS, people)
         identity = load_identity(crm.base_url)
         if not args.reuse:
-            results["seed"] = seed_bulk(identity, size.clients, size.deals, people)
+            results["seed"] = seed_bulk(identity, size.clients, size.deals, people, size.tasks)
             say(f"seeded: {json.dumps(results['seed'], ensure_ascii=False)}")
         results["data"] = report.row_counts()
         results["settled_s"] = system.settle()
@@ -147,9 +155,15 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"pair: echo {pair['echo']['rps']:.0f} req/s, get_client {pair['get_client']['rps']:.0f} req/s "
                     f"(p99 {pair['get_client']['p99_ms']} ms), ratio {pair['ratio']}")
 
-        say(f"stuck scan: {size.newly_stuck} newly stuck deals per pass")
-        results["stuck"] = stuck.measure(size.newly_stuck)
-        say(f"stuck scan: {json.dumps({k: v for k, v in results['stuck'].items() if k != 'due_query_plan'})}")
+        scans = set(args.scans.split(","))
+        if "stuck" in scans:
+            say(f"stuck scan: {size.newly_stuck} newly stuck deals per pass")
+            results["stuck"] = stuck.measure(size.newly_stuck)
+            say(f"stuck scan: {json.dumps({k: v for k, v in results['stuck'].items() if k != 'due_query_plan'})}")
+        if "overdue" in scans:
+            say(f"overdue scan: {size.newly_overdue} newly overdue tasks per pass")
+            results["overdue"] = task_bench.measure(size.newly_overdue)
+            say(f"overdue scan: {json.dumps({k: v for k, v in results['overdue'].items() if k != 'due_query_plan'})}")
         head = Caller(identity.head_id, "head", identity.branch_id)
         results["plans"] = service_plans(head, workload.terms[:500], workload.plan_deal_filter())
     finally:
@@ -165,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # only a complete full run may replace docs/benchmarks.md; a quick or partial one reports beside its numbers
     complete = (not args.quick and scenarios == list(SCENARIOS) and levels == [1, 10, 50]
-                and duration == FULL.duration_s and args.reliability == "on")
+                and duration == FULL.duration_s and args.reliability == "on" and args.scans == "stuck,overdue")
     target = system.ROOT / "docs" / "benchmarks.md" if complete else system.RESULTS / f"benchmarks-{results['mode']}.md"
     markdown.write(results, target)
     say(f"report: {target}")

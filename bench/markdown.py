@@ -25,6 +25,9 @@ DESCRIPTIONS = {
                      "managers (contact de-duplication, contacts, timeline entry, outbox event)",
     "move_deal": "`POST /api/v1/deals/{id}/stage`: each worker moves its own 100 open deals, one after the other, "
                  "to the next open stage, as their manager; 409s would mean two moves of one deal collided",
+    "create_task": "`POST /api/v1/tasks`: a manager sets themself a task about one of their own clients, due in a "
+                   "week, with a three-step checklist (gateway directory, `clients.get_client` over RPC to check the "
+                   "client, the task row, a `task_created` event in the outbox)",
 }
 TITLES = {
     "echo": "Baseline: raw nameko RPC (echo)",
@@ -34,6 +37,7 @@ TITLES = {
     "list_deals": "GET /deals?stage_id=&owner_id=",
     "create_client": "POST /clients",
     "move_deal": "POST /deals/{id}/stage",
+    "create_task": "POST /tasks",
 }
 
 def write(results: dict, path: Path) -> None:
@@ -46,10 +50,11 @@ def write(results: dict, path: Path) -> None:
     add(f"Written by `{command.get(results['mode'], 'make bench')}` "
         f"(bench/) on {results['started_at']} at commit {m['commit'] or 'unknown'}; "
         "raw numbers in `bench/results/` (not in git). Run it again to refresh this page; the notes section is kept.\n")
-    add("`make bench` takes about 13 minutes (5 of them the reliability part: `--reliability only` runs it alone, "
+    add("`make bench` takes about 15 minutes (5 of them the reliability part: `--reliability only` runs it alone, "
         "`--reliability off` skips it); `.venv/bin/python -m bench --quick` (5,000 clients, 20,000 deals, 3 s "
-        "per run, report in bench/results/) about 2. `--reuse` skips the reset and seeding, `--scenarios` and "
-        "`--concurrency` pick a subset (`python -m bench --help`).\n")
+        "per run, report in bench/results/) about 2. `--reuse` skips the reset and seeding, `--scenarios`, "
+        "`--concurrency` and `--scans` pick a subset (`python -m bench --help`); `CRM_BENCH_NAME=x` keeps a "
+        "run's databases and vhost (`crm_bench_x_*`, `crm-bench-x`) apart from another's on the same machine.\n")
     add("## Targets\n")
     add("| target | goal | measured | verdict | what the run shows |")
     add("|---|---|---|---|---|")
@@ -72,6 +77,7 @@ def write(results: dict, path: Path) -> None:
     _resources(results, add)
     _stuck(results, add)
     _reliability(results, add)
+    _overdue(results, add)
     _plans(results, add)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(out).rstrip() + "\n", encoding="utf-8")
@@ -171,26 +177,22 @@ def _stuck(results: dict, add) -> None:
     if not stuck:
         return
     add("## Stuck-deal scan\n")
-    add(f"`deals.commands.raise_stuck_deals` (batches of {stuck['batch']}) run with the service's unit of work against "
+    add(f"`deals.check_stuck_deals()` called over RPC (as an operator would; batches of {stuck['batch']}) against "
         f"the {results.get('data', {}).get('deals', 0):,} deals. Before each pass {stuck['newly_stuck']:,} open deals "
         "reach their stage's max_days within the last 50 minutes; every other past-due deal was raised before, as "
         f"the timer's previous ticks would have (a first, unmeasured pass raised the {stuck.get('caught_up', 0):,} "
         "that came due since the seed). A pass selects the due deals, marks them, and writes one validated "
         "`deal_stuck` event per deal to the outbox, committing per batch; the running services relay and handle "
-        "the events, and the next pass waits until they are done. *commits* is the time in `uow.commit()` (the "
-        "outbox INSERTs and the COMMIT); the SQL columns are time spent in those statements.\n")
-    add("| pass | newly stuck | raised | scan s | commits s | UPDATE deals s | INSERT outbox s | SELECT s "
-        "| due query alone ms |")
-    add("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        "the events (the clients timeline; the tasks service makes a task and a notice per deal), and the next pass "
+        "waits until they are done. *scan s* is the service's own measure (`took_s`), *round trip* adds the RPC.\n")
+    add("| pass | newly stuck | raised | scan s | round trip s | due query alone ms |")
+    add("|---:|---:|---:|---:|---:|---:|")
     for index, p in enumerate(stuck["passes"], start=1):
-        sql = p.get("sql_s", {})
-        selects = sum(v for k, v in sql.items() if k.startswith("SELECT"))
-        add(f"| {index} | {p['armed']} | {p['raised']} | {p['scan_s']:.3f} | {p.get('commits_s', 0):.3f} | "
-            f"{sql.get('UPDATE deals', 0):.3f} | {sql.get('INSERT outbox', 0):.3f} | {selects:.3f} | "
+        add(f"| {index} | {p['armed']} | {p['raised']} | {p['scan_s']:.3f} | {p.get('round_trip_s', 0):.3f} | "
             f"{p['due_query_ms']:.1f} |")
     empty = stuck.get("empty_pass")
     if empty:
-        add(f"| nothing new due | 0 | {empty['raised']} | {empty['scan_s']:.3f} | | | | | |")
+        add(f"| nothing new due | 0 | {empty['raised']} | {empty['scan_s']:.3f} | | |")
     add("")
     for plan in stuck.get("due_query_plan", [])[:1]:
         add("Plan of the due query (first batch):\n")
@@ -245,6 +247,30 @@ def _reliability(results: dict, add) -> None:
                 add(f"| {count} | {t['trial']} | {_v(t['health_s'])} | {_v(t['consumers_s'])} | {_v(t['write_s'])} | "
                     f"{_v(t['every_service_s'])} | {t['exits_during_outage']} |")
         add("")
+def _overdue(results: dict, add) -> None:
+    overdue = results.get("overdue")
+    if not overdue:
+        return
+    add("## Overdue-task scan\n")
+    add(f"`tasks.check_overdue_tasks()` called over RPC (batches of {overdue['batch']}) against the "
+        f"{results.get('data', {}).get('tasks', 0):,} tasks ({results.get('data', {}).get('open_tasks', 0):,} open). "
+        f"Before each pass {overdue['newly_overdue']:,} open tasks reach their deadline within the last 50 minutes "
+        f"(a first, unmeasured pass found the {overdue.get('caught_up', 0):,} that came due since the seed). A pass "
+        "selects the due tasks (`FOR UPDATE SKIP LOCKED`), marks them overdue in one UPDATE per batch, inserts their "
+        "penalties (unique per task), writes `task_overdue` and `penalty_recorded` to the outbox and a notice for "
+        "the assignee and the branch's head, and commits per batch. *scan s* is the service's own measure.\n")
+    add("| pass | newly overdue | found | scan s | round trip s | settled after s |")
+    add("|---:|---:|---:|---:|---:|---:|")
+    for index, p in enumerate(overdue["passes"], start=1):
+        add(f"| {index} | {p['armed']} | {p['overdue']} | {p['scan_s']:.3f} | {p['round_trip_s']:.3f} | "
+            f"{p['settled_after_s']} |")
+    empty = overdue.get("empty_pass")
+    if empty:
+        add(f"| nothing new due | 0 | {empty['overdue']} | {empty['scan_s']:.3f} | | |")
+    add("")
+    if overdue.get("due_query_plan"):
+        add("Plan of the due query (first batch):\n")
+        add("```\n" + overdue["due_query_plan"] + "\n```\n")
 
 
 def _plans(results: dict, add) -> None:

@@ -82,7 +82,7 @@ def _git(*args: str) -> str:
 def row_counts() -> dict:
     counts = {}
     for service, tables in (("clients", ("clients", "client_contacts", "timeline_entries")),
-                            ("deals", ("deals", "stage_history"))):
+                            ("deals", ("deals", "stage_history")), ("tasks", ("tasks", "penalties"))):
         conn = psycopg2.connect(database_url(service))
         try:
             with conn.cursor() as cur:
@@ -93,6 +93,9 @@ def row_counts() -> dict:
                     cur.execute("SELECT count(*) FILTER (WHERE status = 'open'), "
                                 "count(*) FILTER (WHERE status = 'open' AND stage_due_at <= now()) FROM deals")
                     counts["open_deals"], counts["open_deals_past_due"] = cur.fetchone()
+                if service == "tasks":
+                    cur.execute("SELECT count(*) FROM tasks WHERE status = 'open'")
+                    counts["open_tasks"] = cur.fetchone()[0]
         finally:
             conn.close()
     return counts
@@ -141,6 +144,7 @@ def targets(results: dict) -> list[dict]:
     search1, search10 = find(results, "search_clients", 1), find(results, "search_clients", 10)
     deals1, deals10 = find(results, "list_deals", 1), find(results, "list_deals", 10)
     move10 = find(results, "move_deal", 10)
+    task10 = find(results, "create_task", 10)
     stuck = results.get("stuck")
     rows = []
 
@@ -182,6 +186,15 @@ def targets(results: dict) -> list[dict]:
         f"{move10['rps']:.0f} moves/s = {move_ratio} × echo ({move_crm} × echo_crm), {move10['conflicts']} × 409"
         if move10 else "not measured",
         None, diagnose(move10))
+    task_ratio, task_crm = ratio(results, task10), ratio(results, task10, "echo_crm")
+    add("POST /tasks, 10 workers", "reported against echo",
+        f"{task10['rps']:.0f} tasks/s = {task_ratio} × echo ({task_crm} × echo_crm)" if task10 else "not measured",
+        None, diagnose(task10))
+    overdue = results.get("overdue")
+    scan_o = overdue["scan_s_median"] if overdue else None
+    add(f"overdue scan over {results.get('data', {}).get('tasks', 0):,} tasks", "< 2 s per pass",
+        f"{scan_o:.2f} s for {overdue['newly_overdue']:,} newly overdue (tasks.check_overdue_tasks)"
+        if overdue else "not measured", scan_o is not None and scan_o < 2)
     scan = stuck["scan_s_median"] if stuck else None
     add(f"stuck scan over {results.get('data', {}).get('deals', 0):,} deals", "< 2 s per pass",
         f"{scan:.2f} s for {stuck['newly_stuck']:,} newly stuck (due query {stuck['due_query_ms_median']:.0f} ms)"

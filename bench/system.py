@@ -23,8 +23,10 @@ from crm_common.registry import REGISTRY
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
-DB_PREFIX = "crm_bench_"
-VHOST = "crm-bench"
+# CRM_BENCH_NAME=x gives crm_bench_x_* and crm-bench-x: two benchmarks on one machine keep apart
+_NAME = os.environ.get("CRM_BENCH_NAME", "")
+DB_PREFIX = f"crm_bench_{_NAME}_" if _NAME else "crm_bench_"
+VHOST = f"crm-bench-{_NAME}" if _NAME else "crm-bench"
 AMQP_URI = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
 SERVICES = tuple(spec.name for spec in REGISTRY)
 ADMIN_EMAIL = "admin@bench.local"
@@ -97,6 +99,7 @@ class System:
             # the benchmark runs the stuck scan itself, at a moment it chooses; the service's own timer
             # must not raise the seeded past-due deals in the middle of a measurement
             CRM_STUCK_CHECK_INTERVAL_S="86400",
+            CRM_TASK_CHECK_INTERVAL_S="86400",  # the same for the overdue check
             CRM_ADMIN_EMAIL=ADMIN_EMAIL,
             CRM_ADMIN_PASSWORD=ADMIN_PASSWORD,
             **(extra_env or {}),

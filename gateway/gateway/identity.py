@@ -21,10 +21,11 @@ from crm_common.contracts.identity import (
     UserUpdateSchema,
 )
 from crm_common.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited, Unauthorized, ValidationError
+from crm_common.events import validate_event
 from crm_common.pagination import SortKey, paginate
 from crm_common.schemas import PageQuerySchema, is_uuid, load_or_raise, new_id
 from gateway.auth import hash_password, issue_token, notify_user_changed, verify_password
-from gateway.models import Branch, LoginThrottle, User
+from gateway.models import Branch, LoginThrottle, OutboxMessage, User
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ def bootstrap_admin(session, settings: Settings) -> User | None:
         active=True, created_at=now, updated_at=now,
     )
     session.add(admin)
+    # announced like any other user, so services that keep a copy of users (tasks: who the admins are) hear of it
+    payload = validate_event("user_created", {"branch_id": None, "actor_id": None, "user": user_out.dump(admin)})
+    session.add(OutboxMessage(event_id=payload["event_id"], event_type="user_created", payload=payload))
     try:
         session.commit()
     except IntegrityError:  # another gateway replica did it first

@@ -21,7 +21,9 @@ from gateway.ratelimit import RateLimit
 from gateway.routes.clients import ClientRoutes
 from gateway.routes.deals import DealRoutes
 from gateway.routes.identity import IdentityRoutes
+from gateway.routes.notifications import NotificationRoutes
 from gateway.routes.system import SystemRoutes
+from gateway.routes.tasks import TaskRoutes
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ class IdentityDatabase(Database):
             identity.bootstrap_admin(session, self.settings)
 
 
-class GatewayService(IdentityRoutes, ClientRoutes, DealRoutes, SystemRoutes):
+class GatewayService(IdentityRoutes, ClientRoutes, DealRoutes, TaskRoutes, NotificationRoutes, SystemRoutes):
     name = "gateway"
 
     db = IdentityDatabase(Base)
@@ -45,6 +47,7 @@ class GatewayService(IdentityRoutes, ClientRoutes, DealRoutes, SystemRoutes):
     idempotency = Idempotency()
     clients_rpc = RpcProxy("clients")
     deals_rpc = RpcProxy("deals")
+    tasks_rpc = RpcProxy("tasks")
     services = ClusterRpc(timeout=2)
 
     @timer(interval=3600)

@@ -88,7 +88,7 @@ def test_each_status_has_an_error_schema_with_exactly_its_codes(status, codes):
 def test_every_error_class_has_its_code_under_its_status():
     for cls in crm_errors.WIRE_CLASSES:
         assert cls.code in error_codes()[cls.status]
-    assert set(error_codes()[409]) == {"conflict", "duplicate_client", "version_conflict"}
+    assert set(error_codes()[409]) == {"conflict", "duplicate_client", "version_conflict", "checklist_incomplete"}
 
 
 def test_the_gateway_has_routes():
@@ -292,6 +292,27 @@ def test_every_property_of_every_schema_has_a_type():
         ("/api/v1/clients/{client_id}/interactions", "post"),
         ("/api/v1/clients/{client_id}/timeline", "get"),
         ("/api/v1/touchpoints", "post"),
+        ("/api/v1/tasks", "post"),
+        ("/api/v1/tasks", "get"),
+        ("/api/v1/tasks/{task_id}", "get"),
+        ("/api/v1/tasks/{task_id}", "patch"),
+        ("/api/v1/tasks/{task_id}/checklist/{index}", "post"),
+        ("/api/v1/tasks/{task_id}/complete", "post"),
+        ("/api/v1/tasks/{task_id}/cancel", "post"),
+        ("/api/v1/penalties", "get"),
+        ("/api/v1/penalties/{penalty_id}/waive", "post"),
+        ("/api/v1/task-templates", "post"),
+        ("/api/v1/task-templates", "get"),
+        ("/api/v1/task-templates/{template_id}", "get"),
+        ("/api/v1/task-templates/{template_id}", "patch"),
+        ("/api/v1/automations", "post"),
+        ("/api/v1/automations", "get"),
+        ("/api/v1/automations/{automation_id}", "delete"),
+        ("/api/v1/complaints", "post"),
+        ("/api/v1/complaints", "get"),
+        ("/api/v1/complaints/{complaint_id}", "patch"),
+        ("/api/v1/notifications", "get"),
+        ("/api/v1/notifications/{notification_id}/read", "post"),
     ],
 )
 def test_the_documented_identity_and_client_routes_are_in_the_document(path, method):
@@ -323,6 +344,13 @@ def test_the_documented_identity_and_client_routes_are_in_the_document(path, met
         ("Token", {"access_token", "token_type", "expires_in"}),
         ("TouchpointResult", {"client_id", "created", "touchpoint_id"}),
         ("ClientPage", {"items", "next_cursor"}),
+        ("Task", {"id", "title", "description", "status", "assignee_id", "author_id", "branch_id", "client_id",
+                  "deal_id", "template_id", "due_at", "completed_at", "overdue", "checklist", "penalty",
+                  "created_at", "version"}),
+        ("Penalty", {"id", "user_id", "task_id", "branch_id", "amount", "currency", "reason", "month", "status",
+                     "created_at"}),
+        ("Complaint", {"id", "status", "due_at", "client_id", "deal_id", "subject", "text", "channel"}),
+        ("Notification", {"id", "kind", "text", "ref_type", "ref_id", "created_at", "read_at"}),
     ],
 )
 def test_the_documented_response_fields_are_in_the_schemas(schema_name, fields):
@@ -502,10 +530,16 @@ def schema_of(name: str) -> dict:
 
 
 def input_schema_names() -> set[str]:
-    names = set()
-    for ep in (ep for _, ep in DOCUMENTED if ep.body is not None):
-        names.add(operation(ep)["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1])
-    names |= {"StageInput"}
+    """Every schema a request body uses, nested ones included."""
+    names: set[str] = set()
+    pending = [operation(ep)["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+               for _, ep in DOCUMENTED if ep.body is not None]
+    while pending:
+        name = pending.pop().rsplit("/", 1)[1]
+        if name in names:
+            continue
+        names.add(name)
+        pending += re.findall(r"'\$ref': '(#/components/schemas/[^']+)'", str(SPEC["components"]["schemas"][name]))
     return names
 
 

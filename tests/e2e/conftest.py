@@ -48,6 +48,7 @@ def system(e2e_amqp_uri, pg_url, run_id, tmp_path_factory):
         "CRM_DATA_DIR": str(tmp_path_factory.mktemp("e2e-data")),
         "CRM_RATE_LIMIT_PER_MINUTE": "0",
         "CRM_STUCK_CHECK_INTERVAL_S": "0.3",
+        "CRM_TASK_CHECK_INTERVAL_S": "0.3",
         "CRM_OUTBOX_POLL_S": "0.2",
         "CRM_LOG_LEVEL": "WARNING",
         "CRM_DB_POOL_SIZE": "3",

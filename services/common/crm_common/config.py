@@ -8,6 +8,7 @@ so ``Settings.from_config(self.container.config)`` is the only way code reads co
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -62,6 +63,12 @@ class Settings:
     services: tuple[str, ...] = field(default_factory=lambda: backend_names(only_default=True))
     outbox_poll_s: float = 1.0
     stuck_check_interval_s: float = 60.0
+    # the tasks service: deadlines, penalties, complaints
+    task_check_interval_s: float = 60.0
+    default_penalty: str = "500.00"
+    default_currency: str = "RUB"
+    complaint_sla_hours: float = 24.0
+    stuck_task_hours: float = 24.0
     rate_limit_per_minute: int = 1200
     login_max_failures: int = 5
     login_lockout_s: int = 300
@@ -110,6 +117,7 @@ class Settings:
             raise ConfigError(
                 f"CRM_SERVICES names unknown services: {', '.join(unknown)} (known: {', '.join(backend_names())})"
             )
+        self._check_penalty()
         if not self.is_production:
             return
         problems = []
@@ -121,6 +129,15 @@ class Settings:
             problems.append("CRM_COMMAND_LOG=off is for measurements only: writes could run twice")
         if problems:
             raise ConfigError("refusing to start in production: " + "; ".join(problems))
+
+    def _check_penalty(self) -> None:
+        if not re.fullmatch(r"[0-9]{1,12}(\.[0-9]{1,2})?", self.default_penalty.strip()):
+            raise ConfigError(f"CRM_DEFAULT_PENALTY must be an amount like 500.00, not {self.default_penalty!r}")
+        if not re.fullmatch(r"[A-Z]{3}", self.default_currency):
+            raise ConfigError(f"CRM_DEFAULT_CURRENCY must be an ISO 4217 code like RUB, not {self.default_currency!r}")
+        for name in ("task_check_interval_s", "complaint_sla_hours", "stuck_task_hours"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"CRM_{name.upper()} must be a positive number")
 
     def database_url_for(self, service: str) -> str:
         """The database of one service: its own file under data_dir, or its own PostgreSQL database."""

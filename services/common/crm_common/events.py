@@ -16,6 +16,7 @@ from marshmallow import RAISE, Schema, fields
 from crm_common.contracts.clients import ClientSchema, InteractionSchema
 from crm_common.contracts.deals import DealSchema
 from crm_common.contracts.identity import BranchSchema, UserSchema
+from crm_common.contracts.tasks import ComplaintSchema, PenaltySchema, TaskSchema
 from crm_common.schemas import AwareDateTime, iso, new_id
 
 
@@ -127,6 +128,34 @@ class DealStuck(DealEvent):
     days_in_stage = fields.Float(required=True)
 
 
+class TaskEvent(EventSchema):
+    task = fields.Nested(TaskSchema, required=True)
+
+
+class TaskUpdated(TaskEvent):
+    changed = fields.List(fields.String(), required=True)
+
+
+class TaskCompleted(TaskEvent):
+    on_time = fields.Boolean(required=True)
+
+
+class TaskCancelled(TaskEvent):
+    reason = fields.String(required=True)
+
+
+class PenaltyEvent(EventSchema):
+    penalty = fields.Nested(PenaltySchema, required=True)
+
+
+class PenaltyWaived(PenaltyEvent):
+    reason = fields.String(required=True)
+
+
+class ComplaintEvent(EventSchema):
+    complaint = fields.Nested(ComplaintSchema, required=True)
+
+
 # Every event, once, under the service that owns it (a name from crm_common/registry.py).
 EVENTS_BY_SOURCE: dict[str, dict[str, type[EventSchema]]] = {
     "clients": {
@@ -145,6 +174,17 @@ EVENTS_BY_SOURCE: dict[str, dict[str, type[EventSchema]]] = {
         "deal_lost": DealLost,
         "deal_reopened": DealReopened,
         "deal_stuck": DealStuck,
+    },
+    "tasks": {
+        "task_created": TaskEvent,
+        "task_updated": TaskUpdated,
+        "task_completed": TaskCompleted,
+        "task_cancelled": TaskCancelled,
+        "task_overdue": TaskEvent,
+        "penalty_recorded": PenaltyEvent,
+        "penalty_waived": PenaltyWaived,
+        "complaint_created": ComplaintEvent,
+        "complaint_resolved": ComplaintEvent,
     },
     "gateway": {
         "user_created": UserCreated,

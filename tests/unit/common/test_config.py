@@ -270,3 +270,19 @@ def test_a_database_url_that_is_not_a_postgresql_server_is_refused(url):
 
     with pytest.raises(ConfigError):
         Settings(database_url=url).database_url_for("clients")
+
+
+def test_the_tasks_settings_have_their_documented_defaults():
+    settings = Settings.from_config({})
+
+    assert (settings.task_check_interval_s, settings.default_penalty, settings.default_currency) == (60.0, "500.00", "RUB")
+    assert (settings.complaint_sla_hours, settings.stuck_task_hours) == (24.0, 24.0)
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("default_penalty", "пятьсот"), ("default_penalty", "-5"), ("default_penalty", "1.005"),
+    ("default_currency", "rub"), ("complaint_sla_hours", "0"), ("task_check_interval_s", "-1"),
+])
+def test_a_tasks_setting_that_cannot_be_used_stops_the_start(name, value):
+    with pytest.raises(ConfigError):
+        Settings.from_config({"CRM": {name: value}})

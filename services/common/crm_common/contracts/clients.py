@@ -164,7 +164,7 @@ class TouchpointResultSchema(Schema):
 class TimelineEntrySchema(Schema):
     id = fields.String()
     client_id = fields.String()
-    kind = fields.String(metadata={"description": "interaction | touchpoint | client | deal | task"})
+    kind = fields.String(metadata={"description": "interaction | touchpoint | client | deal | task | complaint"})
     type = fields.String(metadata={"description": "the event or interaction type"})
     occurred_at = AwareDateTime()
     ref_id = fields.String(allow_none=True)
