@@ -22,7 +22,7 @@ import re
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin, OpenAPIConverter
 from apispec.ext.marshmallow.common import resolve_schema_instance
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from crm_common import errors as crm_errors
 from crm_common.schemas import UUID_PATTERN, AwareDateTime, Money, QueryDateTime, Scalar, StrictSchema, UpdateSchema
@@ -140,11 +140,18 @@ class CrmConverter(OpenAPIConverter):
     - A schema that loads input (``StrictSchema``) refuses unknown fields: ``additionalProperties: false``.
       One that describes output leaves it open: the API contract lets answers carry more fields later.
     - An update (``UpdateSchema``) needs at least one field: ``minProperties: 1``.
+
+    And two field rules apispec leaves out: a ``Range`` that excludes its bound
+    (``exclusiveMinimum``/``exclusiveMaximum``), and a nullable nested object, which apispec states as
+    "any object or the nested one" (``anyOf`` with a bare ``{"type": "object"}``) where it means "null or
+    the nested one".
     """
 
     def init_attribute_functions(self):
         super().init_attribute_functions()
         self.add_attribute_function(_dict_length_is_properties)
+        self.add_attribute_function(_exclusive_range)
+        self.add_attribute_function(_nullable_nested)
 
     def schema2jsonschema(self, schema):
         jsonschema = super().schema2jsonschema(schema)
@@ -162,6 +169,28 @@ def _dict_length_is_properties(self, field, ret, **kwargs) -> dict:
         for length, count in (("minLength", "minProperties"), ("maxLength", "maxProperties")):
             if length in ret:
                 ret[count] = ret.pop(length)
+    return {}
+
+
+def _exclusive_range(self, field, ret, **kwargs) -> dict:
+    """A ``Range(min=0, min_inclusive=False)`` is ``minimum: 0, exclusiveMinimum: true`` (OpenAPI 3.0)."""
+    attributes = {}
+    for validator in field.validators:
+        if isinstance(validator, validate.Range):
+            if validator.min is not None and not validator.min_inclusive and "minimum" in ret:
+                attributes["exclusiveMinimum"] = True
+            if validator.max is not None and not validator.max_inclusive and "maximum" in ret:
+                attributes["exclusiveMaximum"] = True
+    return attributes
+
+
+def _nullable_nested(self, field, ret, **kwargs) -> dict:
+    """``Nested(..., allow_none=True)``: the nested schema or null, never any other object."""
+    options = ret.get("anyOf")
+    if isinstance(field, fields.Nested) and options and {"type": "object", "nullable": True} in options:
+        refs = [option for option in options if option != {"type": "object", "nullable": True}]
+        del ret["anyOf"]
+        return {"allOf": refs, "nullable": True}
     return {}
 
 

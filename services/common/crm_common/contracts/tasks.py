@@ -16,6 +16,7 @@ from crm_common.schemas import (
     Id,
     Money,
     PageQuerySchema,
+    QueryBoolean,
     QueryDateTime,
     StrictBoolean,
     StrictSchema,
@@ -132,15 +133,28 @@ def _checklist(**kwargs):
     return fields.List(Text(500), validate=validate.Length(max=MAX_CHECKLIST), **kwargs)
 
 
+# rules OpenAPI 3.0 cannot state, said in words in the document (x-server-rule)
+ASSIGNEE_RULE = ("an active user of the task's branch (422); a manager assigns only to themself (403), a head within "
+                 "the branch")
+CLIENT_RULE = "a client you can see (422)"
+DEAL_RULE = "a deal you can see, of the task's client when both are given (422)"
+TEMPLATE_RULE = "a process step (task template) of your branch (422)"
+FUTURE_RULE = "in the future (422)"
+BRANCH_RULE = "an existing branch (422); only an admin names another branch (403)"
+
+
 class TaskCreateSchema(StrictSchema):
-    title = Text(200, metadata={"description": "required unless template_id is given (then the template's name)"})
+    title = Text(200, metadata={"description": "required unless template_id is given (then the template's name)",
+                                "x-server-rule": "required unless template_id is given (422)"})
     description = Text(20000, blank=True, allow_none=True)
-    assignee_id = Id(allow_none=True, load_default=None, metadata={"description": "default: the caller"})
-    due_at = AwareDateTime(metadata={"description": "in the future; required unless template_id is given"})
+    assignee_id = Id(allow_none=True, load_default=None,
+                     metadata={"description": "default: the caller", "x-server-rule": ASSIGNEE_RULE})
+    due_at = AwareDateTime(metadata={"description": "in the future; required unless template_id is given",
+                                     "x-server-rule": FUTURE_RULE + "; required unless template_id is given"})
     checklist = _checklist()
-    client_id = Id(allow_none=True, load_default=None)
-    deal_id = Id(allow_none=True, load_default=None)
-    template_id = Id(allow_none=True, load_default=None)
+    client_id = Id(allow_none=True, load_default=None, metadata={"x-server-rule": CLIENT_RULE})
+    deal_id = Id(allow_none=True, load_default=None, metadata={"x-server-rule": DEAL_RULE})
+    template_id = Id(allow_none=True, load_default=None, metadata={"x-server-rule": TEMPLATE_RULE})
     penalty = fields.Nested(AmountInputSchema, allow_none=True)
 
     @validates_schema(skip_on_field_errors=True)
@@ -159,8 +173,8 @@ class TaskCreateSchema(StrictSchema):
 class TaskUpdateSchema(UpdateSchema):
     title = Text(200)
     description = Text(20000, blank=True, allow_none=True)
-    due_at = AwareDateTime()
-    assignee_id = Id()
+    due_at = AwareDateTime(metadata={"x-server-rule": FUTURE_RULE})
+    assignee_id = Id(metadata={"x-server-rule": ASSIGNEE_RULE})
 
 
 class ChecklistTickSchema(StrictSchema):
@@ -174,7 +188,7 @@ class ReasonSchema(StrictSchema):
 class TaskQuerySchema(PageQuerySchema):
     assignee_id = Id()
     status = fields.String(validate=validate.OneOf(TASK_STATUSES))
-    overdue = fields.Boolean()
+    overdue = QueryBoolean()
     client_id = Id()
     deal_id = Id()
     due_before = QueryDateTime()
@@ -196,7 +210,8 @@ class TemplateCreateSchema(StrictSchema):
     checklist = _checklist(required=True)
     due_in_hours = Hours(required=True, validate=validate.Range(min=0, max=MAX_HOURS, min_inclusive=False))
     penalty = fields.Nested(AmountInputSchema, allow_none=True, load_default=None)
-    branch_id = Id(allow_none=True, load_default=None, metadata={"description": "an administrator names the branch"})
+    branch_id = Id(allow_none=True, load_default=None,
+                   metadata={"description": "an administrator names the branch", "x-server-rule": BRANCH_RULE})
 
 
 class TemplateUpdateSchema(UpdateSchema):
@@ -229,12 +244,14 @@ class TemplateQuerySchema(PageQuerySchema):
 
 class AutomationCreateSchema(StrictSchema):
     event = fields.String(required=True, validate=validate.OneOf(AUTOMATION_EVENTS))
-    template_id = Id(required=True)
+    template_id = Id(required=True, metadata={"x-server-rule": TEMPLATE_RULE})
     assign_to = fields.String(required=True, validate=validate.OneOf(ASSIGN_TO))
-    pipeline_id = Id(allow_none=True, load_default=None, metadata={"description": "deal events only"})
-    stage_id = Id(allow_none=True, load_default=None,
-                  metadata={"description": "deal events only, with pipeline_id: the stage the deal is in after the "
-                                           "event (for deal_stage_changed: the stage entered)"})
+    pipeline_id = Id(allow_none=True, load_default=None, metadata={
+        "description": "deal events only", "x-server-rule": "deal events only; a pipeline of your branch (422)"})
+    stage_id = Id(allow_none=True, load_default=None, metadata={
+        "description": "deal events only, with pipeline_id: the stage the deal is in after the event (for "
+                       "deal_stage_changed: the stage entered)",
+        "x-server-rule": "deal events only, with pipeline_id; a stage of that pipeline (422)"})
     delay_hours = Hours(load_default=0.0, validate=validate.Range(min=0, max=MAX_HOURS))
 
     @validates_schema(skip_on_field_errors=True)
@@ -264,13 +281,13 @@ class AutomationSchema(Schema):
 
 class AutomationQuerySchema(PageQuerySchema):
     event = fields.String(validate=validate.OneOf(AUTOMATION_EVENTS))
-    active = fields.Boolean()
+    active = QueryBoolean()
     branch_id = Id()
 
 
 class ComplaintCreateSchema(StrictSchema):
-    client_id = Id(required=True)
-    deal_id = Id(allow_none=True, load_default=None)
+    client_id = Id(required=True, metadata={"x-server-rule": CLIENT_RULE})
+    deal_id = Id(allow_none=True, load_default=None, metadata={"x-server-rule": "a deal of that client you can see (422)"})
     subject = Text(200, required=True)
     text = Text(20000, required=True)
     channel = Text(50, allow_none=True, load_default=None)
@@ -278,7 +295,8 @@ class ComplaintCreateSchema(StrictSchema):
 
 class ComplaintUpdateSchema(StrictSchema):
     status = fields.String(required=True, validate=validate.OneOf(COMPLAINT_STATUSES[1:]))
-    resolution = Text(20000, allow_none=True, load_default=None)
+    resolution = Text(20000, allow_none=True, load_default=None,
+                      metadata={"x-server-rule": "required when status is resolved (422)"})
 
     @validates_schema(skip_on_field_errors=True)
     def _resolved_needs_a_resolution(self, data, **kwargs):

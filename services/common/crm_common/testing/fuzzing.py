@@ -71,9 +71,17 @@ def prepare(api_base: str, admin_token: str) -> Fuzzing:
                            "amount": "100.00", "currency": "RUB"})
     script = post("/scripts", {"title": "Fuzzing script", "body": "Say hello.", "branch_id": branch["id"],
                                "stage_id": pipeline["stages"][0]["id"]})
+    template = post("/task-templates", {"name": "Fuzzing step", "process": "Fuzzing", "instruction": "Do it.",
+                                        "checklist": ["one", "two"], "due_in_hours": 24, "branch_id": branch["id"]})
+    task = post("/tasks", {"title": "Fuzzing task", "assignee_id": head["id"], "checklist": ["one", "two"],
+                           "client_id": client["id"], "due_at": "2099-01-01T00:00:00Z"})
+    complaint = post("/complaints", {"client_id": client["id"], "subject": "Fuzzing", "text": "A complaint."})
+    automation = post("/automations", {"event": "deal_won", "template_id": template["id"], "assign_to": "owner"})
     login = requests.post(api_base + "/auth/login", json={"email": head["email"], "password": PASSWORD}, timeout=30)
     ids = {"branch_id": branch["id"], "user_id": spare["id"], "client_id": client["id"],
-           "pipeline_id": pipeline["id"], "deal_id": deal["id"], "script_id": script["id"]}
+           "pipeline_id": pipeline["id"], "deal_id": deal["id"], "script_id": script["id"],
+           "template_id": template["id"], "task_id": task["id"], "complaint_id": complaint["id"],
+           "automation_id": automation["id"]}
     return Fuzzing(ids, login.json()["access_token"])
 
 
