@@ -17,6 +17,7 @@ import time
 import uuid
 from functools import partial
 
+import eventlet
 from eventlet.event import Event
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import WebServer, WsgiApp
@@ -37,6 +38,8 @@ API_PREFIX = "/api/v1"
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 MAX_BODY_BYTES = 1024 * 1024
+# connections the kernel queues for a process before accept(); eventlet's default of 50 drops bursts
+LISTEN_BACKLOG = 1024
 
 
 def json_response(status: int, payload, headers: dict | None = None) -> Response:
@@ -76,6 +79,18 @@ class JsonWsgiApp(WsgiApp):
 class JsonWebServer(WebServer):
     def get_wsgi_app(self):
         return JsonWsgiApp(self)
+
+    def start(self):
+        """nameko's start, but SO_REUSEPORT only when asked (CRM_HTTP_REUSE_PORT): then several gateway
+        processes share the port and the kernel spreads connections over them. eventlet sets it by
+        default, which would let any process of the same user silently take a share of the connections."""
+        if not self._starting:
+            self._starting = True
+            reuse_port = Settings.from_config(self.container.config).http_reuse_port
+            self._sock = eventlet.listen(self.bind_addr, backlog=LISTEN_BACKLOG, reuse_port=reuse_port)
+            self._sock.settimeout(None)  # nameko's workaround for kombu/issues/838, kept
+            self._serv = self.get_wsgi_server(self._sock, self.get_wsgi_app())
+            self._gt = self.container.spawn_managed_thread(self.run)
 
     def run(self):
         while self._is_accepting:
