@@ -164,6 +164,9 @@ class ApiEntrypoint(HttpRequestHandler):
         except Exception as exc:  # noqa: BLE001 - every failure becomes the JSON error shape
             response = self.response_from_exception(exc)
         response.headers["X-Request-Id"] = request.request_id
+        # set by the route wrapper for every answer, the errors included (the RateLimit-* headers)
+        for name, value in getattr(request, "extra_headers", {}).items():
+            response.headers[name] = value
         access_log.info(
             "%s %s %s", request.method, request.path, response.status_code,
             extra={"request_id": request.request_id, "status": response.status_code,
@@ -244,7 +247,7 @@ def api(method: str, path: str, **options):
             caller = None
             if not public:
                 caller = self.auth.authenticate(request)
-                self.rate_limit.check(caller.id)
+                self.rate_limit.check(caller, request)
                 if roles and caller.role not in roles:
                     raise Forbidden(f"this needs the role {' or '.join(roles)}")
 
