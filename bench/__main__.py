@@ -5,8 +5,13 @@
 2. seeds identity and pipelines through the API, then 100,000 clients and 1,000,000 deals with COPY;
 3. loads the raw RPC baseline and each API scenario at 1, 10 and 50 concurrent workers;
 4. times the stuck-deal scan and captures the plans of the hot queries;
-5. writes bench/results/<time>.json and docs/benchmarks.md (a quick or partial run: bench/results/benchmarks-*.md);
-6. stops everything, also on errors and Ctrl-C.
+5. ``replicas``: GET /clients/{id} at 10 and 50 workers with one and with two processes of every service and of
+   the gateway, restarting the CRM between the layouts (bench/replicas.py);
+6. writes bench/results/<time>.json and docs/benchmarks.md (a quick or partial run: bench/results/benchmarks-*.md);
+7. stops everything, also on errors and Ctrl-C.
+
+``--scenarios replicas`` (with ``--reuse`` after a first run) measures only the replicas; CRM_BENCH_ID=<word>
+gives the run databases and a vhost of its own, apart from another benchmark on the same machine.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-SCENARIOS = ("echo", "echo_crm", "get_client", "search_clients", "list_deals", "create_client", "move_deal")
+SCENARIOS = ("echo", "echo_crm", "get_client", "search_clients", "list_deals", "create_client", "move_deal", "replicas")
+# measured in a phase of their own, not by the rounds of load.run over the concurrency levels
+PHASES = ("replicas",)
 MANAGERS = 20
 
 
@@ -69,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
-    from bench import load, markdown, report, stuck, system
+    from bench import load, markdown, replicas, report, stuck, system
     from bench.people import People
     from bench.plans import service_plans
     from bench.sampler import Sampler
@@ -107,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
 
         runs, incidents = results["runs"], results["incidents"] = [], []
         # the baseline runs first and again last: the machine is shared, and the better of the two is the bar
-        rounds = [*scenarios, "echo"] if "echo" in scenarios and len(scenarios) > 1 else scenarios
+        measured = [s for s in scenarios if s not in PHASES]
+        rounds = [*measured, "echo"] if "echo" in measured and len(measured) > 1 else measured
         for scenario in rounds:
             for concurrency in levels:
                 for attempt in (1, 2):
@@ -145,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         say(f"stuck scan: {json.dumps({k: v for k, v in results['stuck'].items() if k != 'due_query_plan'})}")
         head = Caller(identity.head_id, "head", identity.branch_id)
         results["plans"] = service_plans(head, workload.terms[:500], workload.plan_deal_filter())
+        if "replicas" in scenarios:
+            results["replicas"] = replicas.compare(crm, workload, args.load_processes, size.warmup_s, duration, say)
+            for row in results["replicas"]["summary"]:
+                say(f"replicas: GET /clients/{{id}} x{row['concurrency']}: 1 → {row.get(1, {}).get('rps')} req/s, "
+                    f"2 → {row.get(2, {}).get('rps')} req/s, ratio {row.get('ratio')}")
     finally:
         results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         path = system.RESULTS / f"{stamp}-{results['mode']}.json"
