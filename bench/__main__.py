@@ -4,9 +4,9 @@
    and recreated at the start, with the rate limit off; and the echo service beside it;
 2. seeds identity and pipelines through the API, then 100,000 clients and 1,000,000 deals with COPY;
 3. loads the raw RPC baseline and each API scenario at 1, 10 and 50 concurrent workers;
-4. times the stuck-deal scan and captures the plans of the hot queries;
-5. ``replicas``: GET /clients/{id} at 10 and 50 workers with one and with two processes of every service and of
+4. ``replicas``: GET /clients/{id} at 10 and 50 workers with one and with two processes of every service and of
    the gateway, restarting the CRM between the layouts (bench/replicas.py);
+5. times the stuck-deal scan and captures the plans of the hot queries;
 6. writes bench/results/<time>.json and docs/benchmarks.md (a quick or partial run: bench/results/benchmarks-*.md);
 7. stops everything, also on errors and Ctrl-C.
 
@@ -148,16 +148,17 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"pair: echo {pair['echo']['rps']:.0f} req/s, get_client {pair['get_client']['rps']:.0f} req/s "
                     f"(p99 {pair['get_client']['p99_ms']} ms), ratio {pair['ratio']}")
 
-        say(f"stuck scan: {size.newly_stuck} newly stuck deals per pass")
-        results["stuck"] = stuck.measure(size.newly_stuck)
-        say(f"stuck scan: {json.dumps({k: v for k, v in results['stuck'].items() if k != 'due_query_plan'})}")
-        head = Caller(identity.head_id, "head", identity.branch_id)
-        results["plans"] = service_plans(head, workload.terms[:500], workload.plan_deal_filter())
         if "replicas" in scenarios:
             results["replicas"] = replicas.compare(crm, workload, args.load_processes, size.warmup_s, duration, say)
             for row in results["replicas"]["summary"]:
                 say(f"replicas: GET /clients/{{id}} x{row['concurrency']}: 1 → {row.get(1, {}).get('rps')} req/s, "
                     f"2 → {row.get(2, {}).get('rps')} req/s, ratio {row.get('ratio')}")
+
+        say(f"stuck scan: {size.newly_stuck} newly stuck deals per pass")
+        results["stuck"] = stuck.measure(size.newly_stuck)
+        say(f"stuck scan: {json.dumps({k: v for k, v in results['stuck'].items() if k != 'due_query_plan'})}")
+        head = Caller(identity.head_id, "head", identity.branch_id)
+        results["plans"] = service_plans(head, workload.terms[:500], workload.plan_deal_filter())
     finally:
         results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         path = system.RESULTS / f"{stamp}-{results['mode']}.json"
