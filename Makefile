@@ -7,6 +7,9 @@ PIP := $(VENV)/bin/pip
 # every folder under services/ (crm_common and each service) and the gateway
 PACKAGES := $(patsubst %/pyproject.toml,-e %,$(wildcard services/*/pyproject.toml)) -e gateway
 STAMP := $(VENV)/.installed
+# `make run REPLICAS=2`: that many processes of every service and of the gateway (PostgreSQL only)
+REPLICAS ?=
+RUN_ARGS := $(if $(REPLICAS),--replicas $(REPLICAS))
 
 .PHONY: venv run demo test test-unit test-integration test-e2e fuzz bench lint migrate clean
 
@@ -20,10 +23,10 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt services/*/pypro
 venv: $(STAMP)
 
 run: venv
-	$(PY) scripts/run.py
+	$(PY) scripts/run.py $(RUN_ARGS)
 
 demo: venv
-	$(PY) scripts/run.py --demo
+	$(PY) scripts/run.py --demo $(RUN_ARGS)
 
 migrate: venv
 	$(PY) -m crm_common.migrate

@@ -7,10 +7,15 @@
 3. loads the raw RPC baseline and each API scenario at 1, 10 and 50 concurrent workers;
 4. times the stuck-deal scan (deals.check_stuck_deals) and the overdue scan (tasks.check_overdue_tasks) through
    their RPCs, and captures the plans of the hot queries;
-   then measures reliability on a CRM of its own (bench/reliability.py): POST /clients with and without the
+5. ``replicas``: GET /clients/{id} at 10 and 50 workers with one and with two processes of every service and of
+   the gateway, restarting the CRM between the layouts (bench/replicas.py);
+6. then measures reliability on a CRM of its own (bench/reliability.py): POST /clients with and without the
    command log, and how fast every service answers after a 10 s broker outage (1 and 2 replicas);
-5. writes bench/results/<time>.json and docs/benchmarks.md (a quick or partial run: bench/results/benchmarks-*.md);
-6. stops everything, also on errors and Ctrl-C.
+7. writes bench/results/<time>.json and docs/benchmarks.md (a quick or partial run: bench/results/benchmarks-*.md);
+8. stops everything, also on errors and Ctrl-C.
+
+``--scenarios replicas`` (with ``--reuse`` after a first run) measures only the replicas; CRM_BENCH_ID=<word>
+gives the run databases and a vhost of its own, apart from another benchmark on the same machine.
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-SCENARIOS = ("echo", "echo_crm", "get_client", "search_clients", "list_deals", "create_client", "move_deal", "create_task")
+SCENARIOS = ("echo", "echo_crm", "get_client", "search_clients", "list_deals", "create_client", "move_deal", "create_task",
+             "replicas")
+# measured in a phase of their own, not by the rounds of load.run over the concurrency levels
+PHASES = ("replicas",)
 MANAGERS = 20
 
 
@@ -81,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
-    from bench import load, markdown, reliability, report, stuck, system
+    from bench import load, markdown, reliability, replicas, report, stuck, system
     from bench import tasks as task_bench
     from bench.people import People
     from bench.plans import service_plans
@@ -122,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
 
         runs, incidents = results["runs"], results["incidents"] = [], []
         # the baseline runs first and again last: the machine is shared, and the better of the two is the bar
-        rounds = [*scenarios, "echo"] if "echo" in scenarios and len(scenarios) > 1 else scenarios
+        measured = [s for s in scenarios if s not in PHASES]
+        rounds = [*measured, "echo"] if "echo" in measured and len(measured) > 1 else measured
         for scenario in rounds:
             for concurrency in levels:
                 for attempt in (1, 2):
@@ -154,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
                 results["pairs"].append(pair)
                 say(f"pair: echo {pair['echo']['rps']:.0f} req/s, get_client {pair['get_client']['rps']:.0f} req/s "
                     f"(p99 {pair['get_client']['p99_ms']} ms), ratio {pair['ratio']}")
+
+        if "replicas" in scenarios:
+            results["replicas"] = replicas.compare(crm, workload, args.load_processes, size.warmup_s, duration, say)
+            for row in results["replicas"]["summary"]:
+                say(f"replicas: GET /clients/{{id}} x{row['concurrency']}: 1 → {row.get(1, {}).get('rps')} req/s, "
+                    f"2 → {row.get(2, {}).get('rps')} req/s, ratio {row.get('ratio')}")
 
         scans = set(args.scans.split(","))
         if "stuck" in scans:

@@ -50,10 +50,11 @@ def write(results: dict, path: Path) -> None:
     add(f"Written by `{command.get(results['mode'], 'make bench')}` "
         f"(bench/) on {results['started_at']} at commit {m['commit'] or 'unknown'}; "
         "raw numbers in `bench/results/` (not in git). Run it again to refresh this page; the notes section is kept.\n")
-    add("`make bench` takes about 15 minutes (5 of them the reliability part: `--reliability only` runs it alone, "
-        "`--reliability off` skips it); `.venv/bin/python -m bench --quick` (5,000 clients, 20,000 deals, 3 s "
+    add("`make bench` takes about 18 minutes (5 of them the reliability part: `--reliability only` runs it alone, "
+        "`--reliability off` skips it; 3 the replicas, with four restarts of the CRM); "
+        "`.venv/bin/python -m bench --quick` (5,000 clients, 20,000 deals, 3 s "
         "per run, report in bench/results/) about 2. `--reuse` skips the reset and seeding, `--scenarios`, "
-        "`--concurrency` and `--scans` pick a subset (`python -m bench --help`); `CRM_BENCH_NAME=x` keeps a "
+        "`--concurrency` and `--scans` pick a subset (`python -m bench --help`); `CRM_BENCH_ID=x` keeps a "
         "run's databases and vhost (`crm_bench_x_*`, `crm-bench-x`) apart from another's on the same machine.\n")
     add("## Targets\n")
     add("| target | goal | measured | verdict | what the run shows |")
@@ -74,6 +75,7 @@ def write(results: dict, path: Path) -> None:
     add("")
     _method(results, add)
     _scenarios(results, add)
+    _replicas(results, add)
     _resources(results, add)
     _stuck(results, add)
     _reliability(results, add)
@@ -154,6 +156,32 @@ def _scenarios(results: dict, add) -> None:
         if samples:
             add(f"\nFirst errors: `{'`, `'.join(samples[:3])}`")
         add("")
+
+
+def _replicas(results: dict, add) -> None:
+    compared = results.get("replicas")
+    if not compared:
+        return
+    add("### GET /clients/{id} with 1 and 2 processes of everything\n")
+    add("`scripts/run.py --replicas N` (`make run REPLICAS=N`): N processes of clients, deals and the gateway, the "
+        "gateways sharing the port (SO_REUSEPORT). The CRM is restarted between the layouts on the same data, "
+        f"which alternate ({', '.join(map(str, compared['layouts']))}); each cell is the median of a layout's rounds "
+        "(all rounds in brackets). CPU in cores, every copy of a process added up.\n")
+    add("| workers | 1 process: req/s | 2 processes: req/s | ratio | p99 ms (1 → 2) | machine cores (1 → 2) | "
+        "other cores (1 → 2) | gateway cores (1 → 2) | clients cores (1 → 2) | errors |")
+    add("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for row in compared["summary"]:
+        one, two = row.get(1), row.get(2)
+        if not (one and two):
+            continue
+        rounds = lambda side: ", ".join(f"{r:.0f}" for r in side["rounds"])  # noqa: E731
+        add(f"| {row['concurrency']} | {one['rps']:.1f} ({rounds(one)}) | {two['rps']:.1f} ({rounds(two)}) | "
+            f"{row['ratio']} | {_v(one['p99_ms'])} → {_v(two['p99_ms'])} | {one['machine_cores']:.2f} → "
+            f"{two['machine_cores']:.2f} | {one['other_cores']:.2f} → {two['other_cores']:.2f} | "
+            f"{one['cpu_by_service'].get('gateway', 0):.2f} → {two['cpu_by_service'].get('gateway', 0):.2f} | "
+            f"{one['cpu_by_service'].get('clients', 0):.2f} → {two['cpu_by_service'].get('clients', 0):.2f} | "
+            f"{one['errors'] + two['errors']} |")
+    add("")
 
 
 def _resources(results: dict, add) -> None:

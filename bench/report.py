@@ -195,6 +195,16 @@ def targets(results: dict) -> list[dict]:
     add(f"overdue scan over {results.get('data', {}).get('tasks', 0):,} tasks", "< 2 s per pass",
         f"{scan_o:.2f} s for {overdue['newly_overdue']:,} newly overdue (tasks.check_overdue_tasks)"
         if overdue else "not measured", scan_o is not None and scan_o < 2)
+    for row in (results.get("replicas") or {}).get("summary", []):
+        one, two = row.get(1), row.get(2)
+        if not (one and two):
+            continue
+        add(f"GET /clients/{{id}} with 2 processes of every service and the gateway, {row['concurrency']} workers",
+            "reported: × 1 process each",
+            f"{row['ratio']} × ({one['rps']:.0f} → {two['rps']:.0f} req/s, medians of {len(one['rounds'])} rounds each)",
+            None, f"the machine used {one['machine_cores']:.2f} then {two['machine_cores']:.2f} of "
+                  f"{results['machine']['cores']} cores (other processes {one['other_cores']:.2f} / "
+                  f"{two['other_cores']:.2f}); p99 {one['p99_ms']} → {two['p99_ms']} ms")
     scan = stuck["scan_s_median"] if stuck else None
     add(f"stuck scan over {results.get('data', {}).get('deals', 0):,} deals", "< 2 s per pass",
         f"{scan:.2f} s for {stuck['newly_stuck']:,} newly stuck (due query {stuck['due_query_ms_median']:.0f} ms)"

@@ -7,6 +7,7 @@ developer's data; resetting drops only those databases.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -23,10 +24,10 @@ from crm_common.registry import REGISTRY
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
-# CRM_BENCH_NAME=x gives crm_bench_x_* and crm-bench-x: two benchmarks on one machine keep apart
-_NAME = os.environ.get("CRM_BENCH_NAME", "")
-DB_PREFIX = f"crm_bench_{_NAME}_" if _NAME else "crm_bench_"
-VHOST = f"crm-bench-{_NAME}" if _NAME else "crm-bench"
+# two benchmarks on one machine (of two branches, say) keep apart with CRM_BENCH_ID=<word>
+BENCH_ID = re.sub(r"[^a-z0-9]", "", os.environ.get("CRM_BENCH_ID", "").lower())
+DB_PREFIX = f"crm_bench_{BENCH_ID}_" if BENCH_ID else "crm_bench_"
+VHOST = f"crm-bench-{BENCH_ID}" if BENCH_ID else "crm-bench"
 AMQP_URI = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
 SERVICES = tuple(spec.name for spec in REGISTRY)
 ADMIN_EMAIL = "admin@bench.local"
@@ -70,10 +71,11 @@ def free_port() -> int:
 
 @dataclass
 class System:
-    """scripts/run.py and the echo service, started in the benchmark's vhost and databases."""
+    """scripts/run.py (with ``--replicas``) and the echo service, started in the benchmark's vhost and databases."""
 
     port: int
     log_dir: Path
+    replicas: int = 1
     run: subprocess.Popen | None = None
     echo: subprocess.Popen | None = None
     env: dict = field(default_factory=dict)
@@ -96,6 +98,7 @@ class System:
             CRM_HTTP_PORT=str(self.port),
             CRM_DATA_DIR=str(self.log_dir / "data"),
             CRM_RATE_LIMIT_PER_MINUTE="0",
+            CRM_RATE_LIMIT_ADMIN_PER_MINUTE="0",
             # the benchmark runs the stuck scan itself, at a moment it chooses; the service's own timer
             # must not raise the seeded past-due deals in the middle of a measurement
             CRM_STUCK_CHECK_INTERVAL_S="86400",
@@ -108,7 +111,7 @@ class System:
         mode = "a" if self.logs else "w"
         self.logs = [open(self.log_dir / "run.log", mode), open(self.log_dir / "echo.log", mode)]
         self.run = subprocess.Popen(
-            [sys.executable, str(ROOT / "scripts" / "run.py")], cwd=ROOT, env=self.env,
+            [sys.executable, str(ROOT / "scripts" / "run.py"), "--replicas", str(self.replicas)], cwd=ROOT, env=self.env,
             stdout=self.logs[0], stderr=subprocess.STDOUT, start_new_session=True,
         )
         self.echo = subprocess.Popen(
@@ -150,10 +153,12 @@ class System:
 
     def processes(self) -> dict[str, psutil.Process]:
         """The gateway, clients, deals and echo processes as they are now (run.py restarts what dies),
-        and run.py itself, which relays every log line of its children."""
+        and run.py itself, which relays every log line of its children. With replicas, the second copy
+        of the gateway is ``gateway-2`` and so on."""
         found: dict[str, psutil.Process] = {}
         if self.run is not None and self.run.poll() is None:
             found["run.py"] = psutil.Process(self.run.pid)
+            copies: dict[str, int] = {}
             for child in psutil.Process(self.run.pid).children(recursive=True):
                 try:
                     cmdline = " ".join(child.cmdline())
@@ -161,7 +166,8 @@ class System:
                     continue
                 for name, module in MODULES.items():
                     if module in cmdline:
-                        found[name] = child
+                        copies[name] = copies.get(name, 0) + 1
+                        found[name if copies[name] == 1 else f"{name}-{copies[name]}"] = child
         if self.echo is not None and self.echo.poll() is None:
             found["echo"] = psutil.Process(self.echo.pid)
         return found

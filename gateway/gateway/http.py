@@ -18,6 +18,7 @@ import time
 import uuid
 from functools import partial
 
+import eventlet
 from eventlet import wsgi
 from eventlet.event import Event
 from nameko.web.handlers import HttpRequestHandler
@@ -46,6 +47,8 @@ IF_MATCH_PATTERN = r'^((W/)?"[0-9]{1,18}"|[0-9]{1,18})$'  # 3, "3" or W/"3"
 REQUEST_ID_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]{0,98}[\x21-\x7e])?$"  # a client's X-Request-Id we echo
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 _DIGITS = re.compile("[0-9]+")
+# connections the kernel queues for a process before accept(); eventlet's default of 50 drops bursts
+LISTEN_BACKLOG = 1024
 
 
 def json_response(status: int, payload, headers: dict | None = None) -> Response:
@@ -159,6 +162,17 @@ class JsonWebServer(WebServer):
 
     def get_wsgi_server(self, sock, wsgi_app, protocol=JsonHttpProtocol, debug=False):
         return super().get_wsgi_server(sock, wsgi_app, protocol=protocol, debug=debug)
+    def start(self):
+        """nameko's start, but SO_REUSEPORT only when asked (CRM_HTTP_REUSE_PORT): then several gateway
+        processes share the port and the kernel spreads connections over them. eventlet sets it by
+        default, which would let any process of the same user silently take a share of the connections."""
+        if not self._starting:
+            self._starting = True
+            reuse_port = Settings.from_config(self.container.config).http_reuse_port
+            self._sock = eventlet.listen(self.bind_addr, backlog=LISTEN_BACKLOG, reuse_port=reuse_port)
+            self._sock.settimeout(None)  # nameko's workaround for kombu/issues/838, kept
+            self._serv = self.get_wsgi_server(self._sock, self.get_wsgi_app())
+            self._gt = self.container.spawn_managed_thread(self.run)
 
     def run(self):
         while self._is_accepting:
@@ -236,6 +250,9 @@ class ApiEntrypoint(HttpRequestHandler):
         except Exception as exc:  # noqa: BLE001 - every failure becomes the JSON error shape
             response = self.response_from_exception(exc, request)
         response.headers["X-Request-Id"] = request.request_id
+        # set by the route wrapper for every answer, the errors included (the RateLimit-* headers)
+        for name, value in getattr(request, "extra_headers", {}).items():
+            response.headers[name] = value
         access_log.info(
             "%s %s %s", request.method, request.path, response.status_code,
             extra={"request_id": request.request_id, "status": response.status_code,
@@ -331,7 +348,7 @@ def api(method: str, path: str, **options):
             caller = None
             if not public:
                 caller = self.auth.authenticate(request)
-                self.rate_limit.check(caller.id)
+                self.rate_limit.check(caller, request)
                 if roles and caller.role not in roles:
                     raise Forbidden(f"this needs the role {' or '.join(roles)}")
 

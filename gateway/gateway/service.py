@@ -13,7 +13,7 @@ from nameko.timer import timer
 from crm_common.config import SettingsProvider
 from crm_common.db import Database
 from crm_common.rpc import ClusterRpc, RpcProxy
-from gateway import identity
+from gateway import identity, throttle
 from gateway.auth import Auth
 from gateway.idempotency import Idempotency, purge_expired
 from gateway.models import Base
@@ -56,3 +56,8 @@ class GatewayService(IdentityRoutes, ClientRoutes, DealRoutes, TaskRoutes, Notif
         removed = purge_expired(self.db.session)
         if removed:
             log.info("purged %d idempotency records", removed)
+
+    @timer(interval=3600)
+    def purge_login_attempts(self):
+        """Forget login counts whose window and lock-out are over."""
+        throttle.purge(self.db.session, self.settings)
