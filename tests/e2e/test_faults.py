@@ -114,6 +114,10 @@ def write(api: Api, tally: Tally, method: str, path: str, body: dict, keyed: boo
             key = key or response.json()["error"]["request_id"]  # the write may be done: ask for its outcome
             time.sleep(min(float(response.headers["Retry-After"]), 2.0))
             continue
+        if response.status_code == 409 and key and "Idempotency-Key" in response.json()["error"].get("fields", {}) \
+                and "not finished" in str(response.json()["error"]["fields"]["Idempotency-Key"]):
+            time.sleep(1.0)  # the first attempt under this key is still running: its outcome comes with it
+            continue
         tally.unexpected.append((method, path, response.status_code, response.text[:300]))
         return None
     tally.unexpected.append((method, path, "no definite answer in 120 s"))
