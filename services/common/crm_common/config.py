@@ -66,6 +66,9 @@ class Settings:
     login_max_failures: int = 5
     login_lockout_s: int = 300
     max_body_bytes: int = 1024 * 1024
+    import_max_mb: int = 50
+    import_poll_s: float = 2.0
+    import_lease_s: float = 30.0
     service_database_urls: dict[str, str] = field(default_factory=dict)
 
     @classmethod
