@@ -33,6 +33,10 @@ class ErrorSchema(Schema):
     error = fields.Nested(ErrorBodySchema, required=True)
 
 
+class MergedRedirectSchema(Schema):
+    merged_into = fields.String(required=True, metadata={"description": "the client this one was merged into"})
+
+
 def routes_of(service_cls) -> list[tuple[str, ApiEntrypoint]]:
     found = []
     for name, member in inspect.getmembers(service_cls, inspect.isfunction):
@@ -67,6 +71,7 @@ def build_spec(service_cls, title: str = "Sales CRM API", version: str = "1.0.0"
     })
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     spec.components.schema("Error", schema=ErrorSchema)
+    spec.components.schema("MergedRedirect", schema=MergedRedirectSchema)
     for method_name, ep in routes_of(service_cls):
         if ep.raw and ep.response is None and not ep.summary:
             continue
@@ -99,6 +104,8 @@ def build_spec(service_cls, title: str = "Sales CRM API", version: str = "1.0.0"
             operation["parameters"] = params
         if ep.body is not None:
             operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": ep.body}}}
+        if ep.upload is not None:
+            operation["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": ep.upload}}}
         success = {"description": "OK" if ep.status == 200 else "Created" if ep.status == 201 else "Accepted"}
         if ep.response is not None:
             success["content"] = {"application/json": {"schema": ep.response}}
@@ -106,12 +113,21 @@ def build_spec(service_cls, title: str = "Sales CRM API", version: str = "1.0.0"
         statuses = set(ep.errors) | {503}
         if ep.body is not None:
             statuses |= {400, 422}
+        if ep.upload is not None:
+            statuses |= {400, 413, 422}
         if not ep.public:
             operation["security"] = [{"bearer": []}]
             statuses |= {401, 429}
         if ep.roles:
             statuses.add(403)
         for status in sorted(statuses):
+            if status == 301:
+                operation["responses"]["301"] = {
+                    "description": "the client was merged into another; Location is the same path of that one",
+                    "headers": {"Location": {"schema": {"type": "string"}}},
+                    "content": {"application/json": {"schema": "MergedRedirect"}},
+                }
+                continue
             operation["responses"][str(status)] = {
                 "description": ERROR_STATUSES.get(status, "error"),
                 "content": {"application/json": {"schema": "Error"}},

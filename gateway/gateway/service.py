@@ -21,6 +21,8 @@ from gateway.ratelimit import RateLimit
 from gateway.routes.clients import ClientRoutes
 from gateway.routes.deals import DealRoutes
 from gateway.routes.identity import IdentityRoutes
+from gateway.routes.imports import ImportRoutes
+from gateway.routes.merges import MergeRoutes
 from gateway.routes.system import SystemRoutes
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ class IdentityDatabase(Database):
             identity.bootstrap_admin(session, self.settings)
 
 
-class GatewayService(IdentityRoutes, ClientRoutes, DealRoutes, SystemRoutes):
+class GatewayService(IdentityRoutes, ClientRoutes, MergeRoutes, ImportRoutes, DealRoutes, SystemRoutes):
     name = "gateway"
 
     db = IdentityDatabase(Base)

@@ -201,20 +201,29 @@ class Import(Base):
 
 
 class ImportRow(Base):
-    """One row of an imported file as the gateway mapped it (``data``), and what became of it."""
+    """One row of an imported file as the gateway mapped it (see ``clients/import_rules.py``)."""
 
     __tablename__ = "import_rows"
 
     import_id: Mapped[str] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True)
     row_no: Mapped[int] = mapped_column(Integer, primary_key=True)  # as in the file: the header is row 1
     data: Mapped[dict] = mapped_column(json_type())
-    status: Mapped[str] = mapped_column(String(8), default="pending")  # pending|created|merged|skipped|error
+
+
+class ImportOutcome(Base):
+    """What became of a row: written (not updated into ``import_rows``) in the batch that decided it."""
+
+    __tablename__ = "import_outcomes"
+
+    import_id: Mapped[str] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True)
+    row_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(8))  # created | merged | skipped | error
     client_id: Mapped[str | None] = mapped_column(String(36))
     errors: Mapped[list | None] = mapped_column(json_type())  # [{field, message}]
     note: Mapped[str | None] = mapped_column(String(300))
 
     __table_args__ = (
-        Index("ix_import_rows_errors", "import_id", "row_no", postgresql_where=text("status = 'error'"),
+        Index("ix_import_outcomes_errors", "import_id", "row_no", postgresql_where=text("status = 'error'"),
               sqlite_where=text("status = 'error'")),
     )
 

@@ -8,7 +8,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
-from clients.models import Client, ClientContact, Import, ImportContact, ImportRow, RoundRobinCursor, TimelineEntry
+from clients.models import Client, ClientContact, Import, ImportContact, ImportOutcome, ImportRow, RoundRobinCursor, TimelineEntry
 from crm_common.caller import Caller
 from crm_common.pagination import SortKey, paginate
 from crm_common.schemas import is_uuid
@@ -238,10 +238,11 @@ def next_rows(session: Session, import_id: str, after: int, limit: int) -> list[
     ).all())
 
 
-def error_rows(session: Session, import_id: str, after: int, limit: int) -> list[ImportRow]:
+def error_rows(session: Session, import_id: str, after: int, limit: int) -> list[ImportOutcome]:
     return list(session.scalars(
-        select(ImportRow).where(ImportRow.import_id == import_id, ImportRow.status == "error", ImportRow.row_no > after)
-        .order_by(ImportRow.row_no).limit(limit)
+        select(ImportOutcome)
+        .where(ImportOutcome.import_id == import_id, ImportOutcome.status == "error", ImportOutcome.row_no > after)
+        .order_by(ImportOutcome.row_no).limit(limit)
     ).all())
 
 

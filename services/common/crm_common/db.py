@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from crm_common.bookkeeping import COMMAND_LOG, OUTBOX, PROCESSED_EVENTS, model_for
+from crm_common.bulk import insert_rows
 from crm_common.clock import utcnow
 from crm_common.config import Settings
 from crm_common.outbox import OutboxRelay
@@ -155,6 +156,25 @@ class WorkerDatabase:
         )
         self._emitted = True
         return payload
+
+    def emit_many(self, event_type: str, payloads: list[dict]) -> list[dict]:
+        """Queue events of one type built by the same code (an import's thousands of ``client_created``): the
+        first is checked in full, the rest for their keys (``validate_event(full=False)``), and they are
+        written at once (``crm_common.bulk.insert_rows``) rather than as one ORM object each."""
+        from crm_common.events import validate_event
+
+        checked = [validate_event(event_type, payload, full=index == 0) for index, payload in enumerate(payloads)]
+        if not checked:
+            return []
+        model = self._provider.outbox_model
+        if model is None:
+            raise RuntimeError(f"{self._provider.container.service_name} has no outbox table")
+        now = utcnow()
+        insert_rows(self.session, model.__table__, [
+            {"event_id": p["event_id"], "event_type": event_type, "payload": p, "created_at": now} for p in checked
+        ])
+        self._emitted = True
+        return checked
 
     def commit(self) -> None:
         self.session.commit()

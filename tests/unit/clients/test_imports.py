@@ -9,7 +9,7 @@ from sqlalchemy import select
 from clients import commands, imports
 from clients import repository as repo
 from clients.exceptions import ImportNotFound
-from clients.models import Client, ClientContact, Import, ImportRow, TimelineEntry
+from clients.models import Client, ClientContact, Import, ImportOutcome, TimelineEntry
 from crm_common.caller import Caller
 from crm_common.clock import utcnow
 from crm_common.errors import Conflict, DuplicateClient, Forbidden, ValidationError
@@ -123,7 +123,7 @@ def test_a_row_repeating_an_earlier_row_of_the_file_is_skipped_naming_the_client
 
     assert (status(uow, import_id)["created"], status(uow, import_id)["skipped"]) == (1, 1)
     [kept] = clients(uow)
-    second = uow.read(lambda s: s.get(ImportRow, (import_id, 3)))
+    second = uow.read(lambda s: s.get(ImportOutcome, (import_id, 3)))
     assert (second.status, second.client_id) == ("skipped", kept.id)
     assert second.note == f"duplicate of client {kept.id} (same phone +79160000001)"
 
@@ -203,7 +203,7 @@ def test_a_dry_run_reports_what_would_happen_and_writes_no_client(uow):
     assert (done["dry_run"], done["status"], done["created"], done["merged"], done["rows_with_errors"]) == (
         True, "done", 1, 2, 1)
     assert len(clients(uow)) == 1 and uow.events == []
-    third = uow.read(lambda s: s.get(ImportRow, (import_id, 4)))
+    third = uow.read(lambda s: s.get(ImportOutcome, (import_id, 4)))
     assert (third.status, third.client_id, third.note) == ("merged", None, "duplicate of row 3 (same phone +79160000002)")
 
 

@@ -79,6 +79,12 @@ def upgrade() -> None:
     sa.Column('import_id', sa.String(length=36), nullable=False),
     sa.Column('row_no', sa.Integer(), nullable=False),
     sa.Column('data', _json(), nullable=False),
+    sa.ForeignKeyConstraint(['import_id'], ['imports.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('import_id', 'row_no')
+    )
+    op.create_table('import_outcomes',
+    sa.Column('import_id', sa.String(length=36), nullable=False),
+    sa.Column('row_no', sa.Integer(), nullable=False),
     sa.Column('status', sa.String(length=8), nullable=False),
     sa.Column('client_id', sa.String(length=36), nullable=True),
     sa.Column('errors', _json(), nullable=True),
@@ -86,7 +92,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['import_id'], ['imports.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('import_id', 'row_no')
     )
-    op.create_index('ix_import_rows_errors', 'import_rows', ['import_id', 'row_no'], unique=False,
+    op.create_index('ix_import_outcomes_errors', 'import_outcomes', ['import_id', 'row_no'], unique=False,
                     postgresql_where=sa.text("status = 'error'"), sqlite_where=sa.text("status = 'error'"))
 
     op.create_table('import_contacts',
@@ -115,7 +121,8 @@ def _fill_name_keys() -> None:
 
 def downgrade() -> None:
     op.drop_table('import_contacts')
-    op.drop_index('ix_import_rows_errors', table_name='import_rows')
+    op.drop_index('ix_import_outcomes_errors', table_name='import_outcomes')
+    op.drop_table('import_outcomes')
     op.drop_table('import_rows')
     op.drop_index('ix_imports_created', table_name='imports')
     op.drop_index('ix_imports_branch_created', table_name='imports')
