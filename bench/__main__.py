@@ -5,8 +5,9 @@
 2. seeds identity and pipelines through the API, then 100,000 clients and 1,000,000 deals with COPY;
 3. loads the raw RPC baseline and each API scenario at 1, 10 and 50 concurrent workers;
 4. times the stuck-deal scan and captures the plans of the hot queries;
-5. writes bench/results/<time>.json and docs/benchmarks.md (a quick or partial run: bench/results/benchmarks-*.md);
-6. stops everything, also on errors and Ctrl-C.
+5. imports a CSV file of 10,000 and one of 100,000 rows through the API (bench/imports.py);
+6. writes bench/results/<time>.json and docs/benchmarks.md (a quick or partial run: bench/results/benchmarks-*.md);
+7. stops everything, also on errors and Ctrl-C.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ def parse_args(argv):
     parser.add_argument("--load-processes", type=int, default=2,
                         help="load generator processes (workers are spread over them); default: one per core")
     parser.add_argument("--port", type=int, help="the gateway's port (default: a free one)")
+    parser.add_argument("--import-rows", default="10000,100000",
+                        help="rows of the CSV files imported, comma-separated, smallest first (empty: no import)")
+    parser.add_argument("--only-import", action="store_true",
+                        help="seed only the clients (no deals) and run only the import benchmark")
     return parser.parse_args(argv)
 
 
@@ -69,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
-    from bench import load, markdown, report, stuck, system
+    from bench import imports, load, markdown, report, stuck, system
     from bench.people import People
     from bench.plans import service_plans
     from bench.sampler import Sampler
@@ -98,12 +103,15 @@ def main(argv: list[str] | None = None) -> int:
             seed_identity(crm.base_url, MANAGERS, people)
         identity = load_identity(crm.base_url)
         if not args.reuse:
-            results["seed"] = seed_bulk(identity, size.clients, size.deals, people)
+            results["seed"] = seed_bulk(identity, size.clients, 0 if args.only_import else size.deals, people)
             say(f"seeded: {json.dumps(results['seed'], ensure_ascii=False)}")
         results["data"] = report.row_counts()
         results["settled_s"] = system.settle()
         say(f"the machine settled after {results['settled_s']} s")
-        workload = Workload(identity, size.sample)
+        import_sizes = [int(n) for n in args.import_rows.split(",") if n.strip()]
+        if args.only_import:
+            scenarios = []
+        workload = Workload(identity, size.sample) if scenarios else None
 
         runs, incidents = results["runs"], results["incidents"] = [], []
         # the baseline runs first and again last: the machine is shared, and the better of the two is the bar
@@ -140,11 +148,16 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"pair: echo {pair['echo']['rps']:.0f} req/s, get_client {pair['get_client']['rps']:.0f} req/s "
                     f"(p99 {pair['get_client']['p99_ms']} ms), ratio {pair['ratio']}")
 
-        say(f"stuck scan: {size.newly_stuck} newly stuck deals per pass")
-        results["stuck"] = stuck.measure(size.newly_stuck)
-        say(f"stuck scan: {json.dumps({k: v for k, v in results['stuck'].items() if k != 'due_query_plan'})}")
-        head = Caller(identity.head_id, "head", identity.branch_id)
-        results["plans"] = service_plans(head, workload.terms[:500], workload.plan_deal_filter())
+        if not args.only_import:
+            say(f"stuck scan: {size.newly_stuck} newly stuck deals per pass")
+            results["stuck"] = stuck.measure(size.newly_stuck)
+            say(f"stuck scan: {json.dumps({k: v for k, v in results['stuck'].items() if k != 'due_query_plan'})}")
+            head = Caller(identity.head_id, "head", identity.branch_id)
+            results["plans"] = service_plans(head, workload.terms[:500], workload.plan_deal_filter())
+        if import_sizes:
+            say(f"imports of {', '.join(f'{n:,}' for n in import_sizes)} rows (10% duplicates)")
+            managers = [f"manager{index:03d}@bench.local" for index in range(len(identity.managers))]
+            results["imports"] = imports.measure(crm, identity.head_token, size.clients, managers, import_sizes, say)
     finally:
         results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         path = system.RESULTS / f"{stamp}-{results['mode']}.json"
@@ -154,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         crm.stop()
 
     # only a complete full run may replace docs/benchmarks.md; a quick or partial one reports beside its numbers
-    complete = not args.quick and scenarios == list(SCENARIOS) and levels == [1, 10, 50] and duration == FULL.duration_s
+    complete = (not args.quick and scenarios == list(SCENARIOS) and levels == [1, 10, 50] and duration == FULL.duration_s
+                and not args.only_import)
     target = system.ROOT / "docs" / "benchmarks.md" if complete else system.RESULTS / f"benchmarks-{results['mode']}.md"
     markdown.write(results, target)
     say(f"report: {target}")

@@ -51,8 +51,17 @@ def file_error(message: str) -> ValidationError:
 
 
 def _is_utf16_without_bom(head: bytes) -> bool:
-    even, odd = head[0::2], head[1::2]
-    return len(head) >= 4 and (even.count(0) > len(even) * 0.3 or odd.count(0) > len(odd) * 0.3)
+    """NUL bytes, and the bytes read as UTF-16 make printable text."""
+    if b"\x00" not in head:
+        return False
+    for codec in ("utf-16-le", "utf-16-be"):
+        try:
+            text = head[: len(head) // 2 * 2].decode(codec)
+        except UnicodeDecodeError:
+            continue
+        if sum(1 for ch in text if ch.isprintable() or ch in "\r\n\t") >= 0.95 * len(text):
+            return True
+    return False
 
 
 def check_is_text(head: bytes) -> None:
