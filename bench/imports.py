@@ -56,7 +56,7 @@ def make_file(path: Path, rows: int, seeded: int, managers: list[str], rng: rand
             draw = rng.random()
             email = people.email(person, f"i{offset + index}")
             if draw < DUPLICATE_SHARE / 2 and seeded:
-                phone = written(seed_phone(rng.randrange(seeded)), rng)
+                phone = written(seed_phone(2 * rng.randrange(seeded)), rng)  # every seeded client has this one
                 base_dups += 1
             elif draw < DUPLICATE_SHARE and emails:
                 phone, email = "", rng.choice(emails)
