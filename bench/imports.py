@@ -24,6 +24,7 @@ import psycopg2
 import requests
 
 from bench.people import People, seed_phone
+from bench.sampler import _groups
 from bench.system import System, database_url
 
 MAPPING = {"name": "ФИО / Компания", "phones": ["Телефон", "Доп. телефон"], "emails": ["E-mail"], "tags": "Метки",
@@ -135,6 +136,7 @@ def run_one(crm: System, head_token: str, rows: int, seeded: int, managers: list
         content = make_file(path, rows, seeded, managers, rng)
         processes = {name: p for name, p in crm.processes().items() if name in ("gateway", "clients")}
         cpu_before = {name: _cpu(p) for name, p in processes.items()}
+        groups_before = _groups()
         machine_before = sum(psutil.cpu_times()) - psutil.cpu_times().idle
         headers = {"Authorization": f"Bearer {head_token}"}
         with MemoryWatch(processes) as memory:
@@ -156,6 +158,8 @@ def run_one(crm: System, head_token: str, rows: int, seeded: int, managers: list
                 time.sleep(0.5)
             done = time.monotonic()
     cpu = {name: round(_cpu(p) - cpu_before[name], 1) for name, p in processes.items()}
+    for group, pids in _groups().items():  # PostgreSQL's and RabbitMQ's processes (shared with others, if any)
+        cpu[group] = round(sum(t - groups_before[group].get(pid, 0.0) for pid, t in pids.items()), 1)
     machine = round(sum(psutil.cpu_times()) - psutil.cpu_times().idle - machine_before, 1)
     drained = time.monotonic()
     while unpublished_events() and time.monotonic() - drained < 600:

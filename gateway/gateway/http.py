@@ -109,6 +109,7 @@ class ApiEntrypoint(HttpRequestHandler):
         raw: bool = False,
         if_match: bool = False,
         upload=None,
+        produces: str | None = None,
         **kwargs,
     ):
         kwargs.setdefault("expected_exceptions", CrmError)
@@ -126,6 +127,7 @@ class ApiEntrypoint(HttpRequestHandler):
         self.raw = raw
         self.if_match = if_match
         self.upload = upload  # the form schema of a multipart upload, read by the route's wrapper (uploads.py)
+        self.produces = produces  # the media type of a raw route's body, for the OpenAPI document
 
     def get_url_rule(self):
         return Rule(self.url, methods=[self.method], strict_slashes=False)

@@ -109,6 +109,8 @@ def build_spec(service_cls, title: str = "Sales CRM API", version: str = "1.0.0"
         success = {"description": "OK" if ep.status == 200 else "Created" if ep.status == 201 else "Accepted"}
         if ep.response is not None:
             success["content"] = {"application/json": {"schema": ep.response}}
+        elif ep.produces:
+            success["content"] = {ep.produces: {"schema": {"type": "string"}}}
         operation["responses"][str(ep.status)] = success
         statuses = set(ep.errors) | {503}
         if ep.body is not None:

@@ -62,10 +62,16 @@ class ImportRoutes:
             "dry_run": form["dry_run"], "mapping": mapping, "total": total, "branch_id": branch_id,
         }, {"managers": managers})
         try:
+            sending = None
             for chunk in _chunks(csv_file, how):
                 self._resolve_owners(branch_id, chunk)
-                self.clients_rpc.add_import_rows(caller.dump(), imp["id"], chunk)
+                # the next chunk is read while the clients service stores this one
+                sent, sending = sending, self.clients_rpc.add_import_rows.call_async(caller.dump(), imp["id"], chunk)
+                if sent is not None:
+                    sent.result()
                 eventlet.sleep(0)  # reading a large file must not hold up the gateway's other requests
+            if sending is not None:
+                sending.result()
             started = self.clients_rpc.start_import(caller.dump(), imp["id"])
         except Exception as exc:
             self._give_up(caller, imp["id"], exc)
@@ -119,7 +125,7 @@ class ImportRoutes:
         skipped, errors_count, errors: [first 100 of {row, field, column, message}], ...}``."""
         return self.clients_rpc.get_import(caller.dump(), import_id)
 
-    @api("GET", "/imports/<import_id>/errors", roles=IMPORT_ROLES, raw=True, errors=(403, 404),
+    @api("GET", "/imports/<import_id>/errors", roles=IMPORT_ROLES, raw=True, produces="text/csv", errors=(403, 404),
          summary="Every row error of an import as CSV", tag="imports")
     def get_import_errors(self, request, caller, import_id):
         """``text/csv`` (UTF-8 with a BOM, so spreadsheets read it right): ``row,field,column,message``, one
