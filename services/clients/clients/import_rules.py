@@ -26,6 +26,12 @@ from crm_common.schemas import unstorable_text
 MAX_NAME, MAX_PHONE, MAX_EMAIL, MAX_SOURCE, MAX_TAG, MAX_CUSTOM_VALUE = 200, 40, 254, 64, 50, 1000
 
 SKIP, MERGE, CREATE_ANYWAY = "skip", "merge", "create_anyway"
+# how a kind column says it in a Russian spreadsheet
+KIND_WORDS = {
+    "компания": "company", "организация": "company", "юрлицо": "company", "юр. лицо": "company",
+    "юридическое лицо": "company", "физлицо": "person", "физ. лицо": "person", "физическое лицо": "person",
+    "частное лицо": "person", "человек": "person",
+}
 
 
 @dataclass
@@ -79,6 +85,7 @@ def check_row(data: dict, region: str) -> RowCheck:
         name = bounded("name", name, MAX_NAME) or ""
 
     kind = _text(data.get("kind")).lower() or "person"
+    kind = KIND_WORDS.get(kind, kind)
     if kind not in CLIENT_KINDS:
         problem("kind", f"Must be one of: {', '.join(CLIENT_KINDS)} (not «{kind}»).")
 
@@ -91,7 +98,7 @@ def check_row(data: dict, region: str) -> RowCheck:
         source = bounded("source", source, MAX_SOURCE)
 
     tags: list[str] = []
-    for index, raw in data.get("tags") or []:
+    for index, raw in _pairs(data.get("tags")):
         tag = bounded(f"tags.{index}", _text(raw).lower(), MAX_TAG)
         if tag and tag not in tags:
             tags.append(tag)
@@ -99,7 +106,8 @@ def check_row(data: dict, region: str) -> RowCheck:
         problem("tags", f"At most {MAX_TAGS} tags.")
 
     custom_fields = {}
-    for key, raw in (data.get("custom_fields") or {}).items():
+    given = data.get("custom_fields")
+    for key, raw in (given.items() if isinstance(given, dict) else []):
         value = _text(raw)
         if value:
             custom_fields[key] = bounded(f"custom_fields.{key}", value, MAX_CUSTOM_VALUE)
@@ -116,9 +124,15 @@ def check_row(data: dict, region: str) -> RowCheck:
     return RowCheck(RowFields(kind, name, phones, emails, source, tags, custom_fields, owner_id or None))
 
 
+def _pairs(value) -> list[tuple[int, str]]:
+    """``[[column index, text], ...]`` as the gateway sends them; anything else in the list is left out."""
+    return [(item[0], item[1]) for item in value or []
+            if isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], int)]
+
+
 def _contacts(pairs, field_name: str, max_length: int, max_count: int, normalize, problem) -> list[str]:
     values: list[str] = []
-    for index, raw in pairs or []:
+    for index, raw in _pairs(pairs):
         raw = _text(raw)
         if not raw:
             continue

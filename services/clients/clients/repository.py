@@ -49,14 +49,21 @@ def contact_holders(session: Session, branch_id: str, contacts: list[tuple[str, 
     """Every contact row of the branch with one of these ``(kind, value)``s, claimers first, oldest first."""
     if not contacts:
         return []
-    values = {value for _, value in contacts}
     rows = session.scalars(
         select(ClientContact)
-        .where(ClientContact.branch_id == branch_id, ClientContact.value.in_(values))
+        .where(ClientContact.branch_id == branch_id, _kind_and_value(ClientContact, contacts))
         .order_by(ClientContact.claimed.desc(), ClientContact.id)
     ).all()
-    wanted = set(contacts)
-    return [row for row in rows if (row.kind, row.value) in wanted]
+    return list(rows)
+
+
+def _kind_and_value(model, contacts: list[tuple[str, str]]):
+    """``(kind = 'phone' AND value IN (...)) OR (kind = 'email' AND value IN (...))``: the index on
+    ``(…, kind, value)`` serves it (a condition on ``value`` alone would read every contact of the branch)."""
+    by_kind: dict[str, set[str]] = {}
+    for kind, value in contacts:
+        by_kind.setdefault(kind, set()).add(value)
+    return or_(*(and_(model.kind == kind, model.value.in_(sorted(values))) for kind, values in sorted(by_kind.items())))
 
 
 def replace_contacts(session: Session, client: Client, free: bool = False) -> None:
@@ -250,12 +257,11 @@ def staged_contacts(session: Session, import_id: str, contacts: list[tuple[str, 
     """``(kind, value) → (row, client id)`` for the contacts earlier rows of the import had."""
     if not contacts:
         return {}
-    wanted = set(contacts)
     rows = session.execute(
         select(ImportContact.kind, ImportContact.value, ImportContact.row_no, ImportContact.client_id)
-        .where(ImportContact.import_id == import_id, ImportContact.value.in_({v for _, v in contacts}))
+        .where(ImportContact.import_id == import_id, _kind_and_value(ImportContact, contacts))
     ).all()
-    return {(kind, value): (row_no, client_id) for kind, value, row_no, client_id in rows if (kind, value) in wanted}
+    return {(kind, value): (row_no, client_id) for kind, value, row_no, client_id in rows}
 
 
 def claimable_import(session: Session, replica: str, now):

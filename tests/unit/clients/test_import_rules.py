@@ -128,3 +128,14 @@ def test_merging_a_row_adds_its_new_contacts_and_tags_and_fills_what_the_client_
     assert changed == ["phones", "emails", "tags", "custom_fields"]
     assert current == {"phones": ["+79161234567", "+74950000000"], "emails": ["a@b.ru"], "tags": ["vip", "опт"],
                        "source": "сайт", "custom_fields": {"inn": "1", "city": "Тверь"}}
+
+
+@pytest.mark.parametrize(("cell", "kind"), [("Компания", "company"), ("физлицо", "person"), ("COMPANY", "company")])
+def test_a_kind_column_may_say_it_in_russian(cell, kind):
+    assert check_row(row(kind=cell), "RU").fields.kind == kind
+
+
+def test_malformed_cells_in_a_row_are_left_out_rather_than_failing_the_batch():
+    check = check_row(row(phones=[[0, "+7 916 123-45-67"], "oops", [1]], tags="vip", custom_fields=["x"]), "RU")
+
+    assert check.fields.phones == ["+79161234567"] and check.fields.tags == [] and check.fields.custom_fields == {}

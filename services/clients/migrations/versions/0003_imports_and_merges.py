@@ -95,6 +95,9 @@ def upgrade() -> None:
     op.create_index('ix_import_outcomes_errors', 'import_outcomes', ['import_id', 'row_no'], unique=False,
                     postgresql_where=sa.text("status = 'error'"), sqlite_where=sa.text("status = 'error'"))
 
+    op.create_index('ix_outbox_unpublished', 'outbox', ['id'], unique=False,
+                    postgresql_where=sa.text('published_at IS NULL'), sqlite_where=sa.text('published_at IS NULL'))
+
     op.create_table('import_contacts',
     sa.Column('import_id', sa.String(length=36), nullable=False),
     sa.Column('kind', sa.String(length=8), nullable=False),
@@ -121,6 +124,7 @@ def _fill_name_keys() -> None:
 
 def downgrade() -> None:
     op.drop_table('import_contacts')
+    op.drop_index('ix_outbox_unpublished', table_name='outbox')
     op.drop_index('ix_import_outcomes_errors', table_name='import_outcomes')
     op.drop_table('import_outcomes')
     op.drop_table('import_rows')

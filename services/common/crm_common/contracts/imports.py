@@ -50,7 +50,8 @@ class ImportFormSchema(StrictSchema):
                                                "description": "the CSV: UTF-8 or Windows-1251, comma or semicolon"})
     mapping = fields.String(required=True, metadata={"description": "JSON: the column mapping (ImportMapping)"})
     on_duplicate = fields.String(load_default="skip", validate=validate.OneOf(ON_DUPLICATE))
-    dry_run = fields.Boolean(load_default=False, truthy={"true", "1", "yes", "on"}, falsy={"false", "0", "no", "off"})
+    dry_run = fields.Boolean(load_default=False, truthy={"true", "True", "TRUE", "1", "yes", "on"},
+                             falsy={"false", "False", "FALSE", "0", "no", "off"})
     branch_id = Id(allow_none=True, load_default=None, metadata={"description": "an administrator names the branch"})
 
 
