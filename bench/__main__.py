@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         crm.start()
         people = People()
         if not args.reuse:
-            say(f"seeding identity, then {size.clients:,} clients and {size.deals:,} deals")
+            deals = 0 if args.only_import else size.deals
+            say(f"seeding identity, then {size.clients:,} clients and {deals:,} deals")
             seed_identity(crm.base_url, MANAGERS, people)
         identity = load_identity(crm.base_url)
         if not args.reuse:
