@@ -204,6 +204,9 @@ def _import_targets(results: dict, add) -> None:
     create10 = find(results, "create_client", 10)
     baseline = (f"; {largest['rows_per_s'] / create10['rps']:.1f} × the clients POST /clients makes per second at 10 "
                 f"workers in this run ({create10['rps']:.0f}/s)" if create10 and create10["rps"] else "")
+    if len(runs) > 1:
+        baseline += (f"; {largest['rows_per_s'] / smallest['rows_per_s']:.2f} × the rows/s of the "
+                     f"{smallest['file']['rows']:,}-row import of this run")
     add(f"import of {rows:,} rows, 10 % duplicates", "< 60 s",
         f"{largest['total_s']:.1f} s = {largest['rows_per_s']:,} rows/s (upload {largest['upload_s']} s, "
         f"processing {largest['processing_s']} s)",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import timedelta
+from functools import partial
 
 import eventlet
 from sqlalchemy import update
@@ -229,8 +230,14 @@ def claim(session, replica: str, lease_s: float, now) -> Import | None:
     return imp
 
 
+def _locked(session, import_id: str) -> Import | None:
+    """The import row, locked and read afresh: the worker's session may hold it from a batch before, and
+    another replica may have changed it since (its lease ran out, say)."""
+    return session.get(Import, import_id, with_for_update=True, populate_existing=True)
+
+
 def record_failure(session, import_id: str, exc: BaseException) -> None:
-    imp = session.get(Import, import_id, with_for_update=True)
+    imp = _locked(session, import_id)
     if imp is None or imp.status not in ACTIVE:
         return
     imp.failures += 1
@@ -244,7 +251,7 @@ def process_batch(uow, import_id: str, replica: str, lease_s: float, region: str
     """Decide the next ``BATCH_ROWS`` rows of an import this replica holds; False when there is nothing more
     (the import is done, or another replica holds it now)."""
     session = uow.session
-    imp = session.get(Import, import_id, with_for_update=True)
+    imp = _locked(session, import_id)
     if imp is None or imp.status not in ACTIVE or imp.lease_owner != replica:
         return False
     now = utcnow()
@@ -363,9 +370,10 @@ class Batch:
         return client_id
 
     def _existing(self, client_id: str | None) -> Client | None:
-        client = self.session.get(Client, client_id, with_for_update=True) if client_id else None
+        get = partial(self.session.get, Client, with_for_update=True, populate_existing=True)
+        client = get(client_id) if client_id else None
         if client is not None and client.merged_into:  # merged since the row's contacts were staged
-            client = self.session.get(Client, client.merged_into, with_for_update=True)
+            client = get(client.merged_into)
         return client
 
     @staticmethod

@@ -271,6 +271,7 @@ def claimable_import(session: Session, replica: str, now):
         .where(Import.status.in_(("queued", "running")),
                or_(Import.lease_owner == replica, Import.lease_until.is_(None), Import.lease_until < now))
         .order_by(Import.created_at, Import.id).limit(1)
+        .execution_options(populate_existing=True)  # the worker's session may hold it from a tick before
     )
     if session.bind.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)

@@ -340,3 +340,21 @@ def test_an_administrator_must_name_the_branch_of_an_import(uow):
 
     assert "branch_id" in error.value.fields
 
+
+
+def test_a_replica_whose_lease_was_taken_while_it_paused_sees_it_within_its_own_tick(uow, monkeypatch):
+    from sqlalchemy.orm import Session
+
+    monkeypatch.setattr(imports, "BATCH_ROWS", 2)
+    import_id = upload(uow, [person(n) for n in range(1, 6)])
+    imports.work(uow, "replica-a", 30, "RU", budget_s=0)
+    held = uow.session.get(Import, import_id)  # replica-a's session still holds the import as it last read it
+
+    with Session(uow.engine) as other:  # meanwhile replica-b took over and decided two more rows
+        taken = other.get(Import, import_id)
+        taken.lease_owner, taken.last_row = "replica-b", taken.last_row + 2
+        other.commit()
+
+    assert imports.process_batch(uow, import_id, "replica-a", 30, "RU") is False
+    uow.commit()
+    assert held.lease_owner == "replica-b" and len(clients(uow)) == 2
