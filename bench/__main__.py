@@ -9,10 +9,11 @@
    their RPCs, and captures the plans of the hot queries;
 5. ``replicas``: GET /clients/{id} at 10 and 50 workers with one and with two processes of every service and of
    the gateway, restarting the CRM between the layouts (bench/replicas.py);
-6. then measures reliability on a CRM of its own (bench/reliability.py): POST /clients with and without the
+6. imports a CSV file of 10,000 and one of 100,000 rows through the API (bench/imports.py);
+7. then measures reliability on a CRM of its own (bench/reliability.py): POST /clients with and without the
    command log, and how fast every service answers after a 10 s broker outage (1 and 2 replicas);
-7. writes bench/results/<time>.json and docs/benchmarks.md (a quick or partial run: bench/results/benchmarks-*.md);
-8. stops everything, also on errors and Ctrl-C.
+8. writes bench/results/<time>.json and docs/benchmarks.md (a quick or partial run: bench/results/benchmarks-*.md);
+9. stops everything, also on errors and Ctrl-C.
 
 ``--scenarios replicas`` (with ``--reuse`` after a first run) measures only the replicas; CRM_BENCH_ID=<word>
 gives the run databases and a vhost of its own, apart from another benchmark on the same machine.
@@ -71,6 +72,10 @@ def parse_args(argv):
                         help="the command-log cost and broker-recovery measurements (on a private RabbitMQ node and "
                              "databases of their own); 'only' runs nothing else, without seeding")
     parser.add_argument("--scans", default="stuck,overdue", help="comma-separated subset of stuck,overdue (or none)")
+    parser.add_argument("--import-rows", default="10000,100000",
+                        help="rows of the CSV files imported, comma-separated, smallest first (empty: no import)")
+    parser.add_argument("--only-import", action="store_true",
+                        help="seed only the clients (no deals) and run only the import benchmark")
     return parser.parse_args(argv)
 
 
@@ -89,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
-    from bench import load, markdown, reliability, replicas, report, stuck, system
+    from bench import imports, load, markdown, reliability, replicas, report, stuck, system
     from bench import tasks as task_bench
     from bench.people import People
     from bench.plans import service_plans
@@ -117,16 +122,21 @@ def main(argv: list[str] | None = None) -> int:
         crm.start()
         people = People()
         if not args.reuse:
-            say(f"seeding identity, then {size.clients:,} clients, {size.deals:,} deals and {size.tasks:,} tasks")
+            deals = 0 if args.only_import else size.deals
+            tasks = 0 if args.only_import else size.tasks
+            say(f"seeding identity, then {size.clients:,} clients, {deals:,} deals and {tasks:,} tasks")
             seed_identity(crm.base_url, MANAGERS, people)
         identity = load_identity(crm.base_url)
         if not args.reuse:
-            results["seed"] = seed_bulk(identity, size.clients, size.deals, people, size.tasks)
+            results["seed"] = seed_bulk(identity, size.clients, deals, people, tasks)
             say(f"seeded: {json.dumps(results['seed'], ensure_ascii=False)}")
         results["data"] = report.row_counts()
         results["settled_s"] = system.settle()
         say(f"the machine settled after {results['settled_s']} s")
-        workload = Workload(identity, size.sample)
+        import_sizes = [int(n) for n in args.import_rows.split(",") if n.strip()]
+        if args.only_import:
+            scenarios = []
+        workload = Workload(identity, size.sample) if scenarios else None
 
         runs, incidents = results["runs"], results["incidents"] = [], []
         # the baseline runs first and again last: the machine is shared, and the better of the two is the bar
@@ -170,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"replicas: GET /clients/{{id}} x{row['concurrency']}: 1 → {row.get(1, {}).get('rps')} req/s, "
                     f"2 → {row.get(2, {}).get('rps')} req/s, ratio {row.get('ratio')}")
 
-        scans = set(args.scans.split(","))
+        scans = set() if args.only_import else set(args.scans.split(","))
         if "stuck" in scans:
             say(f"stuck scan: {size.newly_stuck} newly stuck deals per pass")
             results["stuck"] = stuck.measure(size.newly_stuck)
@@ -179,8 +189,13 @@ def main(argv: list[str] | None = None) -> int:
             say(f"overdue scan: {size.newly_overdue} newly overdue tasks per pass")
             results["overdue"] = task_bench.measure(size.newly_overdue)
             say(f"overdue scan: {json.dumps({k: v for k, v in results['overdue'].items() if k != 'due_query_plan'})}")
-        head = Caller(identity.head_id, "head", identity.branch_id)
-        results["plans"] = service_plans(head, workload.terms[:500], workload.plan_deal_filter())
+        if not args.only_import:
+            head = Caller(identity.head_id, "head", identity.branch_id)
+            results["plans"] = service_plans(head, workload.terms[:500], workload.plan_deal_filter())
+        if import_sizes:
+            say(f"imports of {', '.join(f'{n:,}' for n in import_sizes)} rows (10% duplicates)")
+            managers = [f"manager{index:03d}@bench.local" for index in range(len(identity.managers))]
+            results["imports"] = imports.measure(crm, identity.head_token, size.clients, managers, import_sizes, say)
     finally:
         results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         path = system.RESULTS / f"{stamp}-{results['mode']}.json"
@@ -188,13 +203,14 @@ def main(argv: list[str] | None = None) -> int:
         say(f"raw numbers: {path}")
         say("stopping the CRM")
         crm.stop()
-    if args.reliability != "off":
+    if args.reliability != "off" and not args.only_import:
         results["reliability"] = reliability.measure(args.load_processes, size.warmup_s, duration, say=say)
         path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
 
     # only a complete full run may replace docs/benchmarks.md; a quick or partial one reports beside its numbers
     complete = (not args.quick and scenarios == list(SCENARIOS) and levels == [1, 10, 50]
-                and duration == FULL.duration_s and args.reliability == "on" and args.scans == "stuck,overdue")
+                and duration == FULL.duration_s and args.reliability == "on" and args.scans == "stuck,overdue"
+                and not args.only_import)
     target = system.ROOT / "docs" / "benchmarks.md" if complete else system.RESULTS / f"benchmarks-{results['mode']}.md"
     markdown.write(results, target)
     say(f"report: {target}")

@@ -80,6 +80,7 @@ def write(results: dict, path: Path) -> None:
     _stuck(results, add)
     _reliability(results, add)
     _overdue(results, add)
+    _imports(results, add)
     _plans(results, add)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(out).rstrip() + "\n", encoding="utf-8")
@@ -197,6 +198,34 @@ def _resources(results: dict, add) -> None:
             + f" | {_v(cpu.get('run.py'))} | {_v(cpu.get('postgres'))} | {_v(cpu.get('rabbitmq'))} | {load} | "
             + f"{_v(cpu.get('other'))} | {_v(cpu.get('machine'))} | {_v(cpu.get('iowait'))} | "
             + " | ".join(_v(rss.get(n)) for n in PROCESSES) + " |")
+    add("")
+
+
+def _imports(results: dict, add) -> None:
+    runs = (results.get("imports") or {}).get("runs") or []
+    if not runs:
+        return
+    add("## Imports\n")
+    add("`POST /api/v1/imports` as the branch's head, a Windows-1251 file with semicolons as a Russian spreadsheet "
+        "writes it (bench/imports.py): a name, one or two phones typed in various ways, an email, tags, a company, a "
+        "source, the owner's email for one row in five (round robin for the rest); 10 % duplicates, half of a seeded "
+        "client's phone, half of an earlier row's email, skipped (`on_duplicate=skip`). *upload* is until the 202 "
+        "(the gateway reads the file twice and hands it to the clients service in chunks of 1,000 rows), *processing* "
+        "from there until the import is `done` (batches of 500 rows per transaction). CPU is seconds used during the "
+        "import (PostgreSQL and RabbitMQ: all their processes, whoever else uses them; machine: every core busy); "
+        "memory the peak RSS sampled every 0.2 s. The events (one `client_created` per client) are relayed "
+        "meanwhile; the last column is how much later the outbox was empty.\n")
+    add("| rows | file MB | upload s | processing s | total s | rows/s | created | skipped | errors | CPU s gateway / "
+        "clients / PostgreSQL / RabbitMQ / machine | peak RSS gateway MB | peak RSS clients MB | events done s after |")
+    add("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+    for run in runs:
+        cpu, memory = run["cpu_s"], run["memory"]
+        add(f"| {run['file']['rows']:,} | {run['file']['bytes'] / 2**20:.1f} | {run['upload_s']} | {run['processing_s']} "
+            f"| {run['total_s']} | {run['rows_per_s']:,} | {run['created']:,} | {run['skipped']:,} | "
+            f"{run['rows_with_errors']:,} | {cpu.get('gateway')} / {cpu.get('clients')} / {cpu.get('postgres')} / "
+            f"{cpu.get('rabbitmq')} / {cpu.get('machine')} | "
+            f"{memory['gateway']['before_mb']} → {memory['gateway']['peak_mb']} | "
+            f"{memory['clients']['before_mb']} → {memory['clients']['peak_mb']} | {run['events_published_s_after_done']} |")
     add("")
 
 

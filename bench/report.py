@@ -205,6 +205,7 @@ def targets(results: dict) -> list[dict]:
             None, f"the machine used {one['machine_cores']:.2f} then {two['machine_cores']:.2f} of "
                   f"{results['machine']['cores']} cores (other processes {one['other_cores']:.2f} / "
                   f"{two['other_cores']:.2f}); p99 {one['p99_ms']} → {two['p99_ms']} ms")
+    _import_targets(results, add)
     scan = stuck["scan_s_median"] if stuck else None
     add(f"stuck scan over {results.get('data', {}).get('deals', 0):,} deals", "< 2 s per pass",
         f"{scan:.2f} s for {stuck['newly_stuck']:,} newly stuck (due query {stuck['due_query_ms_median']:.0f} ms)"
@@ -227,6 +228,42 @@ def targets(results: dict) -> list[dict]:
         if complete else "not measured",
         complete and all(v <= 5 for v in worst.values()) and exits == 0, "worst of the trials")
     return rows
+
+
+MEMORY_GROWTH_MB = 20  # more between the smaller and the larger file means memory grows with the file
+
+
+def _import_targets(results: dict, add) -> None:
+    runs = (results.get("imports") or {}).get("runs") or []
+    if not runs:
+        add("import of 100,000 rows, 10 % duplicates", "< 60 s", "not measured", None)
+        add("memory of an import", "does not grow with the file", "not measured", None)
+        return
+    largest, smallest = runs[-1], runs[0]
+    rows = largest["file"]["rows"]
+    create10 = find(results, "create_client", 10)
+    baseline = (f"; {largest['rows_per_s'] / create10['rps']:.1f} × the clients POST /clients makes per second at 10 "
+                f"workers in this run ({create10['rps']:.0f}/s)" if create10 and create10["rps"] else "")
+    if len(runs) > 1:
+        baseline += (f"; {largest['rows_per_s'] / smallest['rows_per_s']:.2f} × the rows/s of the "
+                     f"{smallest['file']['rows']:,}-row import of this run")
+    add(f"import of {rows:,} rows, 10 % duplicates", "< 60 s",
+        f"{largest['total_s']:.1f} s = {largest['rows_per_s']:,} rows/s (upload {largest['upload_s']} s, "
+        f"processing {largest['processing_s']} s)",
+        largest["status"] == "done" and largest["total_s"] < 60,
+        f"created {largest['created']:,}, skipped {largest['skipped']:,}, errors {largest['rows_with_errors']:,}; CPU s: "
+        + ", ".join(f"{k} {v}" for k, v in largest["cpu_s"].items()) + baseline)
+    if len(runs) < 2:
+        add("memory of an import", "does not grow with the file", "one size only", None)
+        return
+    growth = {name: largest["memory"][name]["peak_mb"] - smallest["memory"][name]["peak_mb"]
+              for name in ("gateway", "clients")}
+    add("memory of an import", f"peak RSS of {rows:,} rows ≤ that of {smallest['file']['rows']:,} + {MEMORY_GROWTH_MB} MB",
+        "; ".join(f"{name} {smallest['memory'][name]['peak_mb']} → {largest['memory'][name]['peak_mb']} MB"
+                  for name in growth),
+        all(delta <= MEMORY_GROWTH_MB for delta in growth.values()),
+        "peaks during each import; before them: " + ", ".join(
+            f"{name} {largest['memory'][name]['before_mb']} MB" for name in growth))
 
 
 def _ms(run: dict | None, key: str) -> str:

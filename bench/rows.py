@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 from bench.bulk import cell, line, ts
 from bench.people import People, seed_phone
-from clients.domain import search_text
+from clients.domain import name_key, search_text
 
 DAY = 86400.0
 CLIENT_COLUMNS = ("id", "branch_id", "kind", "name", "owner_id", "source", "phones", "emails", "tags", "custom_fields",
-                  "search_text", "archived_at", "created_at", "updated_at", "version")
+                  "search_text", "name_key", "archived_at", "created_at", "updated_at", "version")
 CONTACT_COLUMNS = ("client_id", "branch_id", "kind", "value")
 TIMELINE_COLUMNS = ("id", "client_id", "kind", "type", "occurred_at", "ref_id", "actor_id", "data")
 DEAL_COLUMNS = ("id", "branch_id", "client_id", "pipeline_id", "stage_id", "status", "title", "amount_minor", "currency",
@@ -59,7 +59,8 @@ def client_chunks(count: int, branch_id: str, manager_ids: list[str], now: float
             archived = ts(updated) if rng.random() < 0.02 else None
             clients.append(line((
                 client_id, branch_id, person.kind, person.name, owner_id, person.source, phones, emails, person.tags,
-                custom, search_text(person.name, phones, emails), archived, ts(created), ts(updated), 1,
+                custom, search_text(person.name, phones, emails), name_key(person.name, person.kind), archived, ts(created),
+                ts(updated), 1,
             )))
             contacts += [line((client_id, branch_id, "phone", phone)) for phone in phones]
             contacts += [line((client_id, branch_id, "email", email)) for email in emails]

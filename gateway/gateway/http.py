@@ -33,6 +33,7 @@ from crm_common.config import Settings
 from crm_common.errors import BadRequest, CrmError, Forbidden, PayloadTooLarge, ValidationError
 from crm_common.schemas import find_unstorable
 from gateway.errors import error_response
+from gateway.uploads import read_upload
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("crm.access")
@@ -206,6 +207,8 @@ class ApiEntrypoint(HttpRequestHandler):
         if_match: bool = False,
         etag: bool = False,
         answers: dict | None = None,
+        upload=None,
+        produces: str | None = None,
         **kwargs,
     ):
         kwargs.setdefault("expected_exceptions", CrmError)
@@ -224,6 +227,8 @@ class ApiEntrypoint(HttpRequestHandler):
         self.if_match = if_match
         self.etag = etag
         self.answers = answers or {}  # other statuses the route answers with a body of its own: {503: Schema}
+        self.upload = upload  # the form schema of a multipart upload, read by the route's wrapper (uploads.py)
+        self.produces = produces  # the media type of a raw route's body, for the OpenAPI document
 
     def get_url_rule(self):
         return Rule(self.url, methods=[self.method], strict_slashes=False)
@@ -261,7 +266,7 @@ class ApiEntrypoint(HttpRequestHandler):
         return response
 
     def _parse_body(self, request):
-        if self.method not in BODY_METHODS:
+        if self.method not in BODY_METHODS or self.upload is not None:
             return None
         limit = getattr(self, "max_body_bytes", MAX_BODY_BYTES)
         if (request.content_length or 0) > limit:
@@ -351,6 +356,9 @@ def api(method: str, path: str, **options):
                 self.rate_limit.check(caller, request)
                 if roles and caller.role not in roles:
                     raise Forbidden(f"this needs the role {' or '.join(roles)}")
+            if options.get("upload") is not None:
+                # read only now that the caller may upload; the form (file digests) is what Idempotency-Key keys
+                request.json_body = read_upload(request, self.settings)
 
             def run():
                 return fn(self, request, caller, **path_values)

@@ -263,3 +263,12 @@ def active_managers(session, branch_id: str | None) -> list[str]:
         return []
     query = select(User.id).where(User.branch_id == branch_id, User.role == "manager", User.active.is_(True))
     return list(session.scalars(query).all())
+
+
+def users_by_email(session, branch_id: str, emails) -> dict[str, str]:
+    """``{email: user id}`` of the active users of a branch among these emails (lower case)."""
+    wanted = {e.strip().lower() for e in emails if isinstance(e, str) and e.strip()}
+    if not wanted:
+        return {}
+    query = select(User.email, User.id).where(User.email.in_(wanted), User.branch_id == branch_id, User.active.is_(True))
+    return dict(session.execute(query).all())

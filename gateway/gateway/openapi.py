@@ -54,6 +54,7 @@ def error_codes() -> dict[int, list[str]]:
 
 
 STATUS_TEXT = {
+    301: "Moved: the client was merged into another; `Location` is the same path of that one",
     400: "Bad request: malformed JSON or request, a wrong content type, an unknown or invalid query parameter, "
          "an invalid header (Idempotency-Key, If-Match)",
     401: "No, bad or expired token",
@@ -85,6 +86,8 @@ RESPONSE_HEADERS = {
                             "schema": {"type": "integer", "minimum": 0}},
     "RateLimit-Reset": {"description": "Seconds until the window is full again",
                         "schema": {"type": "integer", "minimum": 0}},
+    "Location": {"description": "Where the record is now: the same path of the client this one was merged into",
+                 "schema": {"type": "string"}},
 }
 RATE_LIMIT_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 
@@ -127,6 +130,8 @@ class ErrorBodySchema(Schema):
     current_version = fields.Integer(metadata={"description": "with version_conflict after a stale If-Match"})
     stage_id = fields.String(metadata={"description": "with conflict on removing a stage: the stage that has deals"})
     deals = fields.Integer(metadata={"description": "with conflict on removing a stage: how many deals are in it"})
+    merged_into = fields.String(metadata={"description": "with conflict on a write to a merged client: the client it was "
+                                                         "merged into"})
     retry_after = fields.Integer(metadata={"description": "with rate_limited: seconds to wait (also Retry-After)"})
     request_id = fields.String(metadata={
         "description": "with 5xx: the request's X-Request-Id; after a 503 on a write without Idempotency-Key, "
@@ -238,6 +243,9 @@ def wrapper_statuses(ep: ApiEntrypoint) -> dict[int, str]:
         statuses[413] = "a body over the size limit"
     if ep.body is not None:
         statuses[422] = "invalid fields"
+    if ep.upload is not None:
+        statuses[400] = "not multipart/form-data, or a part missing"
+        statuses[422] = "invalid fields, or a file that is not what the route takes"
     if ep.query is not None:
         statuses[400] = "an unknown or invalid query parameter"
     if ep.method in WRITE_METHODS and not ep.public:
@@ -271,12 +279,14 @@ def _response_headers(ep: ApiEntrypoint, status: int) -> dict:
         headers.update(_header_refs(["WWW-Authenticate"]))
     if status in (429, 503):
         headers.update(_header_refs(["Retry-After"]))
+    if status == 301:
+        headers.update(_header_refs(["Location"]))
     return headers
 
 
 def _required_headers(headers: dict, status: int, ep: ApiEntrypoint) -> dict:
     """Header objects, with ``required`` on those every such answer carries."""
-    required = {"X-Request-Id"}
+    required = {"X-Request-Id"} | ({"Location"} if status == 301 else set())
     if status == ep.status and ep.etag:
         required.add("ETag")
     if status == 401:
@@ -334,6 +344,8 @@ def _operation(service_cls, method_name: str, ep: ApiEntrypoint) -> dict:
     operation["parameters"] = params
     if ep.body is not None:
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": ep.body}}}
+    elif ep.upload is not None:
+        operation["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": ep.upload}}}
     elif ep.method in BODY_METHODS:
         # nothing to send; an empty object (or no body) is accepted, anything else is 400
         empty = {"type": "object", "maxProperties": 0, "additionalProperties": False}
@@ -342,6 +354,8 @@ def _operation(service_cls, method_name: str, ep: ApiEntrypoint) -> dict:
                      "headers": _required_headers(_response_headers(ep, ep.status), ep.status, ep)}
     if ep.response is not None:
         success["content"] = {"application/json": {"schema": ep.response}}
+    elif ep.produces:
+        success["content"] = {ep.produces: {"schema": {"type": "string"}}}
     operation["responses"][str(ep.status)] = success
     for status, schema in ep.answers.items():
         operation["responses"][str(status)] = {

@@ -21,6 +21,8 @@ from gateway.ratelimit import RateLimit
 from gateway.routes.clients import ClientRoutes
 from gateway.routes.deals import DealRoutes
 from gateway.routes.identity import IdentityRoutes
+from gateway.routes.imports import ImportRoutes
+from gateway.routes.merges import MergeRoutes
 from gateway.routes.notifications import NotificationRoutes
 from gateway.routes.system import SystemRoutes
 from gateway.routes.tasks import TaskRoutes
@@ -37,7 +39,8 @@ class IdentityDatabase(Database):
             identity.bootstrap_admin(session, self.settings)
 
 
-class GatewayService(IdentityRoutes, ClientRoutes, DealRoutes, TaskRoutes, NotificationRoutes, SystemRoutes):
+class GatewayService(IdentityRoutes, ClientRoutes, MergeRoutes, ImportRoutes, DealRoutes, TaskRoutes, NotificationRoutes,
+                     SystemRoutes):
     name = "gateway"
 
     db = IdentityDatabase(Base)

@@ -532,8 +532,9 @@ def schema_of(name: str) -> dict:
 def input_schema_names() -> set[str]:
     """Every schema a request body uses, nested ones included."""
     names: set[str] = set()
-    pending = [operation(ep)["requestBody"]["content"]["application/json"]["schema"]["$ref"]
-               for _, ep in DOCUMENTED if ep.body is not None]
+    pending = [content["schema"]["$ref"]
+               for _, ep in DOCUMENTED if ep.body is not None or ep.upload is not None
+               for content in operation(ep)["requestBody"]["content"].values()]
     while pending:
         name = pending.pop().rsplit("/", 1)[1]
         if name in names:

@@ -9,16 +9,18 @@ from crm_common.contracts.clients import (
     ClientUpdateSchema,
     InteractionCreateSchema,
     InteractionSchema,
+    MergedRedirectSchema,
     TimelineEntrySchema,
     TimelineQuerySchema,
     TouchpointCreateSchema,
     TouchpointResultSchema,
 )
-from crm_common.errors import NotFound, ValidationError
+from crm_common.errors import Conflict, NotFound, ValidationError
 from crm_common.schemas import page_schema
 from gateway import identity
 from gateway.http import api
 from gateway.routes.common import check_named_branch, etag, if_match, owner_directory, query_args
+from gateway.routes.merges import redirect_if_merged
 
 ClientPage = page_schema(ClientSchema, "ClientPage")
 TimelinePage = page_schema(TimelineEntrySchema, "TimelinePage")
@@ -49,10 +51,15 @@ class ClientRoutes:
         """
         return self.clients_rpc.list_clients(caller.dump(), query_args(request))
 
-    @api("GET", "/clients/<client_id>", etag=True, response=ClientSchema, errors=(404,), summary="One client", tag="clients")
+    @api("GET", "/clients/<client_id>", etag=True, response=ClientSchema, answers={301: MergedRedirectSchema},
+         errors=(404,), summary="One client", tag="clients")
     def get_client(self, request, caller, client_id):
-        """A client the caller may see; any other is 404. The ETag is the version for If-Match."""
-        client = self.clients_rpc.get_client(caller.dump(), client_id)
+        """A client the caller may see; any other is 404. The ETag is the version for If-Match.
+        A client merged into another answers 301 with ``Location`` and ``{"merged_into": id}``."""
+        try:
+            client = self.clients_rpc.get_client(caller.dump(), client_id)
+        except Conflict as exc:
+            return redirect_if_merged(exc, request, client_id)
         return 200, client, etag(client)
 
     @api("PATCH", "/clients/<client_id>", etag=True, body=ClientUpdateSchema, response=ClientSchema, if_match=True,
@@ -104,10 +111,15 @@ class ClientRoutes:
             raise ValidationError("unknown script", fields={"script_id": ["No such script in your branch."]}) from None
 
     @api("GET", "/clients/<client_id>/timeline", query=TimelineQuerySchema, response=TimelinePage,
-         errors=(400, 404), summary="A client's timeline", tag="clients")
+         answers={301: MergedRedirectSchema}, errors=(400, 404),
+         summary="A client's timeline", tag="clients")
     def get_timeline(self, request, caller, client_id):
-        """Every interaction, touchpoint, change, deal and task event of the client, newest first."""
-        return self.clients_rpc.get_timeline(caller.dump(), client_id, query_args(request))
+        """Every interaction, touchpoint, change, deal and task event of the client, newest first
+        (of a merged client: 301 to the timeline of the client it became)."""
+        try:
+            return self.clients_rpc.get_timeline(caller.dump(), client_id, query_args(request))
+        except Conflict as exc:
+            return redirect_if_merged(exc, request, client_id)
 
     @api("POST", "/touchpoints", status=201, body=TouchpointCreateSchema, response=TouchpointResultSchema,
          errors=(403, 422), summary="Record a touchpoint", tag="clients")

@@ -14,7 +14,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from clients import domain
 from clients import repository as repo
-from clients.exceptions import ClientHasOpenDeals, ClientNotFound, DuplicateContact
+from clients.exceptions import ClientHasOpenDeals, ClientMerged, ClientNotFound, DuplicateContact
 from clients.models import Client, Interaction, TimelineEntry, Touchpoint
 from clients.schemas import (
     client_create,
@@ -33,13 +33,17 @@ EDITABLE = ("kind", "name", "phones", "emails", "source", "tags", "custom_fields
 
 
 def require_visible(session, caller: Caller, client_id: str, for_update: bool = False) -> Client:
-    return require(repo.get_visible(session, caller, client_id, for_update=for_update), ClientNotFound)
+    """A client the caller may see (404 otherwise); a merged one is a redirect to the client it became."""
+    client = require(repo.get_visible(session, caller, client_id, for_update=for_update), ClientNotFound)
+    if client.merged_into:
+        raise ClientMerged(client.merged_into)
+    return client
 
 
-def _flush_contacts(uow, client: Client) -> None:
+def _flush_contacts(uow, client: Client, free: bool = False) -> None:
     """Write the client's contact rows; a concurrent duplicate loses on the unique index."""
     try:
-        repo.replace_contacts(uow.session, client)
+        repo.replace_contacts(uow.session, client, free=free)
         uow.session.flush()
     except IntegrityError:
         branch_id, phones, emails, own_id = client.branch_id, list(client.phones), list(client.emails), client.id
@@ -89,7 +93,7 @@ def create_client(uow, caller: Caller, raw: dict, directory: dict | None, region
     )
     uow.session.add(client)
     uow.session.flush()
-    _flush_contacts(uow, client)
+    _flush_contacts(uow, client, free=True)
     _timeline(uow, client, "client", "client_created", caller.id, ref_id=client.id, data={"name": client.name}, when=now)
     out = client_out.dump(client)
     uow.emit("client_created", {"branch_id": branch_id, "actor_id": caller.id, "client": out})
@@ -149,10 +153,12 @@ def update_client(
     if "tags" in changes:
         changes["tags"] = domain.normalize_tags(changes["tags"])
     if "branch_id" in changes or "phones" in changes or "emails" in changes:
-        existing = repo.find_by_contacts(
-            uow.session, branch_id, changes.get("phones", client.phones), changes.get("emails", client.emails),
-            exclude_id=client.id,
-        )
+        # only what the client does not list yet: a duplicate kept on purpose (an import's create_anyway)
+        # may still edit its other fields and contacts
+        kept = not moving
+        new_phones = [p for p in changes.get("phones", client.phones) if not (kept and p in client.phones)]
+        new_emails = [e for e in changes.get("emails", client.emails) if not (kept and e in client.emails)]
+        existing = repo.find_by_contacts(uow.session, branch_id, new_phones, new_emails, exclude_id=client.id)
         if existing:
             raise DuplicateContact(existing)
 
@@ -272,7 +278,7 @@ def _record_touchpoint(uow, caller, data, branch_id, phones, emails, directory) 
         )
         session.add(client)
         session.flush()
-        _flush_contacts(uow, client)
+        _flush_contacts(uow, client, free=True)
         _timeline(uow, client, "client", "client_created", caller.id, ref_id=client.id, data={"name": name}, when=now)
         uow.emit("client_created", {"branch_id": branch_id, "actor_id": caller.id, "client": client_out.dump(client)})
     else:
@@ -356,6 +362,11 @@ def add_deal_event(uow, event_type: str, payload: dict, answer: DealOpenAnswer |
     client = uow.session.get(Client, payload["deal"]["client_id"], with_for_update=opening)
     if client is None:
         return False
+    if client.merged_into:
+        # a deal of a client merged meanwhile (made just before the merge, or told of late): it shows on the
+        # client it became, and the deals service hears of the merge again so it re-points this deal too
+        announce_merge(uow, uow.session.get(Client, client.merged_into), client.id, payload.get("actor_id"))
+        client = uow.session.get(Client, client.merged_into, with_for_update=opening)
     if opening and client.archived:
         if answer is None or answer.archived_at != client.archived_at:
             raise Unavailable("the client was archived meanwhile: the deal's state is asked again")
@@ -411,3 +422,7 @@ def add_task_event(uow, event_type: str, payload: dict) -> bool:
         )
     )
     return True
+def announce_merge(uow, kept: Client, merged_id: str, actor_id: str | None) -> None:
+    """``client_merged``: the deals and tasks services re-point the merged client's records to ``kept``."""
+    uow.emit("client_merged", {"branch_id": kept.branch_id, "actor_id": actor_id,
+                               "client": client_out.dump(kept), "merged_id": merged_id})

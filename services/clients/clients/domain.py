@@ -14,6 +14,11 @@ from crm_common.errors import Forbidden, ValidationError
 
 PHONE_LIKE = re.compile(r"^[\d\s()+\-.]{5,}$")
 _email_validator = Email()
+_WORD = re.compile(r"\w+")
+# legal forms that say nothing about which company it is: «ООО Ромашка» and «Ромашка, ООО» are one
+LEGAL_FORMS = frozenset(
+    "ооо оао зао пао ао ип нко ано гуп муп фгуп тоо llc ltd inc gmbh corp co jsc ojsc cjsc pjsc plc".split()
+)
 
 
 def normalize_phone(raw: str, region: str) -> str:
@@ -76,6 +81,15 @@ def search_text(name: str, phones: Iterable[str], emails: Iterable[str]) -> str:
     parts += [p.lstrip("+") for p in phones]
     parts += [e.lower() for e in emails]
     return " ".join(parts)
+
+
+def name_key(name: str | None, kind: str | None) -> str:
+    """The name as duplicates are matched: lower case, ё as е, words only and in alphabetical order (so
+    «Петров Иван» matches «Иван Петров»), a company without its legal form."""
+    words = _WORD.findall((name or "").lower().replace("ё", "е"))
+    if kind == "company":
+        words = [w for w in words if w not in LEGAL_FORMS] or words
+    return " ".join(sorted(words))[:200]
 
 
 def search_term(q: str, region: str) -> str:
@@ -166,3 +180,22 @@ def task_timeline_data(event_type: str, payload: dict) -> dict:
     elif event_type == "task_cancelled":
         data["reason"] = payload["reason"]
     return data
+def merged_fields(kept, other) -> dict:
+    """What the kept client of a merge looks like: every phone, email and tag of both (its own first), its own
+    custom-field values over the other's, the other's source and owner only where it has none."""
+    return {
+        "phones": list(kept.phones) + [p for p in other.phones if p not in kept.phones],
+        "emails": list(kept.emails) + [e for e in other.emails if e not in kept.emails],
+        "tags": normalize_tags(list(kept.tags) + list(other.tags)),
+        "custom_fields": {**(other.custom_fields or {}), **(kept.custom_fields or {})},
+        "source": kept.source or other.source,
+        "owner_id": kept.owner_id or other.owner_id,
+    }
+
+
+def same_company(one: dict | None, other: dict | None) -> bool | None:
+    """Whether two persons' ``company`` custom fields name one company; None when either has none."""
+    first, second = (str((fields or {}).get("company") or "").strip() for fields in (one, other))
+    if not first or not second:
+        return None
+    return name_key(first, "company") == name_key(second, "company")

@@ -23,3 +23,17 @@ class ClientHasOpenDeals(Conflict):
             f"(POST /api/v1/deals/{{id}}/stage) before {action}",
             details={"open_deal_ids": [deal["id"] for deal in open_deals]},
         )
+
+
+class ClientMerged(Conflict):
+    """The client was merged into another one: it is a redirect now, and takes no writes."""
+
+    def __init__(self, merged_into: str):
+        super().__init__(
+            f"the client was merged into client {merged_into}; use that one",
+            details={"merged_into": merged_into},
+        )
+
+
+class ImportNotFound(NotFound):
+    """import not found"""

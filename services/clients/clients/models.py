@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, event, text, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from clients.domain import name_key
 from crm_common.bookkeeping import bookkeeping_models
 from crm_common.clock import utcnow
 from crm_common.columns import UtcDateTime, json_type
@@ -31,7 +32,12 @@ class Client(Base):
     tags: Mapped[list] = mapped_column(json_type(), default=list)
     custom_fields: Mapped[dict] = mapped_column(json_type(), default=dict)
     search_text: Mapped[str] = mapped_column(Text, default="")
+    # the name as likely duplicates are matched (see domain.name_key); kept by the mapper events below
+    name_key: Mapped[str] = mapped_column(String(200), default="")
     archived_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # a client merged into another one is a redirect to it: left out of lists, refused for writes
+    merged_into: Mapped[str | None] = mapped_column(String(36))
+    merged_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
@@ -41,6 +47,7 @@ class Client(Base):
         Index("ix_clients_branch_created", "branch_id", "created_at", "id"),
         Index("ix_clients_branch_owner_created", "branch_id", "owner_id", "created_at", "id"),
         Index("ix_clients_created", "created_at", "id"),
+        Index("ix_clients_branch_name_key", "branch_id", "name_key"),
         Index(
             "ix_clients_search_trgm", "search_text",
             postgresql_using="gin", postgresql_ops={"search_text": "gin_trgm_ops"},
@@ -54,9 +61,22 @@ class Client(Base):
     def archived(self) -> bool:
         return self.archived_at is not None
 
+    @property
+    def merged(self) -> bool:
+        return self.merged_into is not None
+
+
+@event.listens_for(Client, "before_insert")
+@event.listens_for(Client, "before_update")
+def _keep_name_key(_mapper, _connection, client: Client) -> None:
+    client.name_key = name_key(client.name, client.kind)
+
 
 class ClientContact(Base):
-    """One phone or email of a client; unique per branch, which is what makes duplicates impossible."""
+    """One phone or email of a client. At most one client of a branch claims a value (the partial unique
+    index): ``POST /clients`` refuses a second one, touchpoints find the claimer. A client created on purpose
+    as a duplicate (an import with ``create_anyway``) or given a contact someone else claims (a merge) lists
+    it unclaimed, so the duplicate can still be found and merged."""
 
     __tablename__ = "client_contacts"
 
@@ -65,8 +85,15 @@ class ClientContact(Base):
     branch_id: Mapped[str] = mapped_column(String(36))
     kind: Mapped[str] = mapped_column(String(8))
     value: Mapped[str] = mapped_column(String(254))
+    claimed: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
-    __table_args__ = (UniqueConstraint("branch_id", "kind", "value", name="uq_contact_per_branch"),)
+    __table_args__ = (
+        Index(
+            "uq_contact_claimed", "branch_id", "kind", "value", unique=True,
+            postgresql_where=text("claimed"), sqlite_where=text("claimed"),
+        ),
+        Index("ix_contact_value", "branch_id", "kind", "value"),
+    )
 
 
 class Interaction(Base):
@@ -129,4 +156,93 @@ class RoundRobinCursor(Base):
     last_owner_id: Mapped[str | None] = mapped_column(String(36))
 
 
+class Import(Base):
+    """A CSV import: uploaded by the gateway in chunks (``uploading``), then processed in batches by one
+    replica at a time (``queued`` → ``running`` → ``done``, or ``failed``). ``last_row`` is the last row
+    whose outcome is committed: a crash continues after it."""
+
+    __tablename__ = "imports"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    branch_id: Mapped[str] = mapped_column(String(36))
+    created_by: Mapped[str] = mapped_column(String(36))
+    created_by_role: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="uploading")
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    on_duplicate: Mapped[str] = mapped_column(String(16), default="skip")
+    file_name: Mapped[str | None] = mapped_column(String(255))
+    mapping: Mapped[dict] = mapped_column(json_type(), default=dict)
+    # the branch's active managers when the import was started, for rows without an owner (round robin)
+    managers: Mapped[list] = mapped_column(json_type(), default=list)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    rows_received: Mapped[int] = mapped_column(Integer, default=0)
+    rows_done: Mapped[int] = mapped_column(Integer, default=0)
+    last_row: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    merged: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    rows_with_errors: Mapped[int] = mapped_column(Integer, default=0)
+    errors_count: Mapped[int] = mapped_column(Integer, default=0)
+    # the replica processing it and until when its claim holds (renewed every batch)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    __table_args__ = (
+        Index("ix_imports_status", "status", "created_at"),
+        Index("ix_imports_branch_created", "branch_id", "created_at", "id"),
+        Index("ix_imports_created", "created_at", "id"),
+    )
+
+
+class ImportRow(Base):
+    """One row of an imported file as the gateway mapped it (see ``clients/import_rules.py``)."""
+
+    __tablename__ = "import_rows"
+
+    import_id: Mapped[str] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True)
+    row_no: Mapped[int] = mapped_column(Integer, primary_key=True)  # as in the file: the header is row 1
+    data: Mapped[dict] = mapped_column(json_type())
+
+
+class ImportOutcome(Base):
+    """What became of a row: written (not updated into ``import_rows``) in the batch that decided it."""
+
+    __tablename__ = "import_outcomes"
+
+    import_id: Mapped[str] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True)
+    row_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(8))  # created | merged | skipped | error
+    client_id: Mapped[str | None] = mapped_column(String(36))
+    errors: Mapped[list | None] = mapped_column(json_type())  # [{field, message}]
+    note: Mapped[str | None] = mapped_column(String(300))
+
+    __table_args__ = (
+        Index("ix_import_outcomes_errors", "import_id", "row_no", postgresql_where=text("status = 'error'"),
+              sqlite_where=text("status = 'error'")),
+    )
+
+
+class ImportContact(Base):
+    """The normalised phones and emails of an import's processed rows, first holder only: a later row with
+    one of them is a duplicate within the file (found even in a dry run, which creates no client)."""
+
+    __tablename__ = "import_contacts"
+
+    import_id: Mapped[str] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    value: Mapped[str] = mapped_column(String(254), primary_key=True)
+    row_no: Mapped[int] = mapped_column(Integer)
+    client_id: Mapped[str | None] = mapped_column(String(36))
+
+
 OutboxMessage, ProcessedEvent, CommandLog = bookkeeping_models(Base)
+# An import writes events by the hundred thousand, and published ones stay a week: without this index the
+# relay's "the oldest unpublished rows" read every published row first (0.5 s per batch of 200 at 300,000).
+Index("ix_outbox_unpublished", OutboxMessage.id,
+      postgresql_where=OutboxMessage.published_at.is_(None), sqlite_where=OutboxMessage.published_at.is_(None))

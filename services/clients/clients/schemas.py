@@ -2,6 +2,7 @@
 
 from crm_common.contracts.clients import (
     ClientCreateSchema,
+    ClientMergeSchema,
     ClientQuerySchema,
     ClientSchema,
     ClientUpdateSchema,
@@ -11,8 +12,10 @@ from crm_common.contracts.clients import (
     TimelineQuerySchema,
     TouchpointCreateSchema,
 )
+from crm_common.contracts.imports import ImportCreateSchema, ImportErrorsQuerySchema, ImportQuerySchema, ImportSchema
 
 client_create = ClientCreateSchema()
+client_merge = ClientMergeSchema()
 client_update = ClientUpdateSchema()
 client_query = ClientQuerySchema()
 client_out = ClientSchema()
@@ -21,3 +24,7 @@ interaction_out = InteractionSchema()
 touchpoint_create = TouchpointCreateSchema()
 timeline_query = TimelineQuerySchema()
 timeline_out = TimelineEntrySchema()
+import_create = ImportCreateSchema()
+import_query = ImportQuerySchema()
+import_errors_query = ImportErrorsQuerySchema()
+import_out = ImportSchema()

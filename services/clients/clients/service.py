@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from clients import commands
+from clients import commands, imports, merging
 from clients import repository as repo
 from clients.domain import search_term
 from clients.models import Base, Client
-from clients.schemas import client_out, client_query, timeline_out, timeline_query
+from clients.schemas import client_out, client_query, import_errors_query, import_query, timeline_out, timeline_query
 from crm_common.caller import Caller
 from crm_common.config import SettingsProvider
 from crm_common.db import Database
@@ -14,6 +14,7 @@ from crm_common.errors import BadRequest
 from crm_common.handlers import event_handler
 from crm_common.rpc import RpcProxy, rpc
 from crm_common.schemas import is_uuid, load_or_raise
+from crm_common.timer import ReplicaName, Wake, wakeable_timer
 
 
 class ClientsService:
@@ -22,6 +23,8 @@ class ClientsService:
     db = Database(Base)
     settings = SettingsProvider()
     deals_rpc = RpcProxy("deals")
+    replica = ReplicaName()
+    wake_imports = Wake("process_imports")
 
     @property
     def region(self) -> str:
@@ -107,6 +110,70 @@ class ClientsService:
         {"managers": [...]})`` → ``{client_id, created, touchpoint_id}``
         """
         return self.db.write(lambda: commands.record_touchpoint(self.db, Caller.load(caller), data, directory, self.region))
+
+    # ---- duplicates and merging
+
+    @rpc
+    def find_duplicates(self, caller, client_id):
+        """Likely duplicates of a client, strongest first: ``{"items": [{"client": {...}, "reasons":
+        [{"reason": "same_phone", "value": "+79161234567"}]}]}``."""
+        return merging.find_duplicates(self.db.reader, Caller.load(caller), client_id)
+
+    @rpc
+    def merge_clients(self, caller, client_id, data):
+        """Merge another client into this one: ``merge_clients(caller, kept_id, {"other_id": ...})`` → the kept
+        client; the other answers as a redirect from now on, and ``client_merged`` tells the other services."""
+        return self.db.write(lambda: merging.merge_clients(self.db, Caller.load(caller), client_id, data))
+
+    # ---- imports (the gateway reads the file and hands the rows over; the timer below processes them)
+
+    @rpc
+    def create_import(self, caller, data, directory=None):
+        """``create_import(caller, {"file_name": "base.csv", "on_duplicate": "merge", "dry_run": false,
+        "mapping": {...}, "total": 1000}, {"managers": [...]})`` → the import, ``uploading``."""
+        return self.db.write(lambda: imports.create_import(self.db, Caller.load(caller), data, directory))
+
+    @rpc
+    def add_import_rows(self, caller, import_id, rows):
+        """Stage a chunk of mapped rows: ``add_import_rows(caller, id, [{"row": 2, "data": {...}}])`` →
+        ``{"received": n}``. Each chunk is its own write (the command log keys a call by its arguments too)."""
+        return self.db.write(lambda: imports.add_rows(self.db, Caller.load(caller), import_id, rows))
+
+    @rpc
+    def start_import(self, caller, import_id):
+        """Every row is here: ``start_import(caller, id)`` queues the import and wakes this replica's timer."""
+        result = self.db.write(lambda: imports.start_import(self.db, Caller.load(caller), import_id))
+        self.wake_imports()
+        return result
+
+    @rpc
+    def fail_upload(self, caller, import_id, reason):
+        """The gateway gave up handing the file over: ``fail_upload(caller, id, "...")`` marks the import failed."""
+        return self.db.write(lambda: imports.fail_upload(self.db, Caller.load(caller), import_id, reason))
+
+    @rpc
+    def get_import(self, caller, import_id):
+        """An import with its progress, counts and first 100 errors."""
+        return imports.get_import(self.db.reader, Caller.load(caller), import_id)
+
+    @rpc
+    def list_imports(self, caller, query=None):
+        """``list_imports(caller, {"status": "done"})`` → ``{items, next_cursor}``, newest first."""
+        caller = Caller.load(caller)
+        filters = load_or_raise(import_query, query or {}, BadRequest)
+        return repo.list_imports(self.db.reader, caller, filters, lambda imp: imports.dump(self.db.reader, imp))
+
+    @rpc
+    def list_import_errors(self, caller, import_id, query=None):
+        """Errors after a row: ``list_import_errors(caller, id, {"after": 0, "limit": 1000})`` →
+        ``{"items": [{row, field, column, message}], "next_after": 1234 | None}``."""
+        page = load_or_raise(import_errors_query, query or {}, BadRequest)
+        return imports.import_errors(self.db.reader, Caller.load(caller), import_id, page["after"], page["limit"])
+
+    @wakeable_timer("import_poll_s")
+    def process_imports(self):
+        """Process started imports in batches (one replica per import at a time); True while work remains."""
+        return imports.work(self.db, self.replica, self.settings.import_lease_s, self.region)
 
     @event_handler("deals", "deal_created")
     def handle_deal_created(self, payload):

@@ -98,6 +98,9 @@ class Settings:
     # for measurements only (make bench): off runs writes without the command log, so a redelivered or
     # retried write may run twice; refused in production
     command_log: bool = True
+    import_max_mb: int = 50
+    import_poll_s: float = 2.0
+    import_lease_s: float = 30.0
     service_database_urls: dict[str, str] = field(default_factory=dict)
 
     @classmethod

@@ -8,6 +8,8 @@ concurrently instead of one at a time; SQLite runs in WAL mode with a busy timeo
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import weakref
 from collections.abc import Iterator
@@ -25,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from crm_common import faults
 from crm_common.bookkeeping import COMMAND_LOG, OUTBOX, PROCESSED_EVENTS, model_for
+from crm_common.bulk import insert_rows
 from crm_common.clock import utcnow
 from crm_common.config import Settings
 from crm_common.outbox import OutboxRelay
@@ -121,6 +124,13 @@ IDEMPOTENCY_CONTEXT_KEY = "idempotency_key"
 MESSAGE_ID_CONTEXT_KEY = "rpc_message_id"
 
 
+def call_digest(worker_ctx) -> str:
+    """The call's arguments, hashed. One request may call one write method more than once (the rows of an
+    import, in chunks): each call is its own write. The same call repeated (a retry, a redelivery) is one."""
+    arguments = json.dumps([worker_ctx.args, worker_ctx.kwargs], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(arguments.encode()).hexdigest()[:16]
+
+
 class WorkerDatabase:
     """What a worker sees as ``self.db``."""
 
@@ -162,6 +172,25 @@ class WorkerDatabase:
         )
         self._emitted = True
         return payload
+
+    def emit_many(self, event_type: str, payloads: list[dict]) -> list[dict]:
+        """Queue events of one type built by the same code (an import's thousands of ``client_created``): the
+        first is checked in full, the rest for their keys (``validate_event(full=False)``), and they are
+        written at once (``crm_common.bulk.insert_rows``) rather than as one ORM object each."""
+        from crm_common.events import validate_event
+
+        checked = [validate_event(event_type, payload, full=index == 0) for index, payload in enumerate(payloads)]
+        if not checked:
+            return []
+        model = self._provider.outbox_model
+        if model is None:
+            raise RuntimeError(f"{self._provider.container.service_name} has no outbox table")
+        now = utcnow()
+        insert_rows(self.session, model.__table__, [
+            {"event_id": p["event_id"], "event_type": event_type, "payload": p, "created_at": now} for p in checked
+        ])
+        self._emitted = True
+        return checked
 
     def commit(self) -> None:
         self.session.commit()
@@ -240,7 +269,8 @@ class WorkerDatabase:
             request_id = f"rpc:{data[MESSAGE_ID_CONTEXT_KEY]}"
         if not request_id:
             return None
-        return f"{self._worker_ctx.service_name}.{self._worker_ctx.entrypoint.method_name}:{request_id}"[:400]
+        method = f"{self._worker_ctx.service_name}.{self._worker_ctx.entrypoint.method_name}"
+        return f"{method}:{call_digest(self._worker_ctx)}:{request_id}"[:400]
 
     def first_delivery(self, event_id: str, event_type: str) -> bool:
         """Record that an event is being handled; False if it was handled before.

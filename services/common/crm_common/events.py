@@ -48,6 +48,15 @@ class ClientRestored(EventSchema):
     client = fields.Nested(ClientSchema, required=True)
 
 
+class ClientMerged(EventSchema):
+    """``client`` is the client that was kept, as it is after the merge; ``merged_id`` the one merged into it,
+    now a redirect. Services holding records of ``merged_id`` re-point them to ``client.id`` (idempotently:
+    the event may come again, e.g. for a deal made for the merged client just before the merge)."""
+
+    client = fields.Nested(ClientSchema, required=True)
+    merged_id = fields.String(required=True)
+
+
 class InteractionLogged(EventSchema):
     client_id = fields.String(required=True)
     owner_id = fields.String(allow_none=True)
@@ -163,6 +172,7 @@ EVENTS_BY_SOURCE: dict[str, dict[str, type[EventSchema]]] = {
         "client_updated": ClientUpdated,
         "client_archived": ClientArchived,
         "client_restored": ClientRestored,
+        "client_merged": ClientMerged,
         "interaction_logged": InteractionLogged,
         "touchpoint_recorded": TouchpointRecorded,
     },

@@ -386,3 +386,28 @@ def update_script(uow, caller: Caller, script_id: str, raw: dict, expected_versi
     session.add(_script_version(script, caller.id))
     session.flush()
     return script_out.dump(script)
+
+
+# ---- clients merged elsewhere
+
+def repoint_merged_client(uow, payload: dict) -> int:
+    """``client_merged``: the merged client's deals now belong to the client it became; one ``deal_updated``
+    (``changed: ["client_id"]``) per deal. Idempotent: a repeated event finds nothing left to move."""
+    if not uow.first_delivery(payload["event_id"], "client_merged"):
+        return 0
+    kept_id = payload["client"]["id"]
+    now = utcnow()
+    session = uow.session
+    moved = session.scalars(
+        update(Deal).where(Deal.client_id == payload["merged_id"])
+        .values(client_id=kept_id, updated_at=now, version=Deal.version + 1)
+        .returning(Deal.id).execution_options(synchronize_session=False)
+    ).all()
+    if not moved:
+        return 0
+    deals = session.scalars(select(Deal).where(Deal.id.in_(moved)).order_by(Deal.id)
+                            .execution_options(populate_existing=True)).all()
+    for index, out in enumerate(views.DealView(session, with_script=False, now=now).dump(deals)):
+        uow.emit("deal_updated", {"branch_id": out["branch_id"], "actor_id": payload.get("actor_id"),
+                                  "deal": views.snapshot(out), "changed": ["client_id"]}, full_check=index == 0)
+    return len(moved)

@@ -9,6 +9,7 @@ from crm_common.caller import Caller
 from crm_common.config import SettingsProvider
 from crm_common.db import Database
 from crm_common.errors import BadRequest, NotFound
+from crm_common.handlers import event_handler
 from crm_common.rpc import RpcProxy, rpc
 from crm_common.schemas import PageQuerySchema, is_uuid, load_or_raise
 from crm_common.timer import settings_timer
@@ -170,6 +171,17 @@ class DealsService:
         script = commands.require_script(self.db.reader, Caller.load(caller), script_id)
         return repo.script_versions(self.db.reader, script.id, page["cursor"], page["limit"],
                                     script_version_out.dump)
+
+    # ---- events of other services
+
+    @event_handler("clients", "client_merged")
+    def handle_client_merged(self, payload):
+        """A client was merged into another: its deals follow it (``deal_updated`` for each)."""
+        with self.db.transaction():
+            moved = commands.repoint_merged_client(self.db, payload)
+        if moved:
+            log.info("moved %d deal(s) of merged client %s to %s", moved, payload["merged_id"], payload["client"]["id"])
+        return moved
 
     @rpc
     def health(self):

@@ -9,7 +9,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from clients.models import Base, CommandLog, RoundRobinCursor
-from crm_common.db import IDEMPOTENCY_CONTEXT_KEY, MESSAGE_ID_CONTEXT_KEY, Database, WorkerDatabase
+from crm_common.db import IDEMPOTENCY_CONTEXT_KEY, MESSAGE_ID_CONTEXT_KEY, Database, WorkerDatabase, call_digest
 
 
 class Provider(Database):
@@ -33,9 +33,16 @@ def provider():
     engine.dispose()
 
 
-def worker(provider, method="create_client", **data):
-    ctx = SimpleNamespace(data=data, service_name="clients", entrypoint=SimpleNamespace(method_name=method))
+def worker(provider, method="create_client", args=(), **data):
+    ctx = SimpleNamespace(data=data, service_name="clients", entrypoint=SimpleNamespace(method_name=method),
+                          args=args, kwargs={})
     return WorkerDatabase(provider, ctx)
+
+
+def key_of(request_id, method="create_client", args=()):
+    """The command-log key of a call: the method, a digest of its arguments, the request id."""
+    ctx = SimpleNamespace(args=args, kwargs={})
+    return f"clients.{method}:{call_digest(ctx)}:{request_id}"
 
 
 def counted(db, result):
@@ -66,7 +73,7 @@ def test_a_write_repeated_under_one_idempotency_key_runs_once_and_answers_the_fi
 
     assert (len(first_calls), len(again_calls)) == (1, 0)
     [row] = log_rows(provider)
-    assert row.key == "clients.create_client:user:key:print" and row.result == {"id": "c-1"}
+    assert row.key == key_of("user:key:print") and row.result == {"id": "c-1"}
 
 
 def test_a_write_without_an_idempotency_key_is_kept_under_its_request_message_id(provider):
@@ -78,13 +85,13 @@ def test_a_write_without_an_idempotency_key_is_kept_under_its_request_message_id
     command, calls = counted(redelivered, {"id": "other"})
     assert redelivered.write(command) == {"id": "c-1"}
     assert calls == []
-    assert [row.key for row in log_rows(provider)] == ["clients.create_client:rpc:corr-1"]
+    assert [row.key for row in log_rows(provider)] == [key_of("rpc:corr-1")]
 
 
 def test_the_idempotency_key_wins_over_the_message_id(provider):
     db = worker(provider, **{IDEMPOTENCY_CONTEXT_KEY: "user:key:print", MESSAGE_ID_CONTEXT_KEY: "corr-1"})
     db.write(counted(db, {})[0])
-    assert [row.key for row in log_rows(provider)] == ["clients.create_client:user:key:print"]
+    assert [row.key for row in log_rows(provider)] == [key_of("user:key:print")]
 
 
 def test_one_request_id_names_a_different_command_in_each_method(provider):
@@ -146,11 +153,11 @@ def test_the_command_log_is_written_in_the_transaction_of_the_write(provider):
 def test_the_hold_after_commit_hook_runs_only_after_a_write_that_committed(provider):
     db = worker(provider, **{IDEMPOTENCY_CONTEXT_KEY: "k"})
     db.write(counted(db, {})[0])
-    assert provider.held == ["clients.create_client:k"]
+    assert provider.held == [key_of("k")]
 
     replay = worker(provider, **{IDEMPOTENCY_CONTEXT_KEY: "k"})
     replay.write(counted(replay, {})[0])
-    assert provider.held == ["clients.create_client:k"], "a replayed result committed nothing"
+    assert provider.held == [key_of("k")], "a replayed result committed nothing"
 
 
 def test_with_the_command_log_switched_off_for_a_measurement_writes_are_not_logged(provider):
@@ -161,3 +168,16 @@ def test_with_the_command_log_switched_off_for_a_measurement_writes_are_not_logg
     command, calls = counted(again, {})
     again.write(command)
     assert log_rows(provider) == [] and calls == [1]
+
+
+def test_two_calls_of_one_write_in_one_request_are_two_writes_and_each_repeated_is_one(provider):
+    key = {IDEMPOTENCY_CONTEXT_KEY: "user:key:print"}
+    first_chunk, second_chunk = ("import-1", [{"row": 2}]), ("import-1", [{"row": 3}])
+    results = []
+    for args in (first_chunk, second_chunk, first_chunk):
+        db = worker(provider, method="add_import_rows", args=args, **key)
+        command, _ = counted(db, {"received": args[1][0]["row"]})
+        results.append(db.write(command))
+
+    assert results == [{"received": 2}, {"received": 3}, {"received": 2}]
+    assert len(log_rows(provider)) == 2

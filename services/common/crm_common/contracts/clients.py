@@ -174,3 +174,28 @@ class TimelineEntrySchema(Schema):
 
 class TimelineQuerySchema(PageQuerySchema):
     pass
+
+
+class ClientMergeSchema(StrictSchema):
+    other_id = Id(required=True, metadata={"description": "the client merged into this one; it becomes a redirect"})
+
+
+class DuplicateReasonSchema(Schema):
+    reason = fields.String(metadata={"description": "same_phone | same_email | same_name"})
+    value = fields.String(metadata={"description": "the phone or email shared, or the other client's name"})
+    company = fields.String(metadata={"description": "with same_name for persons: the company both work for"})
+
+
+class DuplicateSchema(Schema):
+    client = fields.Nested(ClientSchema)
+    reasons = fields.List(fields.Nested(DuplicateReasonSchema))
+
+
+class DuplicateListSchema(Schema):
+    items = fields.List(fields.Nested(DuplicateSchema))
+
+
+class MergedRedirectSchema(Schema):
+    """The body of a 301 for a client that was merged into another."""
+
+    merged_into = fields.String(required=True, metadata={"description": "the client this one was merged into"})

@@ -56,6 +56,9 @@ class FakeUnitOfWork:
         self._uncommitted += 1
         return payload
 
+    def emit_many(self, event_type: str, payloads: list[dict]) -> list[dict]:
+        return [self.emit(event_type, payload) for payload in payloads]
+
     def commit(self) -> None:
         self.session.commit()
         self._uncommitted = 0
