@@ -4,3 +4,4 @@
 CREATE DATABASE crm_clients;
 CREATE DATABASE crm_deals;
 CREATE DATABASE crm_gateway;
+CREATE DATABASE crm_reports;

@@ -102,6 +102,8 @@ def build_spec(service_cls, title: str = "Sales CRM API", version: str = "1.0.0"
         success = {"description": "OK" if ep.status == 200 else "Created" if ep.status == 201 else "Accepted"}
         if ep.response is not None:
             success["content"] = {"application/json": {"schema": ep.response}}
+            for media_type in ep.formats[1:]:  # the same answer as CSV or a chart (Accept)
+                success["content"][media_type] = {"schema": {"type": "string"}}
         operation["responses"][str(ep.status)] = success
         statuses = set(ep.errors) | {503}
         if ep.body is not None:
@@ -111,6 +113,8 @@ def build_spec(service_cls, title: str = "Sales CRM API", version: str = "1.0.0"
             statuses |= {401, 429}
         if ep.roles:
             statuses.add(403)
+        if len(ep.formats) > 1:
+            statuses.add(406)
         for status in sorted(statuses):
             operation["responses"][str(status)] = {
                 "description": ERROR_STATUSES.get(status, "error"),

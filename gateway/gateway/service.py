@@ -12,7 +12,7 @@ from nameko.timer import timer
 
 from crm_common.config import SettingsProvider
 from crm_common.db import Database
-from crm_common.rpc import ClusterRpc, RpcProxy
+from crm_common.rpc import ClusterRpc, RpcProxy, rpc
 from gateway import identity
 from gateway.auth import Auth
 from gateway.idempotency import Idempotency, purge_expired
@@ -21,6 +21,7 @@ from gateway.ratelimit import RateLimit
 from gateway.routes.clients import ClientRoutes
 from gateway.routes.deals import DealRoutes
 from gateway.routes.identity import IdentityRoutes
+from gateway.routes.reports import ReportRoutes
 from gateway.routes.system import SystemRoutes
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class IdentityDatabase(Database):
             identity.bootstrap_admin(session, self.settings)
 
 
-class GatewayService(IdentityRoutes, ClientRoutes, DealRoutes, SystemRoutes):
+class GatewayService(IdentityRoutes, ClientRoutes, DealRoutes, ReportRoutes, SystemRoutes):
     name = "gateway"
 
     db = IdentityDatabase(Base)
@@ -45,7 +46,14 @@ class GatewayService(IdentityRoutes, ClientRoutes, DealRoutes, SystemRoutes):
     idempotency = Idempotency()
     clients_rpc = RpcProxy("clients")
     deals_rpc = RpcProxy("deals")
+    reports_rpc = RpcProxy("reports")
     services = ClusterRpc(timeout=2)
+
+    @rpc
+    def export(self, kind, cursor=None, limit=500):
+        """Identity for rebuilding read models: ``export("users")`` → ``{items, next_cursor, total}``; kinds:
+        users, branches (``crm_common.exports``). The only RPC of the gateway: services never call it."""
+        return identity.export(self.db.reader, kind, cursor, limit)
 
     @timer(interval=3600)
     def purge_idempotency_records(self):

@@ -17,6 +17,7 @@ from crm_common.registry import REGISTRY
 from crm_common.schemas import AwareDateTime, Money
 from deals.service import DealsService
 from gateway.service import GatewayService
+from reports.service import ReportsService
 
 EVENT_NAME = re.compile(
     r"^[a-z]+(_[a-z]+)*_(created|updated|archived|restored|logged|recorded|changed|won|lost|reopened|stuck|[a-z]+ed)$"
@@ -185,7 +186,7 @@ def event_handlers(service_cls):
                 yield name, entrypoint
 
 
-SERVICE_CLASSES = (ClientsService, DealsService, GatewayService)
+SERVICE_CLASSES = (ClientsService, DealsService, GatewayService, ReportsService)
 HANDLERS = [(service.name, name, ep) for service in SERVICE_CLASSES for name, ep in event_handlers(service)]
 
 

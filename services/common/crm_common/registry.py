@@ -39,6 +39,7 @@ class ServiceSpec:
 REGISTRY: tuple[ServiceSpec, ...] = (
     ServiceSpec("clients", "clients.service:ClientsService", "services/clients"),
     ServiceSpec("deals", "deals.service:DealsService", "services/deals"),
+    ServiceSpec("reports", "reports.service:ReportsService", "services/reports"),
     ServiceSpec("gateway", "gateway.service:GatewayService", "gateway", replicas=1, http=True),
 )
 

@@ -11,7 +11,7 @@ from crm_common.errors import BadRequest, NotFound
 from crm_common.rpc import RpcProxy, rpc
 from crm_common.schemas import PageQuerySchema, is_uuid, load_or_raise
 from crm_common.timer import settings_timer
-from deals import commands, views
+from deals import commands, exports, views
 from deals import repository as repo
 from deals.models import Base, Deal
 from deals.schemas import DealQuerySchema, PipelineQuerySchema, ScriptQuerySchema, script_out, script_version_out
@@ -158,6 +158,12 @@ class DealsService:
         script = commands.require_script(self.db.reader, Caller.load(caller), script_id)
         return repo.script_versions(self.db.reader, script.id, page["cursor"], page["limit"],
                                     script_version_out.dump)
+
+    @rpc
+    def export(self, kind, cursor=None, limit=500):
+        """Paged export for rebuilding read models: ``export("deals")`` → ``{items, next_cursor, total}``; kinds:
+        deals (each with its stage history), pipelines, scripts (``crm_common.exports``)."""
+        return exports.export(self.db.reader, kind, cursor, limit)
 
     @rpc
     def health(self):
