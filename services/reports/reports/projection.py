@@ -30,6 +30,7 @@ from reports.domain import (
     VisitState,
     parse_time,
 )
+from reports.gate import raise_if_rebuilding
 from reports.models import (
     COUNTERS,
     RBranch,
@@ -420,3 +421,49 @@ def _penalty_of(row: RPenalty | None) -> PenaltyState | None:
         return None
     return PenaltyState(id=row.id, branch_id=row.branch_id, user_id=row.user_id, month=row.month,
                         amount_minor=row.amount_minor, currency=row.currency, status=row.status)
+
+
+def _deal(projector, event_type, payload):
+    projector.deal(event_type, payload)
+
+
+def _task(projector, event_type, payload):
+    projector.task(event_type, payload)
+
+
+APPLY = {
+    "user_created": lambda p, t, e: p.user(e),
+    "user_updated": lambda p, t, e: p.user(e),
+    "branch_created": lambda p, t, e: p.branch(e),
+    "client_created": lambda p, t, e: p.client(e),
+    "client_updated": lambda p, t, e: p.client(e),
+    "client_archived": lambda p, t, e: p.client(e),
+    "client_restored": lambda p, t, e: p.client(e),
+    "interaction_logged": lambda p, t, e: p.interaction(e),
+    "touchpoint_recorded": lambda p, t, e: p.touchpoint(e),
+    "pipeline_created": lambda p, t, e: p.pipeline(e),
+    "pipeline_updated": lambda p, t, e: p.pipeline(e),
+    "script_created": lambda p, t, e: p.script(e),
+    "script_updated": lambda p, t, e: p.script(e),
+    "deal_created": _deal,
+    "deal_updated": _deal,
+    "deal_stage_changed": _deal,
+    "deal_won": _deal,
+    "deal_lost": _deal,
+    "deal_reopened": _deal,
+    "task_created": _task,
+    "task_completed": _task,
+    "task_cancelled": _task,
+    "task_overdue": _task,
+    "penalty_recorded": lambda p, t, e: p.penalty(e),
+    "penalty_waived": lambda p, t, e: p.penalty(e),
+}
+
+
+def apply_event(uow, event_type: str, payload: dict) -> bool:
+    """Apply one event in the unit of work's transaction; False if it had been applied before."""
+    raise_if_rebuilding(uow.session)
+    if not uow.first_delivery(payload["event_id"], event_type):
+        return False
+    APPLY[event_type](Projector(uow.session), event_type, payload)
+    return True

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from crm_common.clock import utcnow
 from reports import domain, projection
-from reports.exceptions import Rebuilding
+from reports.gate import LOCK_KEY
 from reports.models import (
     COUNTERS,
     RBranch,
@@ -68,20 +68,6 @@ TABLES = {
 }
 
 PAGE_SIZE = 2000
-LOCK_KEY = 0x7265_706F  # pg advisory lock: handlers hold it shared while they apply an event
-
-
-# ---- the flag the handlers look at
-
-
-def raise_if_rebuilding(session) -> None:
-    """First statement of every handler's transaction: an event that comes during a rebuild goes back to
-    its queue (``Rebuilding`` is a temporary failure) and is applied after it."""
-    if session.bind.dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": LOCK_KEY})
-    state = session.get(RebuildState, 1)
-    if state is not None and state.running:
-        raise Rebuilding(f"the reports are being rebuilt (since {state.started_at:%Y-%m-%d %H:%M:%S} UTC)")
 
 
 def _set_flag(engine, running: bool, summary: dict | None = None) -> None:

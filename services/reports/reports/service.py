@@ -14,10 +14,8 @@ from crm_common.db import Database
 from crm_common.errors import ValidationError
 from crm_common.handlers import event_handler
 from crm_common.rpc import rpc
-from reports import commands, render
+from reports import commands, projection, render
 from reports.models import Base
-from reports.projection import Projector
-from reports.rebuild import raise_if_rebuilding
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +29,13 @@ class ReportsService:
 
     # ---- keeping the read model
 
-    def _apply(self, event_type: str, payload: dict, apply) -> None:
+    def _apply(self, event_type: str, payload: dict) -> None:
         """Apply an event once, in one transaction. Two events creating the same record at the same moment
         collide on its key: the loser simply runs again and finds the record."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                with self.db.transaction() as session:
-                    raise_if_rebuilding(session)
-                    if not self.db.first_delivery(payload["event_id"], event_type):
-                        return
-                    apply(Projector(session))
+                with self.db.transaction():
+                    projection.apply_event(self.db, event_type, payload)
                 return
             except IntegrityError:
                 if attempt == ATTEMPTS:
@@ -48,103 +43,103 @@ class ReportsService:
 
     @event_handler("gateway", "user_created")
     def handle_user_created(self, payload):
-        self._apply("user_created", payload, lambda p: p.user(payload))
+        self._apply("user_created", payload)
 
     @event_handler("gateway", "user_updated")
     def handle_user_updated(self, payload):
-        self._apply("user_updated", payload, lambda p: p.user(payload))
+        self._apply("user_updated", payload)
 
     @event_handler("gateway", "branch_created")
     def handle_branch_created(self, payload):
-        self._apply("branch_created", payload, lambda p: p.branch(payload))
+        self._apply("branch_created", payload)
 
     @event_handler("clients", "client_created")
     def handle_client_created(self, payload):
-        self._apply("client_created", payload, lambda p: p.client(payload))
+        self._apply("client_created", payload)
 
     @event_handler("clients", "client_updated")
     def handle_client_updated(self, payload):
-        self._apply("client_updated", payload, lambda p: p.client(payload))
+        self._apply("client_updated", payload)
 
     @event_handler("clients", "client_archived")
     def handle_client_archived(self, payload):
-        self._apply("client_archived", payload, lambda p: p.client(payload))
+        self._apply("client_archived", payload)
 
     @event_handler("clients", "client_restored")
     def handle_client_restored(self, payload):
-        self._apply("client_restored", payload, lambda p: p.client(payload))
+        self._apply("client_restored", payload)
 
     @event_handler("clients", "interaction_logged")
     def handle_interaction_logged(self, payload):
-        self._apply("interaction_logged", payload, lambda p: p.interaction(payload))
+        self._apply("interaction_logged", payload)
 
     @event_handler("clients", "touchpoint_recorded")
     def handle_touchpoint_recorded(self, payload):
-        self._apply("touchpoint_recorded", payload, lambda p: p.touchpoint(payload))
+        self._apply("touchpoint_recorded", payload)
 
     @event_handler("deals", "pipeline_created")
     def handle_pipeline_created(self, payload):
-        self._apply("pipeline_created", payload, lambda p: p.pipeline(payload))
+        self._apply("pipeline_created", payload)
 
     @event_handler("deals", "pipeline_updated")
     def handle_pipeline_updated(self, payload):
-        self._apply("pipeline_updated", payload, lambda p: p.pipeline(payload))
+        self._apply("pipeline_updated", payload)
 
     @event_handler("deals", "script_created")
     def handle_script_created(self, payload):
-        self._apply("script_created", payload, lambda p: p.script(payload))
+        self._apply("script_created", payload)
 
     @event_handler("deals", "script_updated")
     def handle_script_updated(self, payload):
-        self._apply("script_updated", payload, lambda p: p.script(payload))
+        self._apply("script_updated", payload)
 
     @event_handler("deals", "deal_created")
     def handle_deal_created(self, payload):
-        self._apply("deal_created", payload, lambda p: p.deal("deal_created", payload))
+        self._apply("deal_created", payload)
 
     @event_handler("deals", "deal_updated")
     def handle_deal_updated(self, payload):
-        self._apply("deal_updated", payload, lambda p: p.deal("deal_updated", payload))
+        self._apply("deal_updated", payload)
 
     @event_handler("deals", "deal_stage_changed")
     def handle_deal_stage_changed(self, payload):
-        self._apply("deal_stage_changed", payload, lambda p: p.deal("deal_stage_changed", payload))
+        self._apply("deal_stage_changed", payload)
 
     @event_handler("deals", "deal_won")
     def handle_deal_won(self, payload):
-        self._apply("deal_won", payload, lambda p: p.deal("deal_won", payload))
+        self._apply("deal_won", payload)
 
     @event_handler("deals", "deal_lost")
     def handle_deal_lost(self, payload):
-        self._apply("deal_lost", payload, lambda p: p.deal("deal_lost", payload))
+        self._apply("deal_lost", payload)
 
     @event_handler("deals", "deal_reopened")
     def handle_deal_reopened(self, payload):
-        self._apply("deal_reopened", payload, lambda p: p.deal("deal_reopened", payload))
+        self._apply("deal_reopened", payload)
 
     @event_handler("tasks", "task_created")
     def handle_task_created(self, payload):
-        self._apply("task_created", payload, lambda p: p.task("task_created", payload))
+        self._apply("task_created", payload)
 
     @event_handler("tasks", "task_completed")
     def handle_task_completed(self, payload):
-        self._apply("task_completed", payload, lambda p: p.task("task_completed", payload))
+        self._apply("task_completed", payload)
 
     @event_handler("tasks", "task_cancelled")
     def handle_task_cancelled(self, payload):
-        self._apply("task_cancelled", payload, lambda p: p.task("task_cancelled", payload))
+        self._apply("task_cancelled", payload)
 
     @event_handler("tasks", "task_overdue")
     def handle_task_overdue(self, payload):
-        self._apply("task_overdue", payload, lambda p: p.task("task_overdue", payload))
+        self._apply("task_overdue", payload)
 
     @event_handler("tasks", "penalty_recorded")
     def handle_penalty_recorded(self, payload):
-        self._apply("penalty_recorded", payload, lambda p: p.penalty(payload))
+        self._apply("penalty_recorded", payload)
 
     @event_handler("tasks", "penalty_waived")
     def handle_penalty_waived(self, payload):
-        self._apply("penalty_waived", payload, lambda p: p.penalty(payload))
+        self._apply("penalty_waived", payload)
 
     # ---- reports
 

@@ -8,8 +8,8 @@ import pytest
 from crm_common.errors import Conflict, Forbidden, ValidationError, VersionConflict
 from crm_common.events import EVENTS
 from deals import commands, views
-from tests.unit.deals.conftest import STAGES
 from deals.exceptions import PipelineNotFound
+from tests.unit.deals.conftest import STAGES
 
 
 def as_wanted(stage: dict, **changes) -> dict:
