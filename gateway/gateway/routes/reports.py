@@ -42,7 +42,7 @@ def _report_options(query, response, summary, roles=HEADS) -> dict:
 
 
 class ReportRoutes:
-    def _report(self, request, caller, name: str):
+    def _report(self, request, caller, name: str, method: str | None = None):
         """A report in the format negotiated from Accept. A ``branch_id`` no branch has is 404, as is one
         the caller may not see (the service decides that)."""
         query = query_args(request)
@@ -50,7 +50,7 @@ class ReportRoutes:
         if named and is_uuid(named) and not identity.branch_exists(self.db.reader, named):
             raise identity.BranchNotFound()
         if request.media_type == JSON:
-            return 200, getattr(self.reports_rpc, name)(caller.dump(), query), {"Vary": "Accept"}
+            return 200, getattr(self.reports_rpc, method or name)(caller.dump(), query), {"Vary": "Accept"}
         fmt = "csv" if request.media_type == CSV else "svg"
         out = self.reports_rpc.render_report(caller.dump(), name, query, fmt)
         return Response(out["body"], status=200, content_type=f"{out['media_type']}; charset=utf-8", headers={
@@ -77,7 +77,7 @@ class ReportRoutes:
     def report_plan(self, request, caller):
         """``?month=2026-11``: each branch's and manager's plan, the ``fact`` (amounts of deals won that month in
         the plan's currency; other currencies listed apart), ``fulfilment`` = fact / plan and the miss reason."""
-        return self._report(request, caller, "plan_report")
+        return self._report(request, caller, "plan", "plan_report")
 
     @api("GET", "/reports/channels", **_report_options(PeriodQuerySchema, ChannelsSchema, "Marketing channels"))
     def report_channels(self, request, caller):

@@ -110,7 +110,8 @@ def funnel_chart(title: str, subtitle: str, stages: list[dict]) -> str:
     """Bars centred on one axis and as wide as the stage's entries: the funnel narrows where deals are lost."""
     if not stages or not any(s["entered"] for s in stages):
         return _empty(title, subtitle)
-    row, top, centre, span = 38, 70, WIDTH / 2 + 60, WIDTH - 360
+    row, top, span = 38, 70, WIDTH - 400  # names on the left, bars in the middle, numbers on the right
+    centre = 170 + span / 2
     peak = max(s["entered"] for s in stages)
     body = []
     for index, stage in enumerate(stages):
