@@ -5,7 +5,10 @@
     .venv/bin/python scripts/demo.py http://127.0.0.1:8000/api/v1 admin@crm.local admin12345
 
 Two branches, a head and three managers each (password ``demo-pass-1``), clients from several
-channels with interactions and touchpoints, a sales pipeline with scripts, deals at every stage.
+channels with interactions (calls citing the sales scripts, some dated in earlier months) and
+touchpoints, a sales pipeline with scripts, deals at every stage; for the reports, sales plans of the
+last three months per branch and manager (with a miss reason), and marketing spend per channel, so
+every report and every chart of the dashboard shows something.
 Running it again on a CRM that has the demo branches changes nothing.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import random
 import sys
+from datetime import UTC, datetime, timedelta
 
 import requests
 from faker import Faker
@@ -30,6 +34,14 @@ STAGES = [
     {"name": "Отказ", "kind": "lost"},
 ]
 LOST_REASONS = ["Дорого", "Выбрали конкурента", "Нет бюджета", "Не дозвонились"]
+MISS_REASONS = [("leads", "Мало входящих заявок после сезона"), ("conversion", "Много отказов на этапе КП")]
+
+
+def months_back(count: int) -> list[str]:
+    """This month and the ``count - 1`` before it, oldest first (YYYY-MM, UTC)."""
+    now = datetime.now(UTC)
+    index = now.year * 12 + now.month - 1
+    return [f"{(index - back) // 12:04d}-{(index - back) % 12 + 1:02d}" for back in reversed(range(count))]
 
 
 PHONE_FORMATS = ["+7 9{a}{b} {c}-{d}-{e}", "8 (9{a}{b}) {c}-{d}-{e}", "89{a}{b}{c}{d}{e}"]
@@ -84,12 +96,13 @@ def seed(base: str, admin_email: str, admin_password: str, clients_per_branch: i
 
         pipeline = head.call("POST", "/pipelines", {"name": "Продажи", "stages": STAGES})
         stages = pipeline["stages"]
+        scripts = []
         for stage in stages[:3]:
-            head.call("POST", "/scripts", {
+            scripts.append(head.call("POST", "/scripts", {
                 "title": f"Скрипт: {stage['name']}", "stage_id": stage["id"],
                 "body": "1. Поздоровайтесь и представьтесь.\n2. Уточните задачу клиента.\n"
                         "3. Договоритесь о следующем шаге и сроке.",
-            })
+            })["id"])
 
         clients = 0
         deals = 0
@@ -111,11 +124,16 @@ def seed(base: str, admin_email: str, admin_password: str, clients_per_branch: i
             client = response.json()
             clients += 1
             for _ in range(rnd.randint(1, 3)):
+                kind = rnd.choice(["call", "call", "email", "meeting", "note"])
+                # some contacts happened in earlier months: the manager and script reports have a history
+                occurred = datetime.now(UTC) - timedelta(days=rnd.choice([0, 0, 0, 1, 2, 35, 65]))
                 manager.call("POST", f"/clients/{client['id']}/interactions", {
-                    "type": rnd.choice(["call", "email", "meeting", "note"]),
+                    "type": kind,
                     "direction": rnd.choice(["in", "out"]),
                     "text": fake.sentence(nb_words=8),
                     "duration_s": rnd.randint(30, 900),
+                    "occurred_at": occurred.isoformat(),
+                    "script_id": rnd.choice(scripts) if kind == "call" and rnd.random() < 0.6 else None,
                 })
             if rnd.random() < 0.7:
                 deal = manager.call("POST", "/deals", {
@@ -141,9 +159,27 @@ def seed(base: str, admin_email: str, admin_password: str, clients_per_branch: i
                 "channel": rnd.choice(["web_form", "call", "telegram", "walk_in"]), "name": fake.name(),
                 "email": fake.unique.email(), "message": "Хочу узнать цены", "utm": {"utm_source": rnd.choice(SOURCES)},
             })
+        plan_and_spend(head, managers, rnd)
         summary.append(f"{branch_name}: {clients} clients, {deals} deals")
     return ("demo data loaded — " + "; ".join(summary)
             + f". Logins: head.msk@demo.crm, manager1.msk@demo.crm … (password {DEMO_PASSWORD})")
+
+
+def plan_and_spend(head: Api, managers: list[Api], rnd: random.Random) -> None:
+    """Plans for the branch and each manager over three months, a miss reason, and spend on every channel."""
+    months = months_back(3)
+    for month in months:
+        head.call("PUT", "/plans", {"month": month, "amount": f"{rnd.randint(30, 60) * 100000}.00", "currency": "RUB"})
+        for manager in managers:
+            me = manager.call("GET", "/me")
+            plan = head.call("PUT", "/plans", {"month": month, "user_id": me["id"], "currency": "RUB",
+                                               "amount": f"{rnd.randint(8, 20) * 100000}.00"})
+            if month != months[-1] and rnd.random() < 0.5:
+                category, reason = rnd.choice(MISS_REASONS)
+                head.call("POST", f"/plans/{plan['id']}/miss-reason", {"category": category, "reason": reason})
+        for source in SOURCES:
+            head.call("POST", f"/channels/{source}/spend", {"month": month, "currency": "RUB",
+                                                            "amount": f"{rnd.randint(5, 80) * 1000}.00"})
 
 
 if __name__ == "__main__":

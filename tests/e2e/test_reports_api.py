@@ -281,3 +281,31 @@ def test_the_dashboard_shows_the_head_of_sales_the_charts_in_a_real_browser(sale
     width, height, rows = png_pixels(shot)
     colours = {row[x:x + 3] for row in rows[::8] for x in range(0, len(row), 4 * 8)}
     assert (width, height) == (1200, 1000) and len(colours) > 20, "the screenshot is blank"
+
+
+def test_the_demo_data_fills_every_report_and_chart(system):
+    """``make demo``: every report of a demo branch has lines, and every chart draws more than its frame."""
+    import sys
+
+    from crm_common.config import DEV_ADMIN_PASSWORD, REPO_ROOT
+    from crm_common.testing.system import Api
+
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    from demo import DEMO_PASSWORD, seed
+
+    seed(system.base_url, system.admin.me["email"], DEV_ADMIN_PASSWORD, clients_per_branch=12)
+    head = Api(system.base_url).login("head.msk@demo.crm", DEMO_PASSWORD)
+    pipeline = head.ok("GET", "/pipelines")["items"][0]
+    paths = dict(REPORTS, funnel=f"/reports/funnel?pipeline_id={pipeline['id']}&from={MONTH}&to={MONTH}")
+
+    def filled():
+        reports = {name: head.ok("GET", path) for name, path in paths.items()}
+        return (reports["client-base"]["months"][-1]["new"] and reports["funnel"]["stages"][0]["entered"]
+                and reports["plan"]["managers"] and reports["plan"]["branches"][0]["plan"]
+                and any(c["spend"] != "0.00" for c in reports["channels"]["channels"])
+                and any(m["calls"] for m in reports["managers"]["managers"]) and reports["scripts"]["scripts"])
+
+    poll(filled, timeout=40, interval=0.5, message="the demo data in every report")
+    for path in paths.values():
+        chart = ET.fromstring(head.get(path, headers={"Accept": "image/svg+xml"}).content)
+        assert "No data for this period" not in [t.text for t in chart.iter("{http://www.w3.org/2000/svg}text")]
