@@ -4,9 +4,11 @@
    and recreated at the start, with the rate limit off; and the echo service beside it;
 2. seeds identity and pipelines through the API, then 100,000 clients and 1,000,000 deals with COPY;
 3. loads the raw RPC baseline and each API scenario at 1, 10 and 50 concurrent workers;
-4. times the stuck-deal scan and captures the plans of the hot queries;
-5. writes bench/results/<time>.json and docs/benchmarks.md (a quick or partial run: bench/results/benchmarks-*.md);
-6. stops everything, also on errors and Ctrl-C.
+4. fills the reports read model with `crm-reports rebuild` (timed), loads each report at 1 and 10 workers and
+   measures the lag from a stage move to the funnel report under a steady 50 moves/s;
+5. times the stuck-deal scan and captures the plans of the hot queries;
+6. writes bench/results/<time>.json and docs/benchmarks.md (a quick or partial run: bench/results/benchmarks-*.md);
+7. stops everything, also on errors and Ctrl-C.
 """
 
 from __future__ import annotations
@@ -19,7 +21,11 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-SCENARIOS = ("echo", "echo_crm", "get_client", "search_clients", "list_deals", "create_client", "move_deal")
+SCENARIOS = ("echo", "echo_crm", "get_client", "search_clients", "list_deals", "create_client", "move_deal",
+             "report_client_base", "report_funnel", "report_plan", "report_channels", "report_managers",
+             "report_scripts", "report_lag")
+# the reports run at these levels whatever --concurrency says; report_lag is the stage-move-to-funnel lag
+REPORTS_ONLY = ("report_lag",)
 MANAGERS = 20
 
 
@@ -70,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
     from bench import load, markdown, report, stuck, system
+    from bench import reports as report_bench
     from bench.people import People
     from bench.plans import service_plans
     from bench.sampler import Sampler
@@ -104,16 +111,25 @@ def main(argv: list[str] | None = None) -> int:
         results["settled_s"] = system.settle()
         say(f"the machine settled after {results['settled_s']} s")
         workload = Workload(identity, size.sample)
+        wants_reports = any(s.startswith("report_") for s in scenarios)
+        if wants_reports:
+            say("filling the reports read model: crm-reports rebuild")
+            results["reports"] = report_bench.rebuild(system.RESULTS / "logs" / "rebuild.log")
+            say(f"rebuild: {results['reports']['rebuild_s']} s ({' '.join(results['reports']['output'][-1:])})")
 
         runs, incidents = results["runs"], results["incidents"] = [], []
         # the baseline runs first and again last: the machine is shared, and the better of the two is the bar
         rounds = [*scenarios, "echo"] if "echo" in scenarios and len(scenarios) > 1 else scenarios
         for scenario in rounds:
-            for concurrency in levels:
+            if scenario in REPORTS_ONLY:
+                continue
+            report_run = scenario.startswith("report_")
+            for concurrency in (report_bench.REPORT_LEVELS if report_run else levels):
+                data = report_bench.report_data(scenario, identity) if report_run else None
                 for attempt in (1, 2):
                     sampler = Sampler(crm.processes())
-                    run = load.run(spec(scenario, workload.data(scenario, concurrency), crm.port), concurrency,
-                                   args.load_processes, size.warmup_s, duration, sampler)
+                    run = load.run(spec(scenario, data or workload.data(scenario, concurrency), crm.port),
+                                   concurrency, args.load_processes, size.warmup_s, duration, sampler)
                     say(report.one_line(run))
                     if crm.healthy() or attempt == 2:
                         break
@@ -140,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"pair: echo {pair['echo']['rps']:.0f} req/s, get_client {pair['get_client']['rps']:.0f} req/s "
                     f"(p99 {pair['get_client']['p99_ms']} ms), ratio {pair['ratio']}")
 
+        if "report_lag" in scenarios:
+            say(f"event lag: stage moves at {report_bench.LAG_RATE}/s for {report_bench.LAG_SECONDS:g} s, "
+                "the funnel report polled")
+            results.setdefault("reports", {})["lag"] = report_bench.measure_lag(
+                crm.port, identity, workload.data("move_deal", 10))
+            say(f"event lag: {json.dumps(results['reports']['lag'])}")
         say(f"stuck scan: {size.newly_stuck} newly stuck deals per pass")
         results["stuck"] = stuck.measure(size.newly_stuck)
         say(f"stuck scan: {json.dumps({k: v for k, v in results['stuck'].items() if k != 'due_query_plan'})}")
