@@ -126,7 +126,7 @@ def measure_lag(port: int, identity, moves: dict, rate: int = LAG_RATE, seconds:
     def poller() -> None:
         while not stop.is_set():
             seen.append((time.monotonic(), _funnel_entries(port, token, pipeline_id) - base))
-            time.sleep(0.01)
+            time.sleep(0.05)  # a head refreshing a report very often, not a second load test
 
     watcher = threading.Thread(target=poller, daemon=True)
     watcher.start()

@@ -16,9 +16,14 @@ import argparse
 import logging
 import sys
 import time
+import warnings
 
-from crm_common import registry
-from crm_common.config import Settings, load_config
+# eventlet and nameko's use of pkg_resources warn on every start; the warnings say nothing to an operator
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+
+from crm_common import registry  # noqa: E402
+from crm_common.config import Settings, load_config  # noqa: E402
 
 PROBE_TIMEOUT_S = 5
 EXPORT_TIMEOUT_S = 120

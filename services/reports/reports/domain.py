@@ -165,7 +165,10 @@ class TouchpointFact:
 
 
 def _add(out: Contributions, table: str, key: Key, **amounts) -> None:
-    row = out.setdefault((table, key), {})
+    row = out.get((table, key))
+    if row is None:
+        out[(table, key)] = amounts
+        return
     for column, amount in amounts.items():
         if column in MIN_COLUMNS:
             row[column] = amount if column not in row else min(row[column], amount)
@@ -173,9 +176,9 @@ def _add(out: Contributions, table: str, key: Key, **amounts) -> None:
             row[column] = row.get(column, 0) + amount
 
 
-def client_contributions(client: ClientState | None) -> Contributions:
+def client_contributions(client: ClientState | None, out: Contributions | None = None) -> Contributions:
     """A client is new in the month it was created and archived in the month it was archived (if it still is)."""
-    out: Contributions = {}
+    out = {} if out is None else out
     if client is None or client.created_at is None:
         return out
     created = month_of(client.created_at)
@@ -201,22 +204,27 @@ def visit_outcome(from_kind: str, from_position, to_kind: str, to_position) -> s
     return "back"
 
 
-def deal_contributions(deal: DealState | None) -> Contributions:
-    """Each stage visit counts in the funnel of the month it was entered, for the deal's owner and for all
-    owners; a visit after the first is a move by whoever made it; a won deal counts in the month it was won."""
-    out: Contributions = {}
+def deal_contributions(deal: DealState | None, out: Contributions | None = None) -> Contributions:
+    """Each stage visit counts in the funnel of the month it was entered, for the deal's owner (the report of
+    all owners sums them: a row shared by every move would make every move wait for the one before); a visit
+    after the first is a move by whoever made it; a won deal counts in the month it was won."""
+    out = {} if out is None else out
     if deal is None:
         return out
-    owners = (deal.owner_id or NONE, ALL)
+    owner = deal.owner_id or NONE
     for visit in deal.visits:
         month = month_of(visit.entered_at)
         outcome = visit.outcome
-        for owner in owners:
-            key = (deal.pipeline_id, owner, month, visit.stage_id)
-            _add(out, "c_funnel", key, entered=1, moved_on=int(outcome == "moved_on"), lost=int(outcome == "lost"))
-            if visit.duration_s is not None:
-                _add(out, "c_funnel", key, exited=1, duration_s=visit.duration_s)
-                _add(out, "c_duration", (*key, duration_bucket(visit.duration_s)), n=1, duration_s=visit.duration_s)
+        key = (deal.pipeline_id, owner, month, visit.stage_id)
+        _add(out, "c_funnel", key, entered=1, moved_on=int(outcome == "moved_on"), lost=int(outcome == "lost"))
+        if visit.duration_s is not None:
+            _add(out, "c_funnel", key, exited=1, duration_s=visit.duration_s)
+            bucket = duration_bucket(visit.duration_s)
+            # histograms also for all owners at once: a median cannot be summed from per-owner medians, and
+            # summing every owner's buckets would read far more rows
+            for owner_key in (owner, ALL):
+                _add(out, "c_duration", (deal.pipeline_id, owner_key, month, visit.stage_id, bucket),
+                     n=1, duration_s=visit.duration_s)
         if visit.seq > 1 and visit.moved_by and visit.entry_known:
             _add(out, "c_activity", (deal.branch_id, month, visit.moved_by), deals_moved=1)
     if deal.status == "won" and deal.closed_at is not None:
@@ -225,8 +233,8 @@ def deal_contributions(deal: DealState | None) -> Contributions:
     return out
 
 
-def interaction_contributions(item: InteractionFact) -> Contributions:
-    out: Contributions = {}
+def interaction_contributions(item: InteractionFact, out: Contributions | None = None) -> Contributions:
+    out = {} if out is None else out
     month = month_of(item.occurred_at)
     _add(out, "c_activity", (item.branch_id, month, item.author_id or NONE),
          interactions=1, calls=int(item.type == "call"), meetings=int(item.type == "meeting"))
@@ -236,15 +244,15 @@ def interaction_contributions(item: InteractionFact) -> Contributions:
     return out
 
 
-def touchpoint_contributions(item: TouchpointFact) -> Contributions:
-    out: Contributions = {}
+def touchpoint_contributions(item: TouchpointFact, out: Contributions | None = None) -> Contributions:
+    out = {} if out is None else out
     _add(out, "c_touchpoints", (item.branch_id, month_of(item.occurred_at), item.source or NONE), touchpoints=1)
     return out
 
 
-def task_contributions(task: TaskState | None) -> Contributions:
+def task_contributions(task: TaskState | None, out: Contributions | None = None) -> Contributions:
     """Done on time counts in the month of completion; overdue in the month the task was due."""
-    out: Contributions = {}
+    out = {} if out is None else out
     if task is None or not task.assignee_id:
         return out
     if task.status == "done" and task.completed_at is not None and task.on_time:
@@ -260,8 +268,8 @@ def task_on_time(completed_at: datetime | None, due_at: datetime | None) -> bool
     return due_at is None or completed_at <= due_at
 
 
-def penalty_contributions(penalty: PenaltyState | None) -> Contributions:
-    out: Contributions = {}
+def penalty_contributions(penalty: PenaltyState | None, out: Contributions | None = None) -> Contributions:
+    out = {} if out is None else out
     if penalty is None or penalty.status != "active":
         return out
     _add(out, "c_penalty", (penalty.branch_id, penalty.month, penalty.user_id, penalty.currency),

@@ -5,8 +5,8 @@ services' events, and the counters the reports are answered from.
 - what other services own, as their events last described it: ``r_*`` tables;
 - counters shaped for the answers, moved by ``domain.difference`` of each record's contributions: ``c_*``.
 
-Months are ``YYYY-MM`` strings (UTC); ``owner_key`` is an owner id, ``""`` for none or ``"*"`` for the sum of
-all owners; ``source`` is ``""`` when a client has none.
+Months are ``YYYY-MM`` strings (UTC); ``owner_key`` is an owner id, ``""`` for none or (in ``c_duration``)
+``"*"`` for all owners; ``source`` is ``""`` when a client has none.
 """
 
 from __future__ import annotations

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from crm_common.clock import utcnow
@@ -104,11 +105,10 @@ class Loader:
     sources: dict[str, str | None] | None = None  # client id -> source, once clients are known
 
     def _insert(self, model, rows: list[dict]) -> None:
+        """Core executemany: the driver sends the rows in batches of 1000 in one statement each."""
         if rows:
-            self.session.execute(insert(model), rows)
+            self.session.execute(model.__table__.insert(), rows)
 
-    def _count(self, contributions: domain.Contributions) -> None:
-        domain.merge_into(self.counters, contributions)
 
     def load(self, kind: str, items: list[dict]) -> None:
         getattr(self, f"_load_{kind}")(items)
@@ -145,7 +145,7 @@ class Loader:
             self.sources[state.id] = state.source
             rows.append({"id": state.id, "branch_id": state.branch_id, "source": state.source, "tags": state.tags,
                          "created_at": state.created_at, "archived_at": state.archived_at, "version": state.version})
-            self._count(domain.client_contributions(state))
+            domain.client_contributions(state, out=self.counters)
         self._insert(RClient, rows)
 
     def _load_interactions(self, items):
@@ -153,7 +153,7 @@ class Loader:
         for item in items:
             fact = projection.interaction_fact(item)
             rows.append(vars(fact).copy())
-            self._count(domain.interaction_contributions(fact))
+            domain.interaction_contributions(fact, out=self.counters)
         self._insert(RInteraction, rows)
 
     def _load_touchpoints(self, items):
@@ -161,7 +161,7 @@ class Loader:
         for item in items:
             fact = projection.touchpoint_fact(item, item["created_at"])
             rows.append(vars(fact).copy())
-            self._count(domain.touchpoint_contributions(fact))
+            domain.touchpoint_contributions(fact, out=self.counters)
         self._insert(RTouchpoint, rows)
 
     def source_of(self, client_id: str | None) -> str | None:
@@ -178,7 +178,7 @@ class Loader:
                 "id", "branch_id", "pipeline_id", "client_id", "owner_id", "status", "stage_id", "amount_minor",
                 "currency", "created_at", "closed_at", "version", "source")})
             visits += [{"deal_id": state.id, **vars(v)} for v in state.visits]
-            self._count(domain.deal_contributions(state))
+            domain.deal_contributions(state, out=self.counters)
         self._insert(RDeal, deals)
         self._insert(RVisit, visits)
 
@@ -187,7 +187,7 @@ class Loader:
         for item in items:
             state = projection.task_state(item)
             rows.append(vars(state).copy())
-            self._count(domain.task_contributions(state))
+            domain.task_contributions(state, out=self.counters)
         self._insert(RTask, rows)
 
     def _load_penalties(self, items):
@@ -195,7 +195,7 @@ class Loader:
         for item in items:
             state = projection.penalty_state(item)
             rows.append(vars(state).copy())
-            self._count(domain.penalty_contributions(state))
+            domain.penalty_contributions(state, out=self.counters)
         self._insert(RPenalty, rows)
 
     def count_kept(self, kind: str) -> int:
@@ -203,31 +203,32 @@ class Loader:
         session, kept = self.session, 0
         if kind == "clients":
             for row in session.scalars(select(RClient)):
-                self._count(domain.client_contributions(projection._client_of(row)))
+                domain.client_contributions(projection._client_of(row), out=self.counters)
                 kept += 1
         elif kind == "interactions":
             for row in session.scalars(select(RInteraction)):
-                self._count(domain.interaction_contributions(domain.InteractionFact(
-                    row.id, row.branch_id, row.client_id, row.author_id, row.type, row.occurred_at, row.script_id)))
+                domain.interaction_contributions(domain.InteractionFact(
+                    row.id, row.branch_id, row.client_id, row.author_id, row.type, row.occurred_at, row.script_id),
+                    out=self.counters)
                 kept += 1
         elif kind == "touchpoints":
             for row in session.scalars(select(RTouchpoint)):
-                self._count(domain.touchpoint_contributions(domain.TouchpointFact(
-                    row.id, row.branch_id, row.client_id, row.source, row.occurred_at)))
+                domain.touchpoint_contributions(domain.TouchpointFact(
+                    row.id, row.branch_id, row.client_id, row.source, row.occurred_at), out=self.counters)
                 kept += 1
         elif kind == "deals":
             projector = projection.Projector(session)
             for row in session.scalars(select(RDeal)):
                 row.source = self.source_of(row.client_id)
-                self._count(domain.deal_contributions(projector._deal_of(row)))
+                domain.deal_contributions(projector._deal_of(row), out=self.counters)
                 kept += 1
         elif kind == "tasks":
             for row in session.scalars(select(RTask)):
-                self._count(domain.task_contributions(projection._task_of(row)))
+                domain.task_contributions(projection._task_of(row), out=self.counters)
                 kept += 1
         elif kind == "penalties":
             for row in session.scalars(select(RPenalty)):
-                self._count(domain.penalty_contributions(projection._penalty_of(row)))
+                domain.penalty_contributions(projection._penalty_of(row), out=self.counters)
                 kept += 1
         return kept
 
@@ -287,10 +288,10 @@ def rebuild(engine, fetch: Fetch, unavailable: Callable[[str], str | None], prog
                     for model in TABLES[kind]:
                         session.execute(delete(model))
             loader = Loader(session)
-            for service, kind in exports:
-                if kind in skipped:
-                    continue
-                summary["records"][kind] = _read_all(loader, fetch, service, kind, page_size, progress)
+            with ThreadPoolExecutor(max_workers=1) as reader:
+                for service, kind in exports:
+                    if kind not in skipped:
+                        summary["records"][kind] = _read_all(loader, fetch, service, kind, page_size, progress, reader)
             for kind in skipped:
                 summary["kept"][kind] = loader.count_kept(kind)
             progress.writing()
@@ -301,10 +302,18 @@ def rebuild(engine, fetch: Fetch, unavailable: Callable[[str], str | None], prog
     return summary
 
 
-def _read_all(loader: Loader, fetch: Fetch, service: str, kind: str, page_size: int, progress: Progress) -> int:
-    cursor, count, first = None, 0, True
+def _read_all(loader: Loader, fetch: Fetch, service: str, kind: str, page_size: int, progress: Progress,
+              reader: ThreadPoolExecutor) -> int:
+    """Read every page of a kind; the next page is fetched (by the one reader thread, so a client that is not
+    thread-safe is fine) while this one is loaded."""
+    count = 0
+    pending = reader.submit(fetch, service, kind, None, page_size)
+    first = True
     while True:
-        page = fetch(service, kind, cursor, page_size)
+        page = pending.result()
+        cursor = page.get("next_cursor")
+        if cursor:
+            pending = reader.submit(fetch, service, kind, cursor, page_size)
         if first:
             progress.started(service, kind, page.get("total"))
             first = False
@@ -312,7 +321,6 @@ def _read_all(loader: Loader, fetch: Fetch, service: str, kind: str, page_size: 
         loader.load(kind, items)
         count += len(items)
         progress.advanced(service, kind, len(items))
-        cursor = page.get("next_cursor")
         if not cursor:
             progress.finished(service, kind)
             return count

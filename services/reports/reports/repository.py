@@ -86,12 +86,11 @@ def stages(session, pipeline_id: str) -> list[RStage]:
 
 
 def funnel_counts(session, pipeline_id: str, owner_key: str, start: str, end: str) -> dict[str, tuple]:
-    query = select(
+    query = _filtered(select(
         CFunnel.stage_id, func.sum(CFunnel.entered), func.sum(CFunnel.moved_on), func.sum(CFunnel.lost),
         func.sum(CFunnel.exited), func.sum(CFunnel.duration_s),
-    ).where(
-        CFunnel.pipeline_id == pipeline_id, CFunnel.owner_key == owner_key,
-        CFunnel.month >= start, CFunnel.month <= end,
+    ), CFunnel.pipeline_id == pipeline_id, CFunnel.month >= start, CFunnel.month <= end,
+        CFunnel.owner_key == owner_key if owner_key != ALL else None,
     ).group_by(CFunnel.stage_id)
     return {row[0]: tuple(row[1:]) for row in session.execute(query)}
 
