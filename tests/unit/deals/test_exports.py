@@ -21,7 +21,8 @@ def test_an_exported_deal_is_its_event_snapshot_with_its_whole_stage_history(sal
     history = sales.history(moved)
     assert [(h["seq"], h["stage_id"], h["stage_kind"]) for h in item["history"]] == [
         (1, history[0]["stage_id"], "open"), (2, history[1]["stage_id"], "open"), (3, history[2]["stage_id"], "won")]
-    assert [h["position"] for h in item["history"]] == [sales.stage(pipeline, n)["position"] for n in ("Новая", "Переговоры", "Успех")]
+    positions = [sales.stage(pipeline, name)["position"] for name in ("Новая", "Переговоры", "Успех")]
+    assert [h["position"] for h in item["history"]] == positions
     assert item["history"][0]["time_spent_s"] == history[0]["time_spent_s"]
     assert by_id[deals[1]["id"]]["amount"] == "0.00"
 
