@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             say(f"event lag: stage moves at {report_bench.LAG_RATE}/s for {report_bench.LAG_SECONDS:g} s, "
                 "the funnel report polled")
             results.setdefault("reports", {})["lag"] = report_bench.measure_lag(
-                crm.port, identity, workload.data("move_deal", 10))
+                crm.port, identity, workload.moves_once(10, report_bench.LAG_RATE * report_bench.LAG_SECONDS))
             say(f"event lag: {json.dumps(results['reports']['lag'])}")
         say(f"stuck scan: {size.newly_stuck} newly stuck deals per pass")
         results["stuck"] = stuck.measure(size.newly_stuck)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from clients.service import ClientsService
 from crm_common.caller import Caller
 from crm_common.config import Settings
+from crm_common.errors import NotFound
 from crm_common.testing.fixtures import create_vhost, delete_vhost, poll, vhost_uri
 from deals.service import DealsService
 from reports.models import ProcessedEvent
@@ -168,8 +169,13 @@ def test_reports_stopped_while_deals_are_won_catch_up_when_they_start_again(cont
     client = clients.create_client(head, {"kind": "person", "name": "Олег", "source": "avito"})
     deal = deals.create_deal(head, {"client_id": client["id"], "pipeline_id": pipeline["id"], "title": "Заказ",
                                     "amount": "100.00", "currency": "RUB"})
-    poll(lambda: get("funnel", pipeline_id=pipeline["id"])["stages"][0]["entered"] == 1, timeout=15,
-         message="the deal in the funnel")
+    def entered():
+        try:
+            return get("funnel", pipeline_id=pipeline["id"])["stages"][0]["entered"] == 1
+        except NotFound:  # the pipeline's event is not applied yet
+            return False
+
+    poll(entered, timeout=15, message="the deal in the funnel")
 
     reports.stop()
     deals.move_deal(head, deal["id"], {"stage_id": pipeline["stages"][2]["id"]})
@@ -247,9 +253,15 @@ def test_a_rebuild_from_the_owning_services_gives_the_reports_built_live(contain
     def live():
         return {name: get(name, **queries.get(name, {})) for name in names}
 
-    poll(lambda: sum(s["entered"] for s in live()["funnel"]["stages"]) == 6 + 6 + 2 + 2 + 2
-         and live()["channels"]["channels"] and live()["scripts"]["scripts"][0]["uses"] == 6,
-         timeout=20, message="every event applied live")
+    def applied():
+        try:
+            now = live()
+        except NotFound:  # the pipeline's event is not applied yet
+            return False
+        return (sum(s["entered"] for s in now["funnel"]["stages"]) == 6 + 6 + 2 + 2 + 2
+                and now["channels"]["channels"] and now["scripts"]["scripts"] and now["scripts"]["scripts"][0]["uses"] == 6)
+
+    poll(applied, timeout=20, message="every event applied live")
     before = live()
 
     settings = Settings.from_config(config)
