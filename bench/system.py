@@ -23,8 +23,10 @@ from crm_common.registry import REGISTRY
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
-DB_PREFIX = "crm_bench_"
-VHOST = "crm-bench"
+# runs on one machine stay apart with CRM_BENCH_NAME=<name>: databases crm_bench_<name>_*, vhost crm-bench-<name>
+BENCH_NAME = os.environ.get("CRM_BENCH_NAME", "").strip().lower()
+DB_PREFIX = f"crm_bench_{BENCH_NAME}_" if BENCH_NAME else "crm_bench_"
+VHOST = f"crm-bench-{BENCH_NAME}" if BENCH_NAME else "crm-bench"
 AMQP_URI = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
 SERVICES = tuple(spec.name for spec in REGISTRY)
 ADMIN_EMAIL = "admin@bench.local"
