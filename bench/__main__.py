@@ -51,6 +51,8 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true", help="5k clients, 20k deals, 3 s per run: a fast check")
     parser.add_argument("--reuse", action="store_true",
                         help="keep the bench databases a previous run seeded (skip the reset and the seeding)")
+    parser.add_argument("--rebuild", action="store_true",
+                        help="with --reuse: run crm-reports rebuild again (a plain --reuse keeps the read model)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated subset of {','.join(SCENARIOS)}")
     parser.add_argument("--concurrency", default="1,10,50", help="comma-separated worker counts")
     parser.add_argument("--duration", type=float, help="seconds measured per run")
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"the machine settled after {results['settled_s']} s")
         workload = Workload(identity, size.sample)
         wants_reports = any(s.startswith("report_") for s in scenarios)
-        if wants_reports:
+        if wants_reports and (not args.reuse or args.rebuild):
             say("filling the reports read model: crm-reports rebuild")
             results["reports"] = report_bench.rebuild(system.RESULTS / "logs" / "rebuild.log")
             say(f"rebuild: {results['reports']['rebuild_s']} s ({' '.join(results['reports']['output'][-1:])})")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -160,13 +160,9 @@ def apply_counters(session, changes: domain.Contributions) -> None:
         session.execute(statement.on_conflict_do_update(index_elements=key_columns, set_=updates))
 
 
-def lock(session, kind: str, record_id: str) -> None:
-    """Apply events of one record one at a time (PostgreSQL; SQLite has one writer anyway)."""
-    if session.bind.dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"reports:{kind}:{record_id}"})
-
-
 # ---- live projection of events
+
+_KNOWN: set[str] = set()  # pipelines and stages this process knows to have a row
 
 
 class Projector:
@@ -204,7 +200,6 @@ class Projector:
 
     def pipeline(self, payload: dict) -> None:
         data = payload["pipeline"]
-        lock(self.session, "pipeline", data["id"])
         row = self.session.get(RPipeline, data["id"])
         version = int(data.get("version") or 1)
         if row is not None and row.version > version:
@@ -236,7 +231,12 @@ class Projector:
         self.session.merge(row)
 
     def _known_pipeline(self, pipeline_id: str, branch_id: str, stages: list[dict]) -> None:
-        """A deal event may come before its pipeline's: remember the pipeline and stages it names."""
+        """A deal event may come before its pipeline's: remember the pipeline and stages it names. Ids already
+        seen by this process are not looked up again (rows of pipelines and stages are never deleted but by a
+        rebuild, which writes them all)."""
+        stages = [stage for stage in stages if stage and stage["id"] not in _KNOWN]
+        if pipeline_id in _KNOWN and not stages:
+            return
         if self.session.get(RPipeline, pipeline_id) is None:
             self.session.execute(_insert(self.session, RPipeline).values(
                 id=pipeline_id, branch_id=branch_id, name=None, version=0).on_conflict_do_nothing())
@@ -245,12 +245,12 @@ class Projector:
                 self.session.execute(_insert(self.session, RStage).values(
                     id=stage["id"], pipeline_id=pipeline_id, name=stage.get("name"), kind=stage.get("kind"),
                     position=stage.get("position"), removed=False).on_conflict_do_nothing())
+        _KNOWN.update([pipeline_id, *(stage["id"] for stage in stages)])
 
     # clients
 
     def client(self, payload: dict) -> None:
         new = client_state(payload["client"])
-        lock(self.session, "client", new.id)
         row = self.session.get(RClient, new.id)
         if row is not None and row.version > new.version:
             return
@@ -307,9 +307,6 @@ class Projector:
 
     def deal(self, event_type: str, payload: dict) -> None:
         snapshot = payload["deal"]
-        if snapshot.get("client_id"):
-            lock(self.session, "client", snapshot["client_id"])
-        lock(self.session, "deal", snapshot["id"])
         row = self.session.get(RDeal, snapshot["id"])
         visits = {v.seq: v for v in self.session.scalars(select(RVisit).where(RVisit.deal_id == snapshot["id"]))}
         old = self._deal_of(row, list(visits.values()))
@@ -366,7 +363,6 @@ class Projector:
 
     def task(self, event_type: str, payload: dict) -> None:
         new = task_state(payload["task"], payload.get("on_time") if event_type == "task_completed" else None)
-        lock(self.session, "task", new.id)
         row = self.session.get(RTask, new.id)
         if row is not None and row.version > new.version:
             return
@@ -382,7 +378,6 @@ class Projector:
 
     def penalty(self, payload: dict) -> None:
         new = penalty_state(payload["penalty"])
-        lock(self.session, "penalty", new.id)
         row = self.session.get(RPenalty, new.id)
         old = _penalty_of(row)
         if old is not None and old.status == "waived":
@@ -460,9 +455,21 @@ APPLY = {
 }
 
 
+def record_of(event_type: str, payload: dict) -> str | None:
+    """The record whose events must apply one at a time: a deal's go with its client's, so a deal never
+    misses the source of a client created at the same moment."""
+    if "deal" in payload:
+        deal = payload["deal"]
+        return f"client:{deal['client_id']}" if deal.get("client_id") else f"deal:{deal['id']}"
+    for name in ("client", "task", "penalty", "pipeline"):
+        if name in payload:
+            return f"{name}:{payload[name]['id']}"
+    return None
+
+
 def apply_event(uow, event_type: str, payload: dict) -> bool:
     """Apply one event in the unit of work's transaction; False if it had been applied before."""
-    raise_if_rebuilding(uow.session)
+    raise_if_rebuilding(uow.session, record_of(event_type, payload))
     if not uow.first_delivery(payload["event_id"], event_type):
         return False
     APPLY[event_type](Projector(uow.session), event_type, payload)
