@@ -16,11 +16,12 @@ def raise_if_rebuilding(session, record: str | None = None) -> None:
     holds the lock shared until it commits, so a rebuild starting now waits for it to finish; ``record``
     (e.g. ``client:<id>``) is locked in the same statement, so events of one record apply one at a time."""
     if session.bind.dialect.name == "postgresql":
-        if record:
-            session.execute(text("SELECT pg_advisory_xact_lock_shared(:k), pg_advisory_xact_lock(hashtext(:r))"),
-                            {"k": LOCK_KEY, "r": f"reports:{record}"})
-        else:
-            session.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": LOCK_KEY})
-    state = session.get(RebuildState, 1)
-    if state is not None and state.running:
-        raise Rebuilding(f"the reports are being rebuilt (since {state.started_at:%Y-%m-%d %H:%M:%S} UTC)")
+        locks = "pg_advisory_xact_lock_shared(:k)" + (", pg_advisory_xact_lock(hashtext(:r))" if record else "")
+        running, started_at = session.execute(text(
+            f"SELECT {locks}, s.running, s.started_at FROM (SELECT 1) AS one "
+            "LEFT JOIN rebuild_state AS s ON s.id = 1"), {"k": LOCK_KEY, "r": f"reports:{record}"}).one()[-2:]
+    else:
+        state = session.get(RebuildState, 1)
+        running, started_at = (state.running, state.started_at) if state is not None else (False, None)
+    if running:
+        raise Rebuilding(f"the reports are being rebuilt (since {started_at:%Y-%m-%d %H:%M:%S} UTC)")

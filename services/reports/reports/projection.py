@@ -130,34 +130,45 @@ def _insert(session, model):
     return (pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert)(model)
 
 
+_UPSERTS: dict[tuple[str, str], tuple] = {}
+
+
+def _upsert_of(session, table: str):
+    """One upsert statement per counter table and dialect, built once: executed with the rows as parameters,
+    it is compiled once too."""
+    dialect = session.bind.dialect.name
+    if (dialect, table) not in _UPSERTS:
+        model = COUNTERS[table]
+        keys = [c.name for c in model.__table__.primary_key.columns]
+        values = [c.name for c in model.__table__.columns if c.name not in keys]
+        statement = _insert(session, model)
+        updates = {}
+        for column in values:
+            current = getattr(model, column)
+            if column in domain.MIN_COLUMNS:
+                smallest = func.least if dialect == "postgresql" else func.min
+                updates[column] = smallest(current, func.coalesce(statement.excluded[column], current))
+            else:
+                updates[column] = current + statement.excluded[column]
+        _UPSERTS[(dialect, table)] = (statement.on_conflict_do_update(index_elements=keys, set_=updates), keys, values)
+    return _UPSERTS[(dialect, table)]
+
+
 def apply_counters(session, changes: domain.Contributions) -> None:
     """Move the counter rows by ``changes``: one upsert per table, rows in key order (so two transactions
     touching the same rows lock them in the same order)."""
     by_table: dict[str, list] = {}
     for (table, key), amounts in changes.items():
         by_table.setdefault(table, []).append((key, amounts))
-    postgres = session.bind.dialect.name == "postgresql"
     for table in sorted(by_table):
-        model = COUNTERS[table]
-        key_columns = [c.name for c in model.__table__.primary_key.columns]
-        value_columns = [c.name for c in model.__table__.columns if c.name not in key_columns]
+        statement, keys, values = _upsert_of(session, table)
         rows = []
         for key, amounts in sorted(by_table[table], key=lambda item: item[0]):
-            row = dict(zip(key_columns, key))
-            for column in value_columns:
+            row = dict(zip(keys, key))
+            for column in values:
                 row[column] = amounts.get(column, None if column in domain.MIN_COLUMNS else 0)
             rows.append(row)
-        statement = _insert(session, model).values(rows)
-        excluded = statement.excluded
-        updates = {}
-        for column in value_columns:
-            current = getattr(model, column)
-            if column in domain.MIN_COLUMNS:
-                smallest = func.least if postgres else func.min
-                updates[column] = smallest(current, func.coalesce(excluded[column], current))
-            else:
-                updates[column] = current + excluded[column]
-        session.execute(statement.on_conflict_do_update(index_elements=key_columns, set_=updates))
+        session.execute(statement, rows)
 
 
 # ---- live projection of events
