@@ -59,7 +59,8 @@ def write(results: dict, path: Path) -> None:
     add(f"Written by `{'python -m bench --quick' if results['mode'] == 'quick' else 'make bench'}` "
         f"(bench/) on {results['started_at']} at commit {m['commit'] or 'unknown'}; "
         "raw numbers in `bench/results/` (not in git). Run it again to refresh this page; the notes section is kept.\n")
-    add("`make bench` takes about 30 minutes (the reports' rebuild of 1,000,000 deals about 10 of them); `.venv/bin/python -m bench --quick` (5,000 clients, 20,000 deals, 3 s "
+    add("`make bench` takes about 30 minutes (the reports' rebuild of 1,000,000 deals about 10 of them); "
+        "`.venv/bin/python -m bench --quick` (5,000 clients, 20,000 deals, 3 s "
         "per run, report in bench/results/) about 2. `--reuse` skips the reset and seeding, `--scenarios` and "
         "`--concurrency` pick a subset (`python -m bench --help`).\n")
     add("## Targets\n")
