@@ -5,15 +5,17 @@
 2. seeds identity and pipelines through the API, then 100,000 clients and 1,000,000 deals with COPY;
    and 1,000,000 tasks;
 3. loads the raw RPC baseline and each API scenario at 1, 10 and 50 concurrent workers;
-4. times the stuck-deal scan (deals.check_stuck_deals) and the overdue scan (tasks.check_overdue_tasks) through
+4. fills the reports read model with `crm-reports rebuild` (timed), loads each report at 1 and 10 workers and
+   measures the lag from a stage move to the funnel report under a steady 50 moves/s;
+5. times the stuck-deal scan (deals.check_stuck_deals) and the overdue scan (tasks.check_overdue_tasks) through
    their RPCs, and captures the plans of the hot queries;
-5. ``replicas``: GET /clients/{id} at 10 and 50 workers with one and with two processes of every service and of
+6. ``replicas``: GET /clients/{id} at 10 and 50 workers with one and with two processes of every service and of
    the gateway, restarting the CRM between the layouts (bench/replicas.py);
-6. imports a CSV file of 10,000 and one of 100,000 rows through the API (bench/imports.py);
-7. then measures reliability on a CRM of its own (bench/reliability.py): POST /clients with and without the
+7. imports a CSV file of 10,000 and one of 100,000 rows through the API (bench/imports.py);
+8. then measures reliability on a CRM of its own (bench/reliability.py): POST /clients with and without the
    command log, and how fast every service answers after a 10 s broker outage (1 and 2 replicas);
-8. writes bench/results/<time>.json and docs/benchmarks.md (a quick or partial run: bench/results/benchmarks-*.md);
-9. stops everything, also on errors and Ctrl-C.
+9. writes bench/results/<time>.json and docs/benchmarks.md (a quick or partial run: bench/results/benchmarks-*.md);
+10. stops everything, also on errors and Ctrl-C.
 
 ``--scenarios replicas`` (with ``--reuse`` after a first run) measures only the replicas; CRM_BENCH_ID=<word>
 gives the run databases and a vhost of its own, apart from another benchmark on the same machine.
@@ -30,9 +32,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 SCENARIOS = ("echo", "echo_crm", "get_client", "search_clients", "list_deals", "create_client", "move_deal", "create_task",
-             "replicas")
+             "report_client_base", "report_funnel", "report_plan", "report_channels", "report_managers",
+             "report_scripts", "report_lag", "replicas")
 # measured in a phase of their own, not by the rounds of load.run over the concurrency levels
 PHASES = ("replicas",)
+# the reports run at these levels whatever --concurrency says; report_lag is the stage-move-to-funnel lag
+REPORTS_ONLY = ("report_lag",)
 MANAGERS = 20
 
 
@@ -62,6 +67,8 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true", help="5k clients, 20k deals, 3 s per run: a fast check")
     parser.add_argument("--reuse", action="store_true",
                         help="keep the bench databases a previous run seeded (skip the reset and the seeding)")
+    parser.add_argument("--rebuild", action="store_true",
+                        help="with --reuse: run crm-reports rebuild again (a plain --reuse keeps the read model)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated subset of {','.join(SCENARIOS)}")
     parser.add_argument("--concurrency", default="1,10,50", help="comma-separated worker counts")
     parser.add_argument("--duration", type=float, help="seconds measured per run")
@@ -95,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
     from bench import imports, load, markdown, reliability, replicas, report, stuck, system
+    from bench import reports as report_bench
     from bench import tasks as task_bench
     from bench.people import People
     from bench.plans import service_plans
@@ -137,17 +145,26 @@ def main(argv: list[str] | None = None) -> int:
         if args.only_import:
             scenarios = []
         workload = Workload(identity, size.sample) if scenarios else None
+        wants_reports = any(s.startswith("report_") for s in scenarios)
+        if wants_reports and (not args.reuse or args.rebuild):
+            say("filling the reports read model: crm-reports rebuild")
+            results["reports"] = report_bench.rebuild(system.RESULTS / "logs" / "rebuild.log")
+            say(f"rebuild: {results['reports']['rebuild_s']} s ({' '.join(results['reports']['output'][-1:])})")
 
         runs, incidents = results["runs"], results["incidents"] = [], []
         # the baseline runs first and again last: the machine is shared, and the better of the two is the bar
         measured = [s for s in scenarios if s not in PHASES]
         rounds = [*measured, "echo"] if "echo" in measured and len(measured) > 1 else measured
         for scenario in rounds:
-            for concurrency in levels:
+            if scenario in REPORTS_ONLY:
+                continue
+            report_run = scenario.startswith("report_")
+            for concurrency in (report_bench.REPORT_LEVELS if report_run else levels):
+                data = report_bench.report_data(scenario, identity) if report_run else None
                 for attempt in (1, 2):
                     sampler = Sampler(crm.processes())
-                    run = load.run(spec(scenario, workload.data(scenario, concurrency), crm.port), concurrency,
-                                   args.load_processes, size.warmup_s, duration, sampler)
+                    run = load.run(spec(scenario, data or workload.data(scenario, concurrency), crm.port),
+                                   concurrency, args.load_processes, size.warmup_s, duration, sampler)
                     say(report.one_line(run))
                     if crm.healthy() or attempt == 2:
                         break
@@ -174,6 +191,12 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"pair: echo {pair['echo']['rps']:.0f} req/s, get_client {pair['get_client']['rps']:.0f} req/s "
                     f"(p99 {pair['get_client']['p99_ms']} ms), ratio {pair['ratio']}")
 
+        if "report_lag" in scenarios:
+            say(f"event lag: stage moves at {report_bench.LAG_RATE}/s for {report_bench.LAG_SECONDS:g} s, "
+                "the funnel report polled")
+            results.setdefault("reports", {})["lag"] = report_bench.measure_lag(
+                crm.port, identity, workload.moves_once(10, report_bench.LAG_RATE * report_bench.LAG_SECONDS))
+            say(f"event lag: {json.dumps(results['reports']['lag'])}")
         if "replicas" in scenarios:
             results["replicas"] = replicas.compare(crm, workload, args.load_processes, size.warmup_s, duration, say)
             for row in results["replicas"]["summary"]:

@@ -164,6 +164,8 @@ class EchoCaller:
 
 
 def make_caller(spec: dict, worker: int):
+    if spec["scenario"] not in SCENARIOS and spec["scenario"] not in ECHOES:
+        import bench.reports  # noqa: F401 - registers the report scenarios in this (spawned) process
     if spec["scenario"] in ECHOES:
         return EchoCaller(spec["amqp_uri"], ECHOES[spec["scenario"]], spec["data"]["payload"])
     rng = random.Random(worker * 7919 + 1)

@@ -206,6 +206,17 @@ def targets(results: dict) -> list[dict]:
                   f"{results['machine']['cores']} cores (other processes {one['other_cores']:.2f} / "
                   f"{two['other_cores']:.2f}); p99 {one['p99_ms']} → {two['p99_ms']} ms")
     _import_targets(results, add)
+    for scenario, label in (("report_client_base", "GET /reports/client-base"), ("report_funnel", "GET /reports/funnel")):
+        one, ten = find(results, scenario, 1), find(results, scenario, 10)
+        add(f"{label} p50, 1 worker", "< 50 ms", _ms(one, "p50_ms"),
+            bool(one and one["p50_ms"] is not None and one["p50_ms"] < 50),
+            f"p99 {_ms(one, 'p99_ms')}; at 10 workers p50 {_ms(ten, 'p50_ms')}, p99 {_ms(ten, 'p99_ms')}")
+    lag = (results.get("reports") or {}).get("lag")
+    add("stage move → funnel report, p99 at 50 moves/s", "< 1 s",
+        f"p99 {lag['lag_p99_ms']} ms, p50 {lag['lag_p50_ms']} ms ({lag['rate_achieved']} moves/s)" if lag else "not measured",
+        bool(lag and lag["lag_p99_ms"] is not None and lag["lag_p99_ms"] < 1000))
+    rebuilt = (results.get("reports") or {}).get("rebuild_s")
+    add("rebuild of the whole read model", "reported", f"{rebuilt} s" if rebuilt is not None else "not measured", None)
     scan = stuck["scan_s_median"] if stuck else None
     add(f"stuck scan over {results.get('data', {}).get('deals', 0):,} deals", "< 2 s per pass",
         f"{scan:.2f} s for {stuck['newly_stuck']:,} newly stuck (due query {stuck['due_query_ms_median']:.0f} ms)"

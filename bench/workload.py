@@ -93,6 +93,11 @@ class Workload:
                           (prefix + "%",))
         return int(last[len(prefix):]) + 1 if last else 0
 
+    def moves_once(self, concurrency: int, moves: float) -> dict:
+        """Enough deals that each is moved once: a stage's time is then how long the seeded deal waited, as in
+        a real day, not the few seconds since the run last moved it."""
+        return self._moves(concurrency, per_worker=int(2.5 * moves / concurrency) + 1)
+
     def _moves(self, concurrency: int, per_worker: int = 100) -> dict:
         """Each worker gets its own deals of one manager, open and not near their time limit."""
         managers = self.identity.managers

@@ -5,10 +5,12 @@
     .venv/bin/python scripts/demo.py http://127.0.0.1:8000/api/v1 admin@crm.local admin12345
 
 Two branches, a head and three managers each (password ``demo-pass-1``), clients from several
-channels with interactions and touchpoints, a sales pipeline with scripts, deals at every stage;
-process steps (task templates: first call, send proposal, after-sale call, upsell offer) and the
-automations that set them, tasks with checklists, one task that misses its deadline (and so gets its
-penalty at the next deadline check) and a complaint.
+channels with interactions (calls citing the sales scripts, some dated in earlier months) and
+touchpoints, a sales pipeline with scripts, deals at every stage; process steps (task templates: first
+call, send proposal, after-sale call, upsell offer) and the automations that set them, tasks with
+checklists, one task that misses its deadline (and so gets its penalty at the next deadline check) and a
+complaint; for the reports, sales plans of the last three months per branch and manager (with a miss
+reason), and marketing spend per channel, so every report and every chart of the dashboard shows something.
 Running it again on a CRM that has the demo branches changes nothing.
 """
 
@@ -46,6 +48,14 @@ TEMPLATES = [
     ("Предложение допродажи", "Сервис", "Через месяц после покупки предложите сопутствующие товары или продление.",
      ["Подобрать предложение", "Позвонить клиенту"], 72, None),
 ]
+MISS_REASONS = [("leads", "Мало входящих заявок после сезона"), ("conversion", "Много отказов на этапе КП")]
+
+
+def months_back(count: int) -> list[str]:
+    """This month and the ``count - 1`` before it, oldest first (YYYY-MM, UTC)."""
+    now = datetime.now(UTC)
+    index = now.year * 12 + now.month - 1
+    return [f"{(index - back) // 12:04d}-{(index - back) % 12 + 1:02d}" for back in reversed(range(count))]
 
 
 PHONE_FORMATS = ["+7 9{a}{b} {c}-{d}-{e}", "8 (9{a}{b}) {c}-{d}-{e}", "89{a}{b}{c}{d}{e}"]
@@ -102,12 +112,13 @@ def seed(base: str, admin_email: str, admin_password: str, clients_per_branch: i
         pipeline = head.call("POST", "/pipelines", {"name": "Продажи", "stages": STAGES})
         stages = pipeline["stages"]
         process_steps(head, pipeline)
+        scripts = []
         for stage in stages[:3]:
-            head.call("POST", "/scripts", {
+            scripts.append(head.call("POST", "/scripts", {
                 "title": f"Скрипт: {stage['name']}", "stage_id": stage["id"],
                 "body": "1. Поздоровайтесь и представьтесь.\n2. Уточните задачу клиента.\n"
                         "3. Договоритесь о следующем шаге и сроке.",
-            })
+            })["id"])
 
         clients = 0
         deals = 0
@@ -129,11 +140,16 @@ def seed(base: str, admin_email: str, admin_password: str, clients_per_branch: i
             client = response.json()
             clients += 1
             for _ in range(rnd.randint(1, 3)):
+                kind = rnd.choice(["call", "call", "email", "meeting", "note"])
+                # some contacts happened in earlier months: the manager and script reports have a history
+                occurred = datetime.now(UTC) - timedelta(days=rnd.choice([0, 0, 0, 1, 2, 35, 65]))
                 manager.call("POST", f"/clients/{client['id']}/interactions", {
-                    "type": rnd.choice(["call", "email", "meeting", "note"]),
+                    "type": kind,
                     "direction": rnd.choice(["in", "out"]),
                     "text": fake.sentence(nb_words=8),
                     "duration_s": rnd.randint(30, 900),
+                    "occurred_at": occurred.isoformat(),
+                    "script_id": rnd.choice(scripts) if kind == "call" and rnd.random() < 0.6 else None,
                 })
             if rnd.random() < 0.7:
                 deal = manager.call("POST", "/deals", {
@@ -159,6 +175,7 @@ def seed(base: str, admin_email: str, admin_password: str, clients_per_branch: i
                 "channel": rnd.choice(["web_form", "call", "telegram", "walk_in"]), "name": fake.name(),
                 "email": fake.unique.email(), "message": "Хочу узнать цены", "utm": {"utm_source": rnd.choice(SOURCES)},
             })
+        plan_and_spend(head, managers, rnd)
         summary.append(f"{branch_name}: {clients} clients, {deals} deals")
         overdue.append(tasks_and_complaints(head, managers, fake, rnd))
     if wait_for_penalties(admin, overdue):
@@ -227,6 +244,21 @@ def wait_for_penalties(admin: Api, task_ids: list[str], timeout_s: float = 90.0)
             return True
         time.sleep(2)
     return False
+def plan_and_spend(head: Api, managers: list[Api], rnd: random.Random) -> None:
+    """Plans for the branch and each manager over three months, a miss reason, and spend on every channel."""
+    months = months_back(3)
+    for month in months:
+        head.call("PUT", "/plans", {"month": month, "amount": f"{rnd.randint(30, 60) * 100000}.00", "currency": "RUB"})
+        for manager in managers:
+            me = manager.call("GET", "/me")
+            plan = head.call("PUT", "/plans", {"month": month, "user_id": me["id"], "currency": "RUB",
+                                               "amount": f"{rnd.randint(8, 20) * 100000}.00"})
+            if month != months[-1] and rnd.random() < 0.5:
+                category, reason = rnd.choice(MISS_REASONS)
+                head.call("POST", f"/plans/{plan['id']}/miss-reason", {"category": category, "reason": reason})
+        for source in SOURCES:
+            head.call("POST", f"/channels/{source}/spend", {"month": month, "currency": "RUB",
+                                                            "amount": f"{rnd.randint(5, 80) * 1000}.00"})
 
 
 if __name__ == "__main__":

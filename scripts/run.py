@@ -308,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
     processes = registry.processes(settings.services)
     for spec in processes:
         say(f"{spec.name}: database {migrate(spec.name, config)} ({printable(settings.database_url_for(spec.name))})")
+    from crm_common.queues import declare_consumer_queues
+
+    # before any process starts: events published before their consumer's first start wait in its queues
+    say(f"event queues declared: {declare_consumer_queues(config)}")
 
     children: list[Child] = []
     gateways: list[Child] = []

@@ -37,6 +37,7 @@ ERROR_STATUSES = {
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
+    406: "not_acceptable",
     409: "conflict",
     413: "payload_too_large",
     422: "validation_error",

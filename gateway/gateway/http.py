@@ -30,7 +30,7 @@ from werkzeug.wrappers import Request, Response
 
 from crm_common.bus import BUS_ERRORS
 from crm_common.config import Settings
-from crm_common.errors import BadRequest, CrmError, Forbidden, PayloadTooLarge, ValidationError
+from crm_common.errors import BadRequest, CrmError, Forbidden, NotAcceptable, PayloadTooLarge, ValidationError
 from crm_common.schemas import find_unstorable
 from gateway.errors import error_response
 from gateway.uploads import read_upload
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger("crm.access")
 
 API_PREFIX = "/api/v1"
+JSON = "application/json"
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 MAX_BODY_BYTES = 1024 * 1024
@@ -209,6 +210,7 @@ class ApiEntrypoint(HttpRequestHandler):
         answers: dict | None = None,
         upload=None,
         produces: str | None = None,
+        formats: tuple[str, ...] = (JSON,),
         **kwargs,
     ):
         kwargs.setdefault("expected_exceptions", CrmError)
@@ -229,6 +231,7 @@ class ApiEntrypoint(HttpRequestHandler):
         self.answers = answers or {}  # other statuses the route answers with a body of its own: {503: Schema}
         self.upload = upload  # the form schema of a multipart upload, read by the route's wrapper (uploads.py)
         self.produces = produces  # the media type of a raw route's body, for the OpenAPI document
+        self.formats = formats
 
     def get_url_rule(self):
         return Rule(self.url, methods=[self.method], strict_slashes=False)
@@ -242,6 +245,7 @@ class ApiEntrypoint(HttpRequestHandler):
         request.shallow = False
         request.request_id = request_id_of(request.headers)
         try:
+            request.media_type = self._negotiate(request)
             request.json_body = self._parse_body(request)
             args, kwargs = self.get_entrypoint_parameters(request)
             self.check_signature(args, kwargs)
@@ -264,6 +268,18 @@ class ApiEntrypoint(HttpRequestHandler):
                    "duration_ms": round((time.monotonic() - started) * 1000, 1)},
         )
         return response
+
+    def _negotiate(self, request) -> str:
+        """The format of the answer: the first of the route's ``formats`` the Accept header prefers (JSON when
+        it names none of them, or for routes that speak only JSON, which ignore Accept as before)."""
+        if len(self.formats) == 1 or not request.headers.get("Accept"):
+            return self.formats[0]
+        chosen = request.accept_mimetypes.best_match(self.formats)
+        if chosen is None:
+            offered = ", ".join(self.formats)
+            raise NotAcceptable(f"this route answers {offered}",
+                                fields={"Accept": [f"Accept one of: {offered}."]})
+        return chosen
 
     def _parse_body(self, request):
         if self.method not in BODY_METHODS or self.upload is not None:

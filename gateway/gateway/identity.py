@@ -21,6 +21,7 @@ from crm_common.contracts.identity import (
 )
 from crm_common.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, ValidationError
 from crm_common.events import validate_event
+from crm_common.exports import check_export_args, export_page
 from crm_common.pagination import SortKey, paginate
 from crm_common.schemas import PageQuerySchema, is_uuid, load_or_raise, new_id
 from gateway import throttle
@@ -272,3 +273,12 @@ def users_by_email(session, branch_id: str, emails) -> dict[str, str]:
         return {}
     query = select(User.email, User.id).where(User.email.in_(wanted), User.branch_id == branch_id, User.active.is_(True))
     return dict(session.execute(query).all())
+EXPORT_KINDS = ("users", "branches")
+
+
+def export(session, kind, cursor, limit) -> dict:
+    """Users and branches as ``user_created`` and ``branch_created`` carry them (``crm_common.exports``)."""
+    limit = check_export_args(EXPORT_KINDS, kind, cursor, limit)
+    if kind == "users":
+        return export_page(session, User, cursor, limit, lambda rows: [user_out.dump(u) for u in rows])
+    return export_page(session, Branch, cursor, limit, lambda rows: [branch_out.dump(b) for b in rows])

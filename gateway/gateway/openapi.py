@@ -38,8 +38,9 @@ from gateway.http import (
 _PATH_PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 
 # the error codes each status carries: every shared error class, and what the HTTP layer answers itself
-GATEWAY_CODES = {400: ["bad_request"], 404: ["not_found"], 405: ["method_not_allowed"], 414: ["uri_too_long"],
-                 431: ["headers_too_large"]}
+# errors the gateway raises itself (never sent by a service, so not wire classes)
+GATEWAY_CODES = {400: ["bad_request"], 404: ["not_found"], 405: ["method_not_allowed"], 406: ["not_acceptable"],
+                 414: ["uri_too_long"], 431: ["headers_too_large"]}
 
 
 def error_codes() -> dict[int, list[str]]:
@@ -60,6 +61,7 @@ STATUS_TEXT = {
     401: "No, bad or expired token",
     403: "The caller's role may not do this",
     404: "No such record, or one the caller may not see",
+    406: "Not acceptable: the Accept header takes none of the formats this answer comes in",
     409: "Conflict with the current state (see the code)",
     413: "The body is larger than the limit (1 MiB by default)",
     414: "The request line (method, path and query string) is longer than 8,192 bytes",
@@ -256,6 +258,8 @@ def wrapper_statuses(ep: ApiEntrypoint) -> dict[int, str]:
         statuses[409] = "a stale If-Match"
     if path_params(ep):
         statuses[404] = "no such record, or not visible to the caller"
+    if len(ep.formats) > 1:
+        statuses[406] = f"an Accept header that takes none of {', '.join(ep.formats)}"
     return statuses
 
 
@@ -354,6 +358,8 @@ def _operation(service_cls, method_name: str, ep: ApiEntrypoint) -> dict:
                      "headers": _required_headers(_response_headers(ep, ep.status), ep.status, ep)}
     if ep.response is not None:
         success["content"] = {"application/json": {"schema": ep.response}}
+        for media_type in ep.formats[1:]:  # the same answer as CSV or a chart (Accept)
+            success["content"][media_type] = {"schema": {"type": "string"}}
     elif ep.produces:
         success["content"] = {ep.produces: {"schema": {"type": "string"}}}
     operation["responses"][str(ep.status)] = success

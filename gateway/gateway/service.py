@@ -12,7 +12,7 @@ from nameko.timer import timer
 
 from crm_common.config import SettingsProvider
 from crm_common.db import Database
-from crm_common.rpc import ClusterRpc, RpcProxy
+from crm_common.rpc import ClusterRpc, RpcProxy, rpc
 from gateway import identity, throttle
 from gateway.auth import Auth
 from gateway.idempotency import Idempotency, purge_expired
@@ -24,6 +24,7 @@ from gateway.routes.identity import IdentityRoutes
 from gateway.routes.imports import ImportRoutes
 from gateway.routes.merges import MergeRoutes
 from gateway.routes.notifications import NotificationRoutes
+from gateway.routes.reports import ReportRoutes
 from gateway.routes.system import SystemRoutes
 from gateway.routes.tasks import TaskRoutes
 
@@ -40,7 +41,7 @@ class IdentityDatabase(Database):
 
 
 class GatewayService(IdentityRoutes, ClientRoutes, MergeRoutes, ImportRoutes, DealRoutes, TaskRoutes, NotificationRoutes,
-                     SystemRoutes):
+                     ReportRoutes, SystemRoutes):
     name = "gateway"
 
     db = IdentityDatabase(Base)
@@ -51,7 +52,14 @@ class GatewayService(IdentityRoutes, ClientRoutes, MergeRoutes, ImportRoutes, De
     clients_rpc = RpcProxy("clients")
     deals_rpc = RpcProxy("deals")
     tasks_rpc = RpcProxy("tasks")
+    reports_rpc = RpcProxy("reports")
     services = ClusterRpc(timeout=2)
+
+    @rpc
+    def export(self, kind, cursor=None, limit=500):
+        """Identity for rebuilding read models: ``export("users")`` → ``{items, next_cursor, total}``; kinds:
+        users, branches (``crm_common.exports``). The only RPC of the gateway: services never call it."""
+        return identity.export(self.db.reader, kind, cursor, limit)
 
     @timer(interval=3600)
     def purge_idempotency_records(self):

@@ -99,6 +99,7 @@ def test_a_service_that_dies_is_restarted_and_reported(sqlite_system):
 
 
 def test_ctrl_c_stops_every_service_cleanly(sqlite_system):
+
     children = [psutil.Process(pid) for pid in service_processes(sqlite_system)]
     assert len(children) == len(registry.processes(backend_names(only_default=True)))
     assert sqlite_system.stop() == 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clients import commands, imports, merging
+from clients import commands, exports, imports, merging
 from clients import repository as repo
 from clients.domain import search_term
 from clients.models import Base, Client
@@ -241,6 +241,12 @@ class ClientsService:
                 answer = commands.DealOpenAnswer(client.archived_at, bool(still_open))
         with self.db.transaction():
             return commands.add_deal_event(self.db, event_type, payload, answer)
+
+    @rpc
+    def export(self, kind, cursor=None, limit=500):
+        """Paged export for rebuilding read models: ``export("clients")`` → ``{items, next_cursor, total}``, then
+        ``export("clients", next_cursor)``; kinds: clients, interactions, touchpoints (``crm_common.exports``)."""
+        return exports.export(self.db.reader, kind, cursor, limit)
 
     @rpc
     def health(self):

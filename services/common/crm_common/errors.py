@@ -73,6 +73,13 @@ class NotFound(CrmError):
     status = 404
 
 
+class NotAcceptable(CrmError):
+    """The route cannot answer in any format the Accept header allows (raised by the gateway only)."""
+
+    code = "not_acceptable"
+    status = 406
+
+
 @deserialize_to_instance
 class Conflict(CrmError):
     """The request conflicts with the current state."""

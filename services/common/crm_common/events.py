@@ -14,7 +14,7 @@ from decimal import Decimal
 from marshmallow import RAISE, Schema, fields
 
 from crm_common.contracts.clients import ClientSchema, InteractionSchema
-from crm_common.contracts.deals import DealSchema
+from crm_common.contracts.deals import DealSchema, PipelineSchema, ScriptSchema
 from crm_common.contracts.identity import BranchSchema, UserSchema
 from crm_common.contracts.tasks import ComplaintSchema, PenaltySchema, TaskSchema
 from crm_common.schemas import AwareDateTime, iso, new_id
@@ -93,6 +93,8 @@ class StageRef(Schema):
     id = fields.String(required=True)
     name = fields.String(required=True)
     kind = fields.String(required=True)
+    # the stage's place in its pipeline at the moment of the event: reports judge "moved on" by it
+    position = fields.Integer(allow_none=True)
 
 
 def _deal_snapshot():
@@ -104,7 +106,7 @@ class DealEvent(EventSchema):
 
 
 class DealCreated(DealEvent):
-    pass
+    stage = fields.Nested(StageRef)
 
 
 class DealUpdated(DealEvent):
@@ -115,6 +117,8 @@ class DealStageChanged(DealEvent):
     from_stage = fields.Nested(StageRef, required=True)
     to_stage = fields.Nested(StageRef, required=True)
     time_in_stage_s = fields.Float(required=True)
+    # the number of the stage visit this move starts in the deal's history (its first stage is 1)
+    seq = fields.Integer(required=True)
 
 
 class DealWon(DealEvent):
@@ -135,6 +139,14 @@ class DealStuck(DealEvent):
     stage = fields.Nested(StageRef, required=True)
     max_days = fields.Float(required=True)
     days_in_stage = fields.Float(required=True)
+
+
+class PipelineEvent(EventSchema):
+    pipeline = fields.Nested(PipelineSchema, required=True)
+
+
+class ScriptEvent(EventSchema):
+    script = fields.Nested(ScriptSchema, required=True)
 
 
 class TaskEvent(EventSchema):
@@ -184,6 +196,10 @@ EVENTS_BY_SOURCE: dict[str, dict[str, type[EventSchema]]] = {
         "deal_lost": DealLost,
         "deal_reopened": DealReopened,
         "deal_stuck": DealStuck,
+        "pipeline_created": PipelineEvent,
+        "pipeline_updated": PipelineEvent,
+        "script_created": ScriptEvent,
+        "script_updated": ScriptEvent,
     },
     "tasks": {
         "task_created": TaskEvent,

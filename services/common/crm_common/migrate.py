@@ -1,7 +1,10 @@
-"""Create and upgrade each service's database with its own alembic history.
+"""Create and upgrade each service's database with its own alembic history, and declare the event queues.
 
     python -m crm_common.migrate            # every service of the registry and the gateway
     python -m crm_common.migrate clients    # some of them
+
+Either way it then declares every registered service's event queues (``crm_common.queues``), so events
+published before a consumer first starts wait for it instead of being dropped.
 
 Each service keeps ``migrations/`` next to its package; its ``env.py`` calls ``run_env``.
 On PostgreSQL an advisory lock makes replicas that start together migrate one after another.
@@ -103,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     for service in args.services or [spec.name for spec in registry.REGISTRY]:
         outcome = migrate(service, config, args.revision)
         log.info("%s: database %s", service, outcome)
+    from crm_common.queues import declare_consumer_queues
+
+    log.info("event queues declared: %d", declare_consumer_queues(config))
     return 0
 
 

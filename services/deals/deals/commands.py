@@ -65,7 +65,9 @@ def create_pipeline(uow, caller: Caller, raw: dict) -> dict:
     for position, stage in enumerate(data["stages"]):
         uow.session.add(_new_stage(pipeline.id, stage, position))
     uow.session.flush()
-    return views.dump_pipeline(uow.session, pipeline)
+    out = views.dump_pipeline(uow.session, pipeline)
+    uow.emit("pipeline_created", {"branch_id": pipeline.branch_id, "actor_id": caller.id, "pipeline": out})
+    return out
 
 
 def _new_stage(pipeline_id: str, stage: dict, position: int) -> Stage:
@@ -97,7 +99,9 @@ def update_pipeline(uow, caller: Caller, pipeline_id: str, raw: dict, expected_v
         session.flush()
     except StaleDataError:
         raise VersionConflict("the pipeline changed while you were saving it") from None
-    return views.dump_pipeline(session, pipeline)
+    out = views.dump_pipeline(session, pipeline)
+    uow.emit("pipeline_updated", {"branch_id": pipeline.branch_id, "actor_id": caller.id, "pipeline": out})
+    return out
 
 
 def _apply_pipeline_changes(session, pipeline: Pipeline, data: dict, now) -> None:
@@ -148,7 +152,7 @@ def _retime_open_deals(session, stage: Stage, now) -> None:
 # ---- deals
 
 def _stage_ref(stage) -> dict:
-    return {"id": stage.id, "name": stage.name, "kind": stage.kind}
+    return {"id": stage.id, "name": stage.name, "kind": stage.kind, "position": stage.position}
 
 
 def load_new_deal(raw: dict) -> dict:
@@ -184,7 +188,8 @@ def create_deal(uow, caller: Caller, data: dict, client: dict | None, directory:
     session.flush()
     session.add(_visit(deal, first, None, now, caller.id, None, seq=1))
     out = views.dump_deal(session, deal)
-    uow.emit("deal_created", {"branch_id": deal.branch_id, "actor_id": caller.id, "deal": views.snapshot(out)})
+    uow.emit("deal_created", {"branch_id": deal.branch_id, "actor_id": caller.id, "deal": views.snapshot(out),
+                              "stage": _stage_ref(first)})
     return out
 
 
@@ -252,7 +257,7 @@ def move_deal(
     for event in move.events:
         if event == "deal_stage_changed":
             uow.emit(event, {**base, "from_stage": _stage_ref(current), "to_stage": _stage_ref(target),
-                             "time_in_stage_s": time_in_stage})
+                             "time_in_stage_s": time_in_stage, "seq": seq})
         elif event == "deal_won":
             uow.emit(event, {**base, "stage": _stage_ref(target)})
         elif event == "deal_lost":
@@ -343,7 +348,9 @@ def create_script(uow, caller: Caller, raw: dict) -> dict:
     session.add(script)
     session.flush()
     session.add(_script_version(script, caller.id))
-    return script_out.dump(script)
+    out = script_out.dump(script)
+    uow.emit("script_created", {"branch_id": script.branch_id, "actor_id": caller.id, "script": out})
+    return out
 
 
 def _script_stage(session, stage_id, branch_id: str) -> None:
@@ -385,7 +392,9 @@ def update_script(uow, caller: Caller, script_id: str, raw: dict, expected_versi
     script.updated_at = utcnow()
     session.add(_script_version(script, caller.id))
     session.flush()
-    return script_out.dump(script)
+    out = script_out.dump(script)
+    uow.emit("script_updated", {"branch_id": script.branch_id, "actor_id": caller.id, "script": out})
+    return out
 
 
 # ---- clients merged elsewhere

@@ -13,7 +13,7 @@ from crm_common.handlers import event_handler
 from crm_common.rpc import RpcProxy, rpc
 from crm_common.schemas import PageQuerySchema, is_uuid, load_or_raise
 from crm_common.timer import settings_timer
-from deals import commands, views
+from deals import commands, exports, views
 from deals import repository as repo
 from deals.models import Base, Deal
 from deals.schemas import DealQuerySchema, PipelineQuerySchema, ScriptQuerySchema, script_out, script_version_out
@@ -182,6 +182,12 @@ class DealsService:
         if moved:
             log.info("moved %d deal(s) of merged client %s to %s", moved, payload["merged_id"], payload["client"]["id"])
         return moved
+
+    @rpc
+    def export(self, kind, cursor=None, limit=500):
+        """Paged export for rebuilding read models: ``export("deals")`` → ``{items, next_cursor, total}``; kinds:
+        deals (each with its stage history), pipelines, scripts (``crm_common.exports``)."""
+        return exports.export(self.db.reader, kind, cursor, limit)
 
     @rpc
     def health(self):

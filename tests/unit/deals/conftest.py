@@ -60,7 +60,9 @@ class SalesDesk:
 
     def pipeline(self, caller: Caller | None = None, stages=None, name: str = "Опт", **extra) -> dict:
         raw = {"name": name, "stages": [dict(s) for s in (stages or STAGES)], **extra}
-        return self.uow.call(commands.create_pipeline, caller or self.head, raw)
+        pipeline = self.uow.call(commands.create_pipeline, caller or self.head, raw)
+        self.uow.take_events()  # pipeline_created: the tests that want it create the pipeline themselves
+        return pipeline
 
     @staticmethod
     def stage(pipeline: dict, name: str) -> dict:

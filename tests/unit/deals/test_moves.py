@@ -23,7 +23,7 @@ def snapshot(deal: dict) -> dict:
 
 
 def ref(stage: dict) -> dict:
-    return {"id": stage["id"], "name": stage["name"], "kind": stage["kind"]}
+    return {"id": stage["id"], "name": stage["name"], "kind": stage["kind"], "position": stage["position"]}
 
 
 def test_a_deal_lost_reopened_and_won_keeps_every_step_in_its_history_and_events(sales):
@@ -86,6 +86,7 @@ def test_a_deal_lost_reopened_and_won_keeps_every_step_in_its_history_and_events
     assert to_talks["deal"] == reopened_payload["deal"] == snapshot(reopened)
     assert (to_won["from_stage"], to_won["to_stage"]) == (ref(talks), ref(won))
     assert to_won["time_in_stage_s"] == history[2]["time_spent_s"]
+    assert [to_lost["seq"], to_talks["seq"], to_won["seq"]] == [2, 3, 4]  # the visit each move starts
     assert won_payload["stage"] == ref(won)
     assert to_won["deal"] == won_payload["deal"] == snapshot(won_deal)
 

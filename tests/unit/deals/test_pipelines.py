@@ -6,8 +6,10 @@ from datetime import timedelta
 import pytest
 
 from crm_common.errors import Conflict, Forbidden, ValidationError, VersionConflict
+from crm_common.events import EVENTS
 from deals import commands, views
 from deals.exceptions import PipelineNotFound
+from tests.unit.deals.conftest import STAGES
 
 
 def as_wanted(stage: dict, **changes) -> dict:
@@ -43,10 +45,14 @@ def test_a_head_creates_a_pipeline_of_their_branch_with_ordered_stages(sales):
     assert all(uuid.UUID(s["id"]) and s["script_id"] is None for s in pipeline["stages"])
 
 
-def test_creating_a_pipeline_emits_no_event(sales):
-    sales.pipeline()
+def test_creating_a_pipeline_emits_pipeline_created_with_its_stages_in_order(sales):
+    pipeline = sales.uow.call(commands.create_pipeline, sales.head, {"name": "Опт", "stages": [dict(s) for s in STAGES]})
 
-    assert sales.uow.events == []
+    [(event_type, payload)] = sales.uow.events
+    assert event_type == "pipeline_created"
+    assert EVENTS["pipeline_created"]().validate(payload) == {}
+    assert payload["pipeline"] == pipeline
+    assert [s["position"] for s in payload["pipeline"]["stages"]] == list(range(len(STAGES)))
 
 
 def test_a_manager_may_not_create_a_pipeline(sales):

@@ -30,7 +30,7 @@ def test_a_deal_past_its_stage_limit_is_raised_with_its_stage_and_days(sales):
     [payload] = stuck_events(sales)
     assert EVENTS["deal_stuck"]().validate(payload) == {}
     assert payload["branch_id"] == sales.north
-    assert payload["stage"] == {"id": deal["stage_id"], "name": "Новая", "kind": "open"}
+    assert payload["stage"] == {"id": deal["stage_id"], "name": "Новая", "kind": "open", "position": 0}
     assert (payload["max_days"], payload["days_in_stage"]) == (2.0, 2.5)
     assert (payload["deal"]["id"], payload["deal"]["owner_id"], payload["deal"]["stuck"]) == (deal["id"], sales.manager.id, True)
     assert sales.stored(deal).stuck_raised_at == now

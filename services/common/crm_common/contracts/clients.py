@@ -108,6 +108,9 @@ class ClientSchema(Schema):
     branch_id = fields.String()
     archived = fields.Boolean()
     archived_at = AwareDateTime(allow_none=True)
+    merged_into = fields.String(allow_none=True, metadata={
+        "description": "set on a client merged into another (exports and events; the API answers 301 for it)"})
+    merged_at = AwareDateTime(allow_none=True)
     created_at = AwareDateTime()
     updated_at = AwareDateTime()
     version = fields.Integer()
