@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from datetime import timedelta
 
@@ -22,6 +23,8 @@ from crm_common.errors import BadRequest, Conflict, CrmError
 from gateway.errors import error_response
 from gateway.http import IDEMPOTENCY_KEY_PATTERN
 from gateway.models import IdempotencyRecord
+
+log = logging.getLogger(__name__)
 
 TTL = timedelta(hours=24)
 # a request that has not finished after this long died with its gateway: its key may be used again
@@ -81,15 +84,22 @@ class IdempotentRequests:
             if status >= 500 or status == 409:
                 # nothing was done, and the answer depended on the moment (a service down, a concurrent
                 # change): a retry under the same key runs again instead of replaying it
-                self._forget(caller.id, key)
+                self._forget_quietly(caller.id, key)
                 raise
         except BaseException:
-            self._forget(caller.id, key)
+            self._forget_quietly(caller.id, key)
             raise
-        session.rollback()
-        record = session.get(IdempotencyRecord, (caller.id, key))
-        record.status, record.response, record.headers = status, payload, headers
-        session.commit()
+        try:
+            session.rollback()
+            record = session.get(IdempotencyRecord, (caller.id, key))
+            record.status, record.response, record.headers = status, payload, headers
+            session.commit()
+        except BaseException:
+            # the answer could not be kept (the gateway's database went away): leave no record "in progress"
+            # behind, or every retry under the key would be 409 until it is abandoned; the retry runs again and
+            # the services answer it from their command logs
+            self._forget_quietly(caller.id, key)
+            raise
         return status, payload, headers
 
     def identify(self, caller, request, key: str, print_: str | None = None) -> None:
@@ -126,6 +136,12 @@ class IdempotentRequests:
         headers = dict(record.headers or {})
         headers["Idempotent-Replayed"] = "true"
         return record.status, record.response, headers
+
+    def _forget_quietly(self, user_id: str, key: str) -> None:
+        try:
+            self._forget(user_id, key)
+        except Exception:  # noqa: BLE001 - the database is down: the record is abandoned after ABANDONED_AFTER
+            log.warning("could not forget Idempotency-Key record of user %s; it expires by itself", user_id)
 
     def _forget(self, user_id: str, key: str) -> None:
         session = self.db.session

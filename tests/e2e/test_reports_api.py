@@ -311,7 +311,7 @@ def test_the_demo_data_fills_every_report_and_chart(system):
         assert "No data for this period" not in [t.text for t in chart.iter("{http://www.w3.org/2000/svg}text")]
 
 
-def test_crm_reports_rebuild_gives_the_same_reports_and_says_what_it_skipped(sales, system, admin):
+def test_crm_reports_rebuild_reads_every_running_service_and_gives_the_same_reports(sales, system, admin):
     """The operator's command, with the running CRM's settings: every report reads the same afterwards."""
     import subprocess
     import sys
@@ -328,7 +328,7 @@ def test_crm_reports_rebuild_gives_the_same_reports_and_says_what_it_skipped(sal
                           text=True, timeout=300)
 
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "skipping tasks (tasks, penalties)" in done.stderr or "skipping tasks" in done.stderr
+    assert "skipping" not in done.stderr, done.stderr[-2000:]  # every service of the e2e system answers
     assert "rebuilt in" in done.stderr and "deals" in done.stderr
     assert {path: head.ok("GET", path) for path in paths} == before
     assert admin.ok("GET", REPORTS["plan"]) == everything

@@ -180,7 +180,9 @@ class TimelineQuerySchema(PageQuerySchema):
 
 
 class ClientMergeSchema(StrictSchema):
-    other_id = Id(required=True, metadata={"description": "the client merged into this one; it becomes a redirect"})
+    other_id = Id(required=True, metadata={
+        "description": "the client merged into this one; it becomes a redirect",
+        "x-server-rule": "a client you can see in the same branch, not this one, not merged already (422)"})
 
 
 class DuplicateReasonSchema(Schema):

@@ -6,7 +6,16 @@ from __future__ import annotations
 from marshmallow import Schema, fields, pre_load, validate
 
 from crm_common.contracts.clients import MAX_CUSTOM_FIELDS, MAX_EMAILS, MAX_PHONES
-from crm_common.schemas import AwareDateTime, Id, PageQuerySchema, StrictBoolean, StrictInteger, StrictSchema, Text
+from crm_common.schemas import (
+    AwareDateTime,
+    Id,
+    PageQuerySchema,
+    QueryInteger,
+    StrictBoolean,
+    StrictInteger,
+    StrictSchema,
+    Text,
+)
 
 ON_DUPLICATE = ("skip", "merge", "create_anyway")
 IMPORT_STATUSES = ("uploading", "queued", "running", "done", "failed")
@@ -46,13 +55,18 @@ class ImportMappingSchema(StrictSchema):
 class ImportFormSchema(StrictSchema):
     """The multipart form of ``POST /imports`` (the parts ``file`` and ``mapping`` are read by the route)."""
 
-    file = fields.Raw(required=True, metadata={"type": "string", "format": "binary",
-                                               "description": "the CSV: UTF-8 or Windows-1251, comma or semicolon"})
-    mapping = fields.String(required=True, metadata={"description": "JSON: the column mapping (ImportMapping)"})
+    file = fields.Raw(required=True, metadata={
+        "type": "string", "format": "binary", "description": "the CSV: UTF-8 or Windows-1251, comma or semicolon",
+        "x-server-rule": "a CSV file with a header row, up to CRM_IMPORT_MAX_MB (422 not a CSV, 413 too large)"})
+    mapping = fields.String(required=True, metadata={
+        "description": "JSON: the column mapping (ImportMapping)",
+        "x-server-rule": "a JSON object as ImportMapping describes, naming columns of the file's header (422)"})
     on_duplicate = fields.String(load_default="skip", validate=validate.OneOf(ON_DUPLICATE))
     dry_run = fields.Boolean(load_default=False, truthy={"true", "True", "TRUE", "1", "yes", "on"},
                              falsy={"false", "False", "FALSE", "0", "no", "off"})
-    branch_id = Id(allow_none=True, load_default=None, metadata={"description": "an administrator names the branch"})
+    branch_id = Id(allow_none=True, load_default=None, metadata={
+        "description": "an administrator names the branch",
+        "x-server-rule": "an existing branch (422); required for an administrator; a head imports into their own"})
 
 
 class ImportCreateSchema(StrictSchema):
@@ -72,8 +86,8 @@ class ImportQuerySchema(PageQuerySchema):
 
 
 class ImportErrorsQuerySchema(StrictSchema):
-    after = fields.Integer(load_default=0, validate=validate.Range(min=0))
-    limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=10000))
+    after = QueryInteger(load_default=0, validate=validate.Range(min=0))
+    limit = QueryInteger(load_default=1000, validate=validate.Range(min=1, max=10000))
 
 
 class ProgressSchema(Schema):

@@ -15,7 +15,10 @@ from crm_common.schemas import AwareDateTime, Id, Money, StrictSchema, Text
 
 MISS_CATEGORIES = ("demand", "leads", "conversion", "capacity", "other")
 MAX_PERIOD_MONTHS = 120
-MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+# a month from 1970-01 on, as the server reads it (the OpenAPI document states the same pattern)
+MONTH_PATTERN = r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$"
+MONTH = re.compile(MONTH_PATTERN)
+BRANCH_RULE = "an existing branch (422); a head names only their own (403 or 422 as the message says)"
 
 
 def month_index(month: str) -> int:
@@ -28,8 +31,14 @@ class Month(fields.String):
 
     default_error_messages = {"month": "Must be a month as YYYY-MM, e.g. 2026-11."}
 
+    def __init__(self, **kwargs):
+        metadata = dict(kwargs.pop("metadata", None) or {})
+        metadata.setdefault("pattern", MONTH_PATTERN)
+        metadata.setdefault("example", "2026-11")
+        super().__init__(metadata=metadata, **kwargs)
+
     def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str) or not MONTH.fullmatch(value) or value < "1970-01":
+        if not isinstance(value, str) or not MONTH.fullmatch(value):
             raise self.make_error("month")
         return value
 
@@ -67,8 +76,10 @@ class MonthQuerySchema(StrictSchema):
 
 class PlanSetSchema(StrictSchema):
     month = Month(required=True)
-    user_id = Id(load_default=None, metadata={"description": "a manager's plan"})
-    branch_id = Id(load_default=None, metadata={"description": "a branch's plan (a head's own by default)"})
+    user_id = Id(load_default=None, metadata={"description": "a manager's plan",
+                                              "x-server-rule": "a manager of the plan's branch (422)"})
+    branch_id = Id(load_default=None, metadata={"description": "a branch's plan (a head's own by default)",
+                                                "x-server-rule": BRANCH_RULE})
     amount = Money(required=True)
     currency = CurrencyCode(required=True)
 
@@ -87,7 +98,8 @@ class SpendSetSchema(StrictSchema):
     month = Month(required=True)
     amount = Money(required=True)
     currency = CurrencyCode(required=True)
-    branch_id = Id(load_default=None, metadata={"description": "required for an admin; a head's own branch"})
+    branch_id = Id(load_default=None, metadata={"description": "required for an admin; a head's own branch",
+                                                "x-server-rule": "required for an admin; " + BRANCH_RULE})
 
 
 SOURCE = Text(64)
@@ -193,13 +205,14 @@ class PlanLineSchema(Schema):
 
 
 class PlanReportSchema(Schema):
+    branch_id = fields.String(allow_none=True, metadata={"description": "the branch narrowed to; null: every branch"})
     month = fields.String()
     branches = fields.List(fields.Nested(PlanLineSchema))
     managers = fields.List(fields.Nested(PlanLineSchema))
 
 
 class ChannelLineSchema(Schema):
-    source = fields.String()
+    source = fields.String(allow_none=True, metadata={"description": "null: clients and deals with no source"})
     touchpoints = fields.Integer()
     new_clients = fields.Integer()
     deals_won = fields.Integer()
@@ -212,6 +225,7 @@ class ChannelLineSchema(Schema):
 
 
 class ChannelsSchema(Schema):
+    branch_id = fields.String(allow_none=True, metadata={"description": "the branch narrowed to; null: every branch"})
     from_ = fields.String(data_key="from")
     to = fields.String()
     channels = fields.List(fields.Nested(ChannelLineSchema))
@@ -235,6 +249,7 @@ class ManagerLineSchema(Schema):
 
 
 class ManagersSchema(Schema):
+    branch_id = fields.String(allow_none=True, metadata={"description": "the branch narrowed to; null: every branch"})
     month = fields.String()
     managers = fields.List(fields.Nested(ManagerLineSchema))
 
@@ -248,6 +263,7 @@ class ScriptLineSchema(Schema):
 
 
 class ScriptsSchema(Schema):
+    branch_id = fields.String(allow_none=True, metadata={"description": "the branch narrowed to; null: every branch"})
     from_ = fields.String(data_key="from")
     to = fields.String()
     scripts = fields.List(fields.Nested(ScriptLineSchema))
