@@ -196,7 +196,7 @@ def _worker_context(request_id):
 
     return SimpleNamespace(
         data={IDEMPOTENCY_CONTEXT_KEY: request_id}, service_name="clients",
-        entrypoint=SimpleNamespace(method_name="create_client"),
+        entrypoint=SimpleNamespace(method_name="create_client"), args=(), kwargs={},
     )
 
 
