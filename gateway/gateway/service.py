@@ -18,6 +18,7 @@ from gateway.auth import Auth
 from gateway.idempotency import Idempotency, purge_expired
 from gateway.models import Base
 from gateway.ratelimit import RateLimit
+from gateway.routes.backups import BackupRoutes
 from gateway.routes.clients import ClientRoutes
 from gateway.routes.deals import DealRoutes
 from gateway.routes.identity import IdentityRoutes
@@ -35,7 +36,7 @@ class IdentityDatabase(Database):
             identity.bootstrap_admin(session, self.settings)
 
 
-class GatewayService(IdentityRoutes, ClientRoutes, DealRoutes, SystemRoutes):
+class GatewayService(IdentityRoutes, ClientRoutes, DealRoutes, BackupRoutes, SystemRoutes):
     name = "gateway"
 
     db = IdentityDatabase(Base)
@@ -45,6 +46,7 @@ class GatewayService(IdentityRoutes, ClientRoutes, DealRoutes, SystemRoutes):
     idempotency = Idempotency()
     clients_rpc = RpcProxy("clients")
     deals_rpc = RpcProxy("deals")
+    backup_rpc = RpcProxy("backup")
     services = ClusterRpc(timeout=2)
 
     @timer(interval=3600)

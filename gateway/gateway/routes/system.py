@@ -16,8 +16,9 @@ class SystemRoutes:
 
     @api("GET", "/health", prefix="", public=True, summary="Health of the bus and every service", tag="system")
     def health(self, request, caller):
-        """200 ``{"status": "ok", "bus": "ok", "services": {...}}`` when the gateway's database, the bus and
-        every service answer; 503 with the same shape saying which part is down otherwise."""
+        """200 ``{"status": "ok", "bus": "ok", "services": {...}, "backups": {"status": "ok", "age_s": 3600.0,
+        "stale": false, ...}}`` when the gateway's database, the bus and every service answer; 503 with the
+        same shape saying which part is down otherwise. Stale backups show in ``backups``, not in the status."""
         report = {"status": "ok", "gateway": {"database": "ok"}, "bus": "ok", "services": {}}
         try:
             self.db.ping()
@@ -35,8 +36,19 @@ class SystemRoutes:
                     report["bus"] = "down"
             else:
                 report["services"][name] = {"status": "ok", **result}
+        if "backup" in names:
+            report["backups"] = self._backup_freshness(report["services"]["backup"])
         report["checked_in_ms"] = round((time.monotonic() - started) * 1000, 1)
         return (200 if report["status"] == "ok" else 503), report
+
+    @staticmethod
+    def _backup_freshness(answer: dict) -> dict:
+        """The age of the newest verified backup; a stale one is reported, and the status stays 200
+        (load balancers read it: old backups do not make the API unusable)."""
+        if answer.get("status") != "ok":
+            return {"status": "unknown", "error": "the backup service does not answer"}
+        backups = answer.pop("backups", None) or {}
+        return {"status": "stale" if backups.get("stale") else "ok", **backups}
 
     def _ping_service(self, name: str) -> dict:
         started = time.monotonic()

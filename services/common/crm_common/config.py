@@ -67,6 +67,20 @@ class Settings:
     login_lockout_s: int = 300
     max_body_bytes: int = 1024 * 1024
     service_database_urls: dict[str, str] = field(default_factory=dict)
+    # the backup service (services/backup, docs/operations.md "Backups and restore")
+    backup_dir: str = ""  # empty: <data_dir>/backups
+    backup_key: str = ""  # empty: a development key in <data_dir>/backup.key; production refuses to start
+    backup_old_keys: str = ""
+    backup_offsite: str = ""
+    backup_schedule: str = "0 3 * * *"
+    backup_keep_last: int = 7
+    backup_keep_daily: int = 7
+    backup_keep_weekly: int = 4
+    backup_keep_monthly: int = 6
+    backup_check_interval_s: float = 30.0
+    backup_replay_window_s: int = 3600
+    backup_rclone_retries: int = 3
+    backup_pg_bin: str = ""  # folder of pg_dump/pg_restore; empty: found on PATH
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> Settings:
@@ -112,6 +126,8 @@ class Settings:
             problems.append("CRM_SECRET_KEY must be set to a random string of 32+ characters")
         if self.admin_password == DEV_ADMIN_PASSWORD:
             problems.append("CRM_ADMIN_PASSWORD must not be the development default")
+        if "backup" in self.services and not self.backup_key.strip():
+            problems.append("CRM_BACKUP_KEY must be set (archives are encrypted with it; `crm-backup keygen` makes one)")
         if problems:
             raise ConfigError("refusing to start in production: " + "; ".join(problems))
 
