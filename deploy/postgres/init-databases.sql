@@ -3,4 +3,5 @@
 -- replicas starting together never race to create the same database.
 CREATE DATABASE crm_clients;
 CREATE DATABASE crm_deals;
+CREATE DATABASE crm_backup;
 CREATE DATABASE crm_gateway;

@@ -39,8 +39,8 @@ class ServiceSpec:
 REGISTRY: tuple[ServiceSpec, ...] = (
     ServiceSpec("clients", "clients.service:ClientsService", "services/clients"),
     ServiceSpec("deals", "deals.service:DealsService", "services/deals"),
-    # one replica in compose: the schedule needs only one, and a second would only wait for the lease
-    ServiceSpec("backup", "backup.service:BackupService", "services/backup", replicas=1),
+    # two replicas take turns: each scheduled tick is leased in the catalogue, so one backup runs per tick
+    ServiceSpec("backup", "backup.service:BackupService", "services/backup"),
     ServiceSpec("gateway", "gateway.service:GatewayService", "gateway", replicas=1, http=True),
 )
 
