@@ -8,7 +8,7 @@ PIP := $(VENV)/bin/pip
 PACKAGES := $(patsubst %/pyproject.toml,-e %,$(wildcard services/*/pyproject.toml)) -e gateway
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run demo test test-unit test-integration test-e2e bench lint migrate clean
+.PHONY: venv tools run demo test test-unit test-integration test-e2e bench lint migrate clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt services/*/pyproject.toml gateway/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -19,16 +19,21 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt services/*/pypro
 
 venv: $(STAMP)
 
-run: venv
+# pg_dump/pg_restore and rclone for the backup service (Debian packages), installed if missing
+tools:
+	scripts/ensure_tools.sh
+
+run: venv tools
 	$(PY) scripts/run.py
 
-demo: venv
+demo: venv tools
 	$(PY) scripts/run.py --demo
 
 migrate: venv
 	$(PY) -m crm_common.migrate
 
 test: venv
+	scripts/ensure_tools.sh --test
 	scripts/ensure_infra.sh
 	$(PY) -m pytest tests
 
@@ -36,14 +41,17 @@ test-unit: venv
 	$(PY) -m pytest tests/unit tests/contracts
 
 test-integration: venv
+	scripts/ensure_tools.sh --test
 	scripts/ensure_infra.sh
 	$(PY) -m pytest tests/integration
 
 test-e2e: venv
+	scripts/ensure_tools.sh --test
 	scripts/ensure_infra.sh
 	$(PY) -m pytest tests/e2e
 
 bench: venv
+	scripts/ensure_tools.sh
 	scripts/ensure_infra.sh
 	$(PY) -m bench
 

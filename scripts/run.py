@@ -177,6 +177,22 @@ def health(port: int) -> dict | None:
         return None
 
 
+def backup_lines(settings: Settings) -> str:
+    """Where the backups go and which key encrypts them (the development key is made here, once)."""
+    if "backup" not in settings.services:
+        return ""
+    from backup.engine import backup_dir
+    from backup.keys import ensure_dev_key
+
+    if settings.backup_key.strip():
+        key = "CRM_BACKUP_KEY"
+    else:
+        key = f"{ensure_dev_key(settings)} (development key: keep a copy off this machine)"
+    return (f"  Backups:         {backup_dir(settings)}, schedule '{settings.backup_schedule}'"
+            f"{', off-site ' + settings.backup_offsite if settings.backup_offsite else ', no off-site target'}\n"
+            f"  Backup key:      {key}\n")
+
+
 def announce(settings: Settings, port: int, args: argparse.Namespace, stopping: threading.Event) -> None:
     """Once the gateway reports every service healthy, print where the CRM is and how to log in."""
     up = wait_until(lambda: stopping.is_set() or (health(port) or {}).get("status") == "ok", args.startup_timeout)
@@ -191,6 +207,7 @@ def announce(settings: Settings, port: int, args: argparse.Namespace, stopping: 
         f"  CRM is running:  http://127.0.0.1:{port}/api/v1   (docs: http://127.0.0.1:{port}/api/v1/docs)\n"
         f"  Log in as:       {settings.admin_email} / {password}\n"
         f"  Data:            {data_location}\n"
+        f"{backup_lines(settings)}"
         "  Stop with Ctrl-C.\n",
         flush=True,
     )
