@@ -51,6 +51,8 @@ def parse_args(argv):
     parser.add_argument("--load-processes", type=int, default=2,
                         help="load generator processes (workers are spread over them); default: one per core")
     parser.add_argument("--port", type=int, help="the gateway's port (default: a free one)")
+    parser.add_argument("--backup-only", action="store_true",
+                        help="measure only the backup (crm-backup run/verify/restore against plain pg_dump)")
     return parser.parse_args(argv)
 
 
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
-    from bench import load, markdown, report, stuck, system
+    from bench import backup, load, markdown, report, stuck, system
     from bench.people import People
     from bench.plans import service_plans
     from bench.sampler import Sampler
@@ -104,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         results["settled_s"] = system.settle()
         say(f"the machine settled after {results['settled_s']} s")
         workload = Workload(identity, size.sample)
+        if args.backup_only:
+            scenarios, levels = [], []
 
         runs, incidents = results["runs"], results["incidents"] = [], []
         # the baseline runs first and again last: the machine is shared, and the better of the two is the bar
@@ -140,11 +144,15 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"pair: echo {pair['echo']['rps']:.0f} req/s, get_client {pair['get_client']['rps']:.0f} req/s "
                     f"(p99 {pair['get_client']['p99_ms']} ms), ratio {pair['ratio']}")
 
-        say(f"stuck scan: {size.newly_stuck} newly stuck deals per pass")
-        results["stuck"] = stuck.measure(size.newly_stuck)
-        say(f"stuck scan: {json.dumps({k: v for k, v in results['stuck'].items() if k != 'due_query_plan'})}")
-        head = Caller(identity.head_id, "head", identity.branch_id)
-        results["plans"] = service_plans(head, workload.terms[:500], workload.plan_deal_filter())
+        if not args.backup_only:
+            say(f"stuck scan: {size.newly_stuck} newly stuck deals per pass")
+            results["stuck"] = stuck.measure(size.newly_stuck)
+            say(f"stuck scan: {json.dumps({k: v for k, v in results['stuck'].items() if k != 'due_query_plan'})}")
+            head = Caller(identity.head_id, "head", identity.branch_id)
+            results["plans"] = service_plans(head, workload.terms[:500], workload.plan_deal_filter())
+        say("backup: plain pg_dump, crm-backup run, pg_dump again, crm-backup verify")
+        results["backup"] = backup.measure_backup(crm.log_dir / "data")
+        say(f"backup: {backup.summary(results['backup'])}")
     finally:
         results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         path = system.RESULTS / f"{stamp}-{results['mode']}.json"
@@ -152,9 +160,20 @@ def main(argv: list[str] | None = None) -> int:
         say(f"raw numbers: {path}")
         say("stopping the CRM")
         crm.stop()
+    if results.get("backup"):
+        say("backup: crm-backup restore (the CRM stopped)")
+        backup.measure_restore(crm.log_dir / "data", results["backup"])
+        say(f"backup: restore {results['backup']['restore']['seconds']} s")
+        path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
 
     # only a complete full run may replace docs/benchmarks.md; a quick or partial one reports beside its numbers
-    complete = not args.quick and scenarios == list(SCENARIOS) and levels == [1, 10, 50] and duration == FULL.duration_s
+    if args.backup_only:
+        target = system.RESULTS / f"benchmarks-backup-{results['mode']}.md"
+        target.write_text("\n".join(markdown.backup_section(results)) + "\n", encoding="utf-8")
+        say(f"report: {target}")
+        return 0
+    complete = (not args.quick and scenarios == list(SCENARIOS) and levels == [1, 10, 50]
+                and duration == FULL.duration_s)
     target = system.ROOT / "docs" / "benchmarks.md" if complete else system.RESULTS / f"benchmarks-{results['mode']}.md"
     markdown.write(results, target)
     say(f"report: {target}")
