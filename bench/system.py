@@ -7,6 +7,7 @@ developer's data; resetting drops only those databases.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -23,8 +24,10 @@ from crm_common.registry import REGISTRY
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
-DB_PREFIX = "crm_bench_"
-VHOST = "crm-bench"
+# two benchmarks on one machine (of two branches, say) keep apart with CRM_BENCH_ID=<word>
+BENCH_ID = re.sub(r"[^a-z0-9]", "", os.environ.get("CRM_BENCH_ID", "").lower())
+DB_PREFIX = f"crm_bench_{BENCH_ID}_" if BENCH_ID else "crm_bench_"
+VHOST = f"crm-bench-{BENCH_ID}" if BENCH_ID else "crm-bench"
 AMQP_URI = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
 SERVICES = tuple(spec.name for spec in REGISTRY)
 ADMIN_EMAIL = "admin@bench.local"
