@@ -68,6 +68,7 @@ from crm_common.schemas import is_uuid, iso
 
 log = logging.getLogger("crm.backup")
 HEARTBEAT_S = 5.0
+BUS_TIMEOUT_S = 2
 # the catalogue keeps its own history: restoring it from an older archive would forget every later backup
 CATALOGUE = "backup"
 
@@ -487,16 +488,24 @@ def running_services(job: Job, services: list[str]) -> list[str]:
 
 
 def _answering_on_the_bus(config: dict, services: list[str]) -> list[str]:
+    """Services that answer ``health()`` on the bus: every question is sent first, then the answers are
+    awaited, so a stopped CRM costs one timeout, not one per service."""
     from nameko.standalone.rpc import ClusterRpcProxy
 
     answering = []
     try:
-        with ClusterRpcProxy(config, timeout=3) as cluster:
+        with ClusterRpcProxy(config, timeout=BUS_TIMEOUT_S) as cluster:
+            asked = []
             for service in services:
                 try:
-                    cluster[service].health()
+                    asked.append((service, cluster[service].health.call_async()))
+                except Exception:  # noqa: BLE001 - not routable: no such service on this broker
+                    continue
+            for service, reply in asked:
+                try:
+                    reply.result()
                     answering.append(f"the {service} service answers on the bus")
-                except Exception:  # noqa: BLE001 - no answer: not running
+                except Exception:  # noqa: BLE001 - no answer in time: not running
                     continue
     except Exception as exc:  # noqa: BLE001 - no broker: nothing can be running through it
         log.debug("bus not reachable: %s", exc)
