@@ -135,6 +135,8 @@ def finish_verification(uow, verification_id: str, found: list[dict], error: str
         error = "the restored databases differ from the capture: " + domain.describe(found)
     if error is None:
         verification.status = "passed"
+        if backup.verified is False:  # an earlier verification failed; this one proves the archive good
+            backup.status, backup.error = "done", None
         backup.verified, backup.verified_at = True, now
         tables = sum(len(part["tables"]) for part in backup.manifest["services"].values())
         uow.emit("backup_verified", _event(backup, verified_at=now, tables=tables))

@@ -91,6 +91,18 @@ def test_a_verification_mismatch_marks_the_backup_failed_with_the_table_that_dif
     assert uow.events[-1][1]["stage"] == "verify"
 
 
+def test_a_backup_that_failed_its_verification_is_done_again_once_a_verification_passes(uow):
+    backup_id = finished(uow)
+    first = uow.call(lambda u: commands.start_verification(u, backup_id, "manual").id)
+    uow.call(lambda u: commands.finish_verification(u, first, [], error="could not create the scratch database"))
+    second = uow.call(lambda u: commands.start_verification(u, backup_id, "manual").id)
+
+    uow.call(lambda u: commands.finish_verification(u, second, []))
+
+    backup = uow.read(lambda s: s.get(Backup, backup_id))
+    assert (backup.status, backup.verified, backup.error) == ("done", True, None)
+
+
 def test_a_running_backup_cannot_be_verified(uow):
     backup_id = uow.call(lambda u: commands.start_backup(u, "manual").id)
 
