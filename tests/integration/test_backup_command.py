@@ -176,3 +176,57 @@ def test_the_catalogue_stays_when_the_other_databases_are_restored(install):
     listed = crm_backup(env, "list").stdout
     assert first in listed and second in listed
     assert Settings.from_config(config).backup_keep_last == 7
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tiny file system needs root (CI runs as root)")
+def test_a_full_disk_fails_the_backup_with_the_reason_and_leaves_the_older_ones(install):
+    env, _, tmp_path = install
+    first = backed_up(env)
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(tiny)], check=True)
+    try:
+        done = crm_backup({**env, "CRM_BACKUP_DIR": str(tiny)}, "run")
+        leftovers = [p.name for p in tiny.rglob("*") if p.is_file()]
+    finally:
+        subprocess.run(["umount", str(tiny)], check=True)
+
+    assert done.returncode == 1
+    assert "disk full" in done.stderr, done.stderr
+    assert leftovers == []
+    listed = crm_backup(env, "list").stdout
+    assert first in listed and "failed" in listed
+    assert crm_backup(env, "verify", first).returncode == 0
+
+
+def test_a_damaged_archive_fails_its_verification_and_says_why(install):
+    env, _, _ = install
+    backup_id = backed_up(env)
+    archive = next((Path(env["CRM_DATA_DIR"]) / "backups").glob(f"*{backup_id}.crmbak"))
+    raw = bytearray(archive.read_bytes())
+    raw[len(raw) // 3] ^= 0xFF
+    archive.write_bytes(bytes(raw))
+
+    done = crm_backup(env, "verify", backup_id)
+
+    assert done.returncode == 1
+    assert "does not authenticate" in done.stderr
+    listed = crm_backup(env, "list").stdout
+    assert "failed" in listed and "NO" in listed
+
+
+def test_retention_removes_old_backups_locally_and_off_site_but_keeps_the_newest_verified(install):
+    env, _, tmp_path = install
+    env = {**env, "CRM_BACKUP_KEEP_LAST": "1", "CRM_BACKUP_KEEP_DAILY": "0", "CRM_BACKUP_KEEP_WEEKLY": "0",
+           "CRM_BACKUP_KEEP_MONTHLY": "0"}
+    verified = crm_backup(env, "run", "--verify").stdout.strip().splitlines()[-1]
+    first_unverified = backed_up(env)
+    newest = backed_up(env)
+
+    local = {p.name for p in (Path(env["CRM_DATA_DIR"]) / "backups").glob("*.crmbak")}
+    remote = {p.name for p in (tmp_path / "offsite").glob("*.crmbak")}
+
+    assert local == remote
+    assert {name.split("-", 3)[3].removesuffix(".crmbak") for name in local} == {verified, newest}
+    listed = crm_backup(env, "list").stdout
+    assert first_unverified not in listed and verified in listed and newest in listed

@@ -136,3 +136,11 @@ def test_a_restore_matches_its_capture_only_when_every_table_has_the_same_rows_a
     found = mismatches(captured, changed)
     assert [(m["table"], m["problem"]) for m in found] == [("clients", "content checksum"), ("outbox", "row count")]
     assert mismatches(captured, {})[0]["problem"] == "not restored"
+
+
+def test_across_database_versions_only_row_counts_are_compared():
+    captured = {"deals": {"tables": {"deals": 3}, "checksums": {"deals": "10"}}}
+    other_hash = {"deals": {"tables": {"deals": 3}, "checksums": {"deals": "99"}}}
+
+    assert mismatches(captured, other_hash, compare_checksums=set()) == []
+    assert mismatches(captured, other_hash, compare_checksums={"deals"})[0]["problem"] == "content checksum"
