@@ -19,6 +19,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -356,16 +357,23 @@ def _counted(chunks, advance):
         yield chunk
 
 
-def drop_scratch(job: Job, restored: Restored) -> None:
+def drop_scratch(job: Job, restored: Restored, attempts: int = 4) -> None:
+    """Remove the scratch databases; a server that refuses a connection for a moment (too many clients)
+    is asked again, and what still cannot be dropped is named in the log for the operator."""
     for service, scratch in restored.scratch.items():
-        try:
-            if restored.engines[service] == "postgresql":
-                pg_drop_database(job.settings.database_url_for(service), scratch)
-            else:
-                for suffix in ("", "-wal", "-shm", "-journal"):
-                    Path(scratch + suffix).unlink(missing_ok=True)
-        except Exception:  # noqa: BLE001 - cleanup goes on with the others
-            log.warning("could not remove the scratch database %s", scratch, exc_info=True)
+        for attempt in range(attempts):
+            try:
+                if restored.engines[service] == "postgresql":
+                    pg_drop_database(job.settings.database_url_for(service), scratch)
+                else:
+                    for suffix in ("", "-wal", "-shm", "-journal"):
+                        Path(scratch + suffix).unlink(missing_ok=True)
+                break
+            except Exception as exc:  # noqa: BLE001 - cleanup goes on with the others
+                if attempt == attempts - 1:
+                    log.error("could not remove the scratch database %s (drop it by hand): %s", scratch, first_line(exc))
+                else:
+                    time.sleep(2 ** attempt)
     restored.scratch.clear()
 
 
