@@ -7,8 +7,11 @@ PIP := $(VENV)/bin/pip
 # every folder under services/ (crm_common and each service) and the gateway
 PACKAGES := $(patsubst %/pyproject.toml,-e %,$(wildcard services/*/pyproject.toml)) -e gateway
 STAMP := $(VENV)/.installed
+# `make run REPLICAS=2`: that many processes of every service and of the gateway (PostgreSQL only)
+REPLICAS ?=
+RUN_ARGS := $(if $(REPLICAS),--replicas $(REPLICAS))
 
-.PHONY: venv tools run demo test test-unit test-integration test-e2e bench lint migrate clean
+.PHONY: venv tools run demo test test-unit test-integration test-e2e fuzz bench lint migrate clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt services/*/pyproject.toml gateway/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -24,10 +27,10 @@ tools:
 	scripts/ensure_tools.sh
 
 run: venv tools
-	$(PY) scripts/run.py
+	$(PY) scripts/run.py $(RUN_ARGS)
 
 demo: venv tools
-	$(PY) scripts/run.py --demo
+	$(PY) scripts/run.py --demo $(RUN_ARGS)
 
 migrate: venv
 	$(PY) -m crm_common.migrate
@@ -49,6 +52,11 @@ test-e2e: venv
 	scripts/ensure_tools.sh --test
 	scripts/ensure_infra.sh
 	$(PY) -m pytest tests/e2e
+
+# schemathesis with every check and many examples per operation against a CRM of its own (FUZZ_ARGS="--examples 500")
+fuzz: venv
+	scripts/ensure_infra.sh
+	$(PY) scripts/fuzz.py $(FUZZ_ARGS)
 
 bench: venv
 	scripts/ensure_tools.sh

@@ -3,10 +3,19 @@
 1. starts the CRM as `make run` does, in its own vhost (crm-bench) and databases (crm_bench_*), dropped
    and recreated at the start, with the rate limit off; and the echo service beside it;
 2. seeds identity and pipelines through the API, then 100,000 clients and 1,000,000 deals with COPY;
+   and 1,000,000 tasks;
 3. loads the raw RPC baseline and each API scenario at 1, 10 and 50 concurrent workers;
-4. times the stuck-deal scan and captures the plans of the hot queries;
-5. writes bench/results/<time>.json and docs/benchmarks.md (a quick or partial run: bench/results/benchmarks-*.md);
-6. stops everything, also on errors and Ctrl-C.
+4. times the stuck-deal scan (deals.check_stuck_deals) and the overdue scan (tasks.check_overdue_tasks) through
+   their RPCs, and captures the plans of the hot queries;
+5. ``replicas``: GET /clients/{id} at 10 and 50 workers with one and with two processes of every service and of
+   the gateway, restarting the CRM between the layouts (bench/replicas.py);
+6. then measures reliability on a CRM of its own (bench/reliability.py): POST /clients with and without the
+   command log, and how fast every service answers after a 10 s broker outage (1 and 2 replicas);
+7. writes bench/results/<time>.json and docs/benchmarks.md (a quick or partial run: bench/results/benchmarks-*.md);
+8. stops everything, also on errors and Ctrl-C.
+
+``--scenarios replicas`` (with ``--reuse`` after a first run) measures only the replicas; CRM_BENCH_ID=<word>
+gives the run databases and a vhost of its own, apart from another benchmark on the same machine.
 """
 
 from __future__ import annotations
@@ -19,7 +28,10 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-SCENARIOS = ("echo", "echo_crm", "get_client", "search_clients", "list_deals", "create_client", "move_deal")
+SCENARIOS = ("echo", "echo_crm", "get_client", "search_clients", "list_deals", "create_client", "move_deal", "create_task",
+             "replicas")
+# measured in a phase of their own, not by the rounds of load.run over the concurrency levels
+PHASES = ("replicas",)
 MANAGERS = 20
 
 
@@ -31,10 +43,14 @@ class Size:
     duration_s: float
     newly_stuck: int
     sample: int
+    tasks: int
+    newly_overdue: int
 
 
-FULL = Size(clients=100_000, deals=1_000_000, warmup_s=2.0, duration_s=10.0, newly_stuck=2_000, sample=20_000)
-QUICK = Size(clients=5_000, deals=20_000, warmup_s=1.0, duration_s=3.0, newly_stuck=200, sample=2_000)
+FULL = Size(clients=100_000, deals=1_000_000, warmup_s=2.0, duration_s=10.0, newly_stuck=2_000, sample=20_000,
+            tasks=1_000_000, newly_overdue=2_000)
+QUICK = Size(clients=5_000, deals=20_000, warmup_s=1.0, duration_s=3.0, newly_stuck=200, sample=2_000, tasks=20_000,
+             newly_overdue=200)
 
 
 PAIRS = 3
@@ -53,6 +69,10 @@ def parse_args(argv):
     parser.add_argument("--port", type=int, help="the gateway's port (default: a free one)")
     parser.add_argument("--backup-only", action="store_true",
                         help="measure only the backup (crm-backup run/verify/restore against plain pg_dump)")
+    parser.add_argument("--reliability", choices=("on", "off", "only"), default="on",
+                        help="the command-log cost and broker-recovery measurements (on a private RabbitMQ node and "
+                             "databases of their own); 'only' runs nothing else, without seeding")
+    parser.add_argument("--scans", default="stuck,overdue", help="comma-separated subset of stuck,overdue (or none)")
     return parser.parse_args(argv)
 
 
@@ -71,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
-    from bench import backup, load, markdown, report, stuck, system
+    from bench import backup, load, markdown, reliability, replicas, report, stuck, system
+    from bench import tasks as task_bench
     from bench.people import People
     from bench.plans import service_plans
     from bench.sampler import Sampler
@@ -87,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                      "size": size.__dict__ | {"duration_s": duration}, "concurrency": levels,
                      "load_processes": args.load_processes, "machine": report.machine()}
     say(f"machine: {results['machine']['cpu']} x{results['machine']['cores']}, load average {results['machine']['load_average']}")
+    if args.reliability == "only":
+        return _reliability_only(results, args, duration, stamp)
 
     if not args.reuse:
         system.reset_databases()
@@ -96,11 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         crm.start()
         people = People()
         if not args.reuse:
-            say(f"seeding identity, then {size.clients:,} clients and {size.deals:,} deals")
+            say(f"seeding identity, then {size.clients:,} clients, {size.deals:,} deals and {size.tasks:,} tasks")
             seed_identity(crm.base_url, MANAGERS, people)
         identity = load_identity(crm.base_url)
         if not args.reuse:
-            results["seed"] = seed_bulk(identity, size.clients, size.deals, people)
+            results["seed"] = seed_bulk(identity, size.clients, size.deals, people, size.tasks)
             say(f"seeded: {json.dumps(results['seed'], ensure_ascii=False)}")
         results["data"] = report.row_counts()
         results["settled_s"] = system.settle()
@@ -111,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
 
         runs, incidents = results["runs"], results["incidents"] = [], []
         # the baseline runs first and again last: the machine is shared, and the better of the two is the bar
-        rounds = [*scenarios, "echo"] if "echo" in scenarios and len(scenarios) > 1 else scenarios
+        measured = [s for s in scenarios if s not in PHASES]
+        rounds = [*measured, "echo"] if "echo" in measured and len(measured) > 1 else measured
         for scenario in rounds:
             for concurrency in levels:
                 for attempt in (1, 2):
@@ -144,10 +168,22 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"pair: echo {pair['echo']['rps']:.0f} req/s, get_client {pair['get_client']['rps']:.0f} req/s "
                     f"(p99 {pair['get_client']['p99_ms']} ms), ratio {pair['ratio']}")
 
+        if "replicas" in scenarios:
+            results["replicas"] = replicas.compare(crm, workload, args.load_processes, size.warmup_s, duration, say)
+            for row in results["replicas"]["summary"]:
+                say(f"replicas: GET /clients/{{id}} x{row['concurrency']}: 1 → {row.get(1, {}).get('rps')} req/s, "
+                    f"2 → {row.get(2, {}).get('rps')} req/s, ratio {row.get('ratio')}")
+
         if not args.backup_only:
-            say(f"stuck scan: {size.newly_stuck} newly stuck deals per pass")
-            results["stuck"] = stuck.measure(size.newly_stuck)
-            say(f"stuck scan: {json.dumps({k: v for k, v in results['stuck'].items() if k != 'due_query_plan'})}")
+            scans = set(args.scans.split(","))
+            if "stuck" in scans:
+                say(f"stuck scan: {size.newly_stuck} newly stuck deals per pass")
+                results["stuck"] = stuck.measure(size.newly_stuck)
+                say(f"stuck scan: {json.dumps({k: v for k, v in results['stuck'].items() if k != 'due_query_plan'})}")
+            if "overdue" in scans:
+                say(f"overdue scan: {size.newly_overdue} newly overdue tasks per pass")
+                results["overdue"] = task_bench.measure(size.newly_overdue)
+                say(f"overdue scan: {json.dumps({k: v for k, v in results['overdue'].items() if k != 'due_query_plan'})}")
             head = Caller(identity.head_id, "head", identity.branch_id)
             results["plans"] = service_plans(head, workload.terms[:500], workload.plan_deal_filter())
         say("backup: plain pg_dump, crm-backup run, pg_dump again, crm-backup verify")
@@ -166,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
         say(f"backup: restore {results['backup']['restore']['seconds']} s")
         path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
 
+    if args.reliability != "off" and not args.backup_only:
+        results["reliability"] = reliability.measure(args.load_processes, size.warmup_s, duration, say=say)
+        path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+
     # only a complete full run may replace docs/benchmarks.md; a quick or partial one reports beside its numbers
     if args.backup_only:
         target = system.RESULTS / f"benchmarks-backup-{results['mode']}.md"
@@ -173,12 +213,31 @@ def main(argv: list[str] | None = None) -> int:
         say(f"report: {target}")
         return 0
     complete = (not args.quick and scenarios == list(SCENARIOS) and levels == [1, 10, 50]
-                and duration == FULL.duration_s)
+                and duration == FULL.duration_s and args.reliability == "on" and args.scans == "stuck,overdue")
     target = system.ROOT / "docs" / "benchmarks.md" if complete else system.RESULTS / f"benchmarks-{results['mode']}.md"
     markdown.write(results, target)
     say(f"report: {target}")
     for line in report.verdict_lines(results):
         say(line)
+    return 0
+
+
+def _reliability_only(results: dict, args, duration: float, stamp: str) -> int:
+    """``--reliability only``: the reliability measurements alone; report in bench/results/."""
+    from bench import markdown, reliability, report, system
+
+    size = QUICK if args.quick else FULL
+    results["mode"] = "reliability"
+    results["reliability"] = reliability.measure(args.load_processes, size.warmup_s, duration, say=say)
+    results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    path = system.RESULTS / f"{stamp}-reliability.json"
+    path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+    target = system.RESULTS / "benchmarks-reliability.md"
+    markdown.write(results, target)
+    say(f"raw numbers: {path}; report: {target}")
+    for line in report.verdict_lines(results):
+        if "command log" in line or "broker outage" in line:
+            say(line)
     return 0
 
 

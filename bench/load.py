@@ -94,6 +94,20 @@ class MoveDeals(GetClient):
             self.current[deal_id] = target
 
 
+class CreateTask(GetClient):
+    """A manager setting themself a task about one of their clients, with a three-step checklist."""
+
+    def __init__(self, data: dict, worker: int, rng: random.Random):
+        mine = data["workers"][worker % len(data["workers"])]
+        self.token, self.client_ids, self.rng = mine["token"], mine["client_ids"], rng
+
+    def next(self):
+        due = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 7 * 86400))
+        body = {"title": "Перезвонить клиенту", "due_at": due, "client_id": self.rng.choice(self.client_ids),
+                "checklist": ["Позвонить", "Записать итог", "Назначить следующий шаг"]}
+        return "POST", "/api/v1/tasks", json.dumps(body, ensure_ascii=False).encode(), self.token
+
+
 ECHOES = {"echo": "bench_echo", "echo_crm": "bench_echo_crm"}  # scenario → service (bench/echo_service.py)
 SCENARIOS = {
     "get_client": GetClient,
@@ -101,6 +115,7 @@ SCENARIOS = {
     "create_client": CreateClient,
     "list_deals": ListDeals,
     "move_deal": MoveDeals,
+    "create_task": CreateTask,
 }
 
 

@@ -25,6 +25,9 @@ DESCRIPTIONS = {
                      "managers (contact de-duplication, contacts, timeline entry, outbox event)",
     "move_deal": "`POST /api/v1/deals/{id}/stage`: each worker moves its own 100 open deals, one after the other, "
                  "to the next open stage, as their manager; 409s would mean two moves of one deal collided",
+    "create_task": "`POST /api/v1/tasks`: a manager sets themself a task about one of their own clients, due in a "
+                   "week, with a three-step checklist (gateway directory, `clients.get_client` over RPC to check the "
+                   "client, the task row, a `task_created` event in the outbox)",
 }
 TITLES = {
     "echo": "Baseline: raw nameko RPC (echo)",
@@ -34,6 +37,7 @@ TITLES = {
     "list_deals": "GET /deals?stage_id=&owner_id=",
     "create_client": "POST /clients",
     "move_deal": "POST /deals/{id}/stage",
+    "create_task": "POST /tasks",
 }
 
 def write(results: dict, path: Path) -> None:
@@ -42,12 +46,16 @@ def write(results: dict, path: Path) -> None:
     add = out.append
     m = results["machine"]
     add("# Benchmarks\n")
-    add(f"Written by `{'python -m bench --quick' if results['mode'] == 'quick' else 'make bench'}` "
+    command = {"quick": "python -m bench --quick", "reliability": "python -m bench --reliability only"}
+    add(f"Written by `{command.get(results['mode'], 'make bench')}` "
         f"(bench/) on {results['started_at']} at commit {m['commit'] or 'unknown'}; "
         "raw numbers in `bench/results/` (not in git). Run it again to refresh this page; the notes section is kept.\n")
-    add("`make bench` takes about 8 minutes; `.venv/bin/python -m bench --quick` (5,000 clients, 20,000 deals, 3 s "
-        "per run, report in bench/results/) about 2. `--reuse` skips the reset and seeding, `--scenarios` and "
-        "`--concurrency` pick a subset (`python -m bench --help`).\n")
+    add("`make bench` takes about 18 minutes (5 of them the reliability part: `--reliability only` runs it alone, "
+        "`--reliability off` skips it; 3 the replicas, with four restarts of the CRM); "
+        "`.venv/bin/python -m bench --quick` (5,000 clients, 20,000 deals, 3 s "
+        "per run, report in bench/results/) about 2. `--reuse` skips the reset and seeding, `--scenarios`, "
+        "`--concurrency` and `--scans` pick a subset (`python -m bench --help`); `CRM_BENCH_ID=x` keeps a "
+        "run's databases and vhost (`crm_bench_x_*`, `crm-bench-x`) apart from another's on the same machine.\n")
     add("## Targets\n")
     add("| target | goal | measured | verdict | what the run shows |")
     add("|---|---|---|---|---|")
@@ -67,10 +75,13 @@ def write(results: dict, path: Path) -> None:
     add("")
     _method(results, add)
     _scenarios(results, add)
+    _replicas(results, add)
     _resources(results, add)
     _stuck(results, add)
     for line in backup_section(results):
         add(line)
+    _reliability(results, add)
+    _overdue(results, add)
     _plans(results, add)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(out).rstrip() + "\n", encoding="utf-8")
@@ -149,6 +160,32 @@ def _scenarios(results: dict, add) -> None:
         add("")
 
 
+def _replicas(results: dict, add) -> None:
+    compared = results.get("replicas")
+    if not compared:
+        return
+    add("### GET /clients/{id} with 1 and 2 processes of everything\n")
+    add("`scripts/run.py --replicas N` (`make run REPLICAS=N`): N processes of clients, deals and the gateway, the "
+        "gateways sharing the port (SO_REUSEPORT). The CRM is restarted between the layouts on the same data, "
+        f"which alternate ({', '.join(map(str, compared['layouts']))}); each cell is the median of a layout's rounds "
+        "(all rounds in brackets). CPU in cores, every copy of a process added up.\n")
+    add("| workers | 1 process: req/s | 2 processes: req/s | ratio | p99 ms (1 → 2) | machine cores (1 → 2) | "
+        "other cores (1 → 2) | gateway cores (1 → 2) | clients cores (1 → 2) | errors |")
+    add("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for row in compared["summary"]:
+        one, two = row.get(1), row.get(2)
+        if not (one and two):
+            continue
+        rounds = lambda side: ", ".join(f"{r:.0f}" for r in side["rounds"])  # noqa: E731
+        add(f"| {row['concurrency']} | {one['rps']:.1f} ({rounds(one)}) | {two['rps']:.1f} ({rounds(two)}) | "
+            f"{row['ratio']} | {_v(one['p99_ms'])} → {_v(two['p99_ms'])} | {one['machine_cores']:.2f} → "
+            f"{two['machine_cores']:.2f} | {one['other_cores']:.2f} → {two['other_cores']:.2f} | "
+            f"{one['cpu_by_service'].get('gateway', 0):.2f} → {two['cpu_by_service'].get('gateway', 0):.2f} | "
+            f"{one['cpu_by_service'].get('clients', 0):.2f} → {two['cpu_by_service'].get('clients', 0):.2f} | "
+            f"{one['errors'] + two['errors']} |")
+    add("")
+
+
 def _resources(results: dict, add) -> None:
     add("### CPU (cores) and peak RSS (MiB) per run\n")
     add("| scenario | workers | gateway | clients | deals | echo | run.py | PostgreSQL | RabbitMQ | load gen | other "
@@ -205,30 +242,100 @@ def _stuck(results: dict, add) -> None:
     if not stuck:
         return
     add("## Stuck-deal scan\n")
-    add(f"`deals.commands.raise_stuck_deals` (batches of {stuck['batch']}) run with the service's unit of work against "
+    add(f"`deals.check_stuck_deals()` called over RPC (as an operator would; batches of {stuck['batch']}) against "
         f"the {results.get('data', {}).get('deals', 0):,} deals. Before each pass {stuck['newly_stuck']:,} open deals "
         "reach their stage's max_days within the last 50 minutes; every other past-due deal was raised before, as "
         f"the timer's previous ticks would have (a first, unmeasured pass raised the {stuck.get('caught_up', 0):,} "
         "that came due since the seed). A pass selects the due deals, marks them, and writes one validated "
         "`deal_stuck` event per deal to the outbox, committing per batch; the running services relay and handle "
-        "the events, and the next pass waits until they are done. *commits* is the time in `uow.commit()` (the "
-        "outbox INSERTs and the COMMIT); the SQL columns are time spent in those statements.\n")
-    add("| pass | newly stuck | raised | scan s | commits s | UPDATE deals s | INSERT outbox s | SELECT s "
-        "| due query alone ms |")
-    add("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        "the events (the clients timeline; the tasks service makes a task and a notice per deal), and the next pass "
+        "waits until they are done. *scan s* is the service's own measure (`took_s`), *round trip* adds the RPC.\n")
+    add("| pass | newly stuck | raised | scan s | round trip s | due query alone ms |")
+    add("|---:|---:|---:|---:|---:|---:|")
     for index, p in enumerate(stuck["passes"], start=1):
-        sql = p.get("sql_s", {})
-        selects = sum(v for k, v in sql.items() if k.startswith("SELECT"))
-        add(f"| {index} | {p['armed']} | {p['raised']} | {p['scan_s']:.3f} | {p.get('commits_s', 0):.3f} | "
-            f"{sql.get('UPDATE deals', 0):.3f} | {sql.get('INSERT outbox', 0):.3f} | {selects:.3f} | "
+        add(f"| {index} | {p['armed']} | {p['raised']} | {p['scan_s']:.3f} | {p.get('round_trip_s', 0):.3f} | "
             f"{p['due_query_ms']:.1f} |")
     empty = stuck.get("empty_pass")
     if empty:
-        add(f"| nothing new due | 0 | {empty['raised']} | {empty['scan_s']:.3f} | | | | | |")
+        add(f"| nothing new due | 0 | {empty['raised']} | {empty['scan_s']:.3f} | | |")
     add("")
     for plan in stuck.get("due_query_plan", [])[:1]:
         add("Plan of the due query (first batch):\n")
         add("```\n" + plan["plan"] + "\n```\n")
+
+
+def _reliability(results: dict, add) -> None:
+    measured = results.get("reliability")
+    if not measured:
+        return
+    add("## Reliability\n")
+    cost = measured.get("command_log")
+    if cost and cost.get("error"):
+        add(f"**The command log on `POST /clients`** was not measured: {cost['error']}\n")
+    elif cost:
+        add(f"**The command log on `POST /clients`.** Every write claims its request id in the service's `command_log` "
+            "and stores its result there in its own transaction (decisions.md 23): two more statements per write. "
+            f"Measured at {cost['workers']} workers as in the create_client scenario (managers creating clients "
+            "with fresh phones and emails), on a CRM of its own (one process per service, a private RabbitMQ node, "
+            "databases `crm_bench_rec_*` holding only what the runs create), alternately with the command log and "
+            "without it (`CRM_COMMAND_LOG=off`, a switch for this measurement only), each run on a freshly started "
+            "system. Req/s depends on what else the machine runs (*other*: CPU cores used outside the benchmark); "
+            "the clients process's CPU per write hardly does, and is the better measure of the cost.\n")
+        add("| pair | command log | req/s | p50 ms | p90 ms | p99 ms | errors | clients CPU ms per write "
+            "| gateway CPU ms per write | PostgreSQL CPU | other CPU |")
+        add("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in cost["runs"]:
+            cpu = r.get("cpu_cores") or {}
+            add(f"| {r['pair']} | {r['arm']} | {r['rps']:.1f} | {_v(r['p50_ms'])} | {_v(r['p90_ms'])} | "
+                f"{_v(r['p99_ms'])} | {r['errors']} | {_v(r.get('clients_cpu_ms'))} | {_v(r.get('gateway_cpu_ms'))} | "
+                f"{_v(cpu.get('postgres'))} | {_v(cpu.get('other'))} |")
+        if cost.get("ratio_median") is not None:
+            add(f"\nWith ÷ without, throughput: {', '.join(f'{x:.2f}' for x in cost['ratios'])} (median "
+                f"{cost['ratio_median']:.2f}); clients CPU per write: "
+                f"{', '.join(f'{x:.2f}' for x in cost.get('cpu_ratios') or [])} (median "
+                f"{_v(cost.get('cpu_ratio_median'))}).\n")
+    recovery = measured.get("recovery")
+    if recovery and recovery.get("error"):
+        add(f"**Broker recovery** was not measured: {recovery['error']}\n")
+    elif recovery:
+        add(f"**After a broker outage.** The CRM (started by `scripts/run.py --replicas N`, no load) on a RabbitMQ "
+            f"node of its own; the node's application is stopped for {recovery['outage_s']:g} s "
+            "(`rabbitmqctl stop_app`: every connection closed, transient messages and non-durable queues gone) and "
+            "started again. Seconds from the start until `/health` is ok, until every replica consumes its RPC queue "
+            "again (consumer count of `rpc-clients` and `rpc-deals`), and until a `POST /clients` succeeds; "
+            "*every service* is the later of the first two.\n")
+        add("| replicas | trial | /health ok s | every replica consuming s | first write s | every service s "
+            "| processes exited in the outage |")
+        add("|---:|---:|---:|---:|---:|---:|---:|")
+        for count, trials in recovery["by_replicas"].items():
+            for t in trials:
+                add(f"| {count} | {t['trial']} | {_v(t['health_s'])} | {_v(t['consumers_s'])} | {_v(t['write_s'])} | "
+                    f"{_v(t['every_service_s'])} | {t['exits_during_outage']} |")
+        add("")
+def _overdue(results: dict, add) -> None:
+    overdue = results.get("overdue")
+    if not overdue:
+        return
+    add("## Overdue-task scan\n")
+    add(f"`tasks.check_overdue_tasks()` called over RPC (batches of {overdue['batch']}) against the "
+        f"{results.get('data', {}).get('tasks', 0):,} tasks ({results.get('data', {}).get('open_tasks', 0):,} open). "
+        f"Before each pass {overdue['newly_overdue']:,} open tasks reach their deadline within the last 50 minutes "
+        f"(a first, unmeasured pass found the {overdue.get('caught_up', 0):,} that came due since the seed). A pass "
+        "selects the due tasks (`FOR UPDATE SKIP LOCKED`), marks them overdue in one UPDATE per batch, inserts their "
+        "penalties (unique per task), writes `task_overdue` and `penalty_recorded` to the outbox and a notice for "
+        "the assignee and the branch's head, and commits per batch. *scan s* is the service's own measure.\n")
+    add("| pass | newly overdue | found | scan s | round trip s | settled after s |")
+    add("|---:|---:|---:|---:|---:|---:|")
+    for index, p in enumerate(overdue["passes"], start=1):
+        add(f"| {index} | {p['armed']} | {p['overdue']} | {p['scan_s']:.3f} | {p['round_trip_s']:.3f} | "
+            f"{p['settled_after_s']} |")
+    empty = overdue.get("empty_pass")
+    if empty:
+        add(f"| nothing new due | 0 | {empty['overdue']} | {empty['scan_s']:.3f} | | |")
+    add("")
+    if overdue.get("due_query_plan"):
+        add("Plan of the due query (first batch):\n")
+        add("```\n" + overdue["due_query_plan"] + "\n```\n")
 
 
 def _plans(results: dict, add) -> None:

@@ -82,7 +82,7 @@ def _git(*args: str) -> str:
 def row_counts() -> dict:
     counts = {}
     for service, tables in (("clients", ("clients", "client_contacts", "timeline_entries")),
-                            ("deals", ("deals", "stage_history"))):
+                            ("deals", ("deals", "stage_history")), ("tasks", ("tasks", "penalties"))):
         conn = psycopg2.connect(database_url(service))
         try:
             with conn.cursor() as cur:
@@ -93,6 +93,9 @@ def row_counts() -> dict:
                     cur.execute("SELECT count(*) FILTER (WHERE status = 'open'), "
                                 "count(*) FILTER (WHERE status = 'open' AND stage_due_at <= now()) FROM deals")
                     counts["open_deals"], counts["open_deals_past_due"] = cur.fetchone()
+                if service == "tasks":
+                    cur.execute("SELECT count(*) FROM tasks WHERE status = 'open'")
+                    counts["open_tasks"] = cur.fetchone()[0]
         finally:
             conn.close()
     return counts
@@ -141,6 +144,7 @@ def targets(results: dict) -> list[dict]:
     search1, search10 = find(results, "search_clients", 1), find(results, "search_clients", 10)
     deals1, deals10 = find(results, "list_deals", 1), find(results, "list_deals", 10)
     move10 = find(results, "move_deal", 10)
+    task10 = find(results, "create_task", 10)
     stuck = results.get("stuck")
     rows = []
 
@@ -182,10 +186,46 @@ def targets(results: dict) -> list[dict]:
         f"{move10['rps']:.0f} moves/s = {move_ratio} × echo ({move_crm} × echo_crm), {move10['conflicts']} × 409"
         if move10 else "not measured",
         None, diagnose(move10))
+    task_ratio, task_crm = ratio(results, task10), ratio(results, task10, "echo_crm")
+    add("POST /tasks, 10 workers", "reported against echo",
+        f"{task10['rps']:.0f} tasks/s = {task_ratio} × echo ({task_crm} × echo_crm)" if task10 else "not measured",
+        None, diagnose(task10))
+    overdue = results.get("overdue")
+    scan_o = overdue["scan_s_median"] if overdue else None
+    add(f"overdue scan over {results.get('data', {}).get('tasks', 0):,} tasks", "< 2 s per pass",
+        f"{scan_o:.2f} s for {overdue['newly_overdue']:,} newly overdue (tasks.check_overdue_tasks)"
+        if overdue else "not measured", scan_o is not None and scan_o < 2)
+    for row in (results.get("replicas") or {}).get("summary", []):
+        one, two = row.get(1), row.get(2)
+        if not (one and two):
+            continue
+        add(f"GET /clients/{{id}} with 2 processes of every service and the gateway, {row['concurrency']} workers",
+            "reported: × 1 process each",
+            f"{row['ratio']} × ({one['rps']:.0f} → {two['rps']:.0f} req/s, medians of {len(one['rounds'])} rounds each)",
+            None, f"the machine used {one['machine_cores']:.2f} then {two['machine_cores']:.2f} of "
+                  f"{results['machine']['cores']} cores (other processes {one['other_cores']:.2f} / "
+                  f"{two['other_cores']:.2f}); p99 {one['p99_ms']} → {two['p99_ms']} ms")
     scan = stuck["scan_s_median"] if stuck else None
     add(f"stuck scan over {results.get('data', {}).get('deals', 0):,} deals", "< 2 s per pass",
         f"{scan:.2f} s for {stuck['newly_stuck']:,} newly stuck (due query {stuck['due_query_ms_median']:.0f} ms)"
         if stuck else "not measured", scan is not None and scan < 2)
+    reliability = results.get("reliability") or {}
+    cost = reliability.get("command_log") or {}
+    if cost.get("error"):
+        cost = {}
+    add("POST /clients with ÷ without the command log, 10 workers", "reported",
+        f"throughput {cost['ratio_median']:.2f}, clients CPU per write {cost.get('cpu_ratio_median') or 0:.2f} "
+        f"(medians of {len(cost['ratios'])} pairs)" if cost.get("ratio_median") else "not measured",
+        None, "the request-id bookkeeping that makes every write run once")
+    recovery = (reliability.get("recovery") or {}).get("by_replicas") or {}
+    worst = {count: max((t["every_service_s"] for t in trials if t["every_service_s"] is not None), default=None)
+             for count, trials in recovery.items()}
+    exits = sum(t["exits_during_outage"] for trials in recovery.values() for t in trials)
+    complete = bool(worst) and all(v is not None for v in worst.values())
+    add("every service answers after a 10 s broker outage", "≤ 5 s with 1 and 2 replicas, no process exits",
+        "; ".join(f"{count} replica(s): {v:.1f} s" for count, v in worst.items()) + f"; {exits} exits"
+        if complete else "not measured",
+        complete and all(v <= 5 for v in worst.values()) and exits == 0, "worst of the trials")
     return rows
 
 

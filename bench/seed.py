@@ -21,6 +21,7 @@ from bench.rows import (
     deal_chunks,
 )
 from bench.system import ADMIN_EMAIL, ADMIN_PASSWORD, database_url
+from bench.tasks import PENALTY_COLUMNS, TASK_COLUMNS, task_chunks
 from crm_common.testing.system import Api
 
 PASSWORD = "bench-password-1"
@@ -80,8 +81,9 @@ def load_identity(base_url: str) -> Identity:
     return Identity(head.me["branch_id"], head.me["id"], token, managers, pipelines)
 
 
-def seed_bulk(identity: Identity, clients: int, deals: int, people: People) -> dict:
-    """COPY the clients (with contacts and a timeline entry each) and the deals (with 1–4 stage visits each)."""
+def seed_bulk(identity: Identity, clients: int, deals: int, people: People, tasks: int = 0) -> dict:
+    """COPY the clients (with contacts and a timeline entry each), the deals (with 1–4 stage visits each) and the
+    tasks (with a penalty for each late one)."""
     now = time.time()
     manager_ids = [m.id for m in identity.managers]
     report: dict[str, dict] = {}
@@ -102,4 +104,12 @@ def seed_bulk(identity: Identity, clients: int, deals: int, people: People) -> d
             loader.copy("deals", DEAL_COLUMNS, lines)
             loader.copy("stage_history", VISIT_COLUMNS, visits)
     report["deals"] = {"rows": loader.rows, **loader.timings, "total_s": round(time.perf_counter() - started, 1)}
+
+    if tasks:
+        started = time.perf_counter()
+        with BulkLoader(database_url("tasks"), ("tasks", "penalties")) as loader:
+            for lines, penalties in task_chunks(tasks, identity.branch_id, identity.head_id, made, now, random.Random(13)):
+                loader.copy("tasks", TASK_COLUMNS, lines)
+                loader.copy("penalties", PENALTY_COLUMNS, penalties)
+        report["tasks"] = {"rows": loader.rows, **loader.timings, "total_s": round(time.perf_counter() - started, 1)}
     return report

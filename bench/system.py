@@ -71,10 +71,11 @@ def free_port() -> int:
 
 @dataclass
 class System:
-    """scripts/run.py and the echo service, started in the benchmark's vhost and databases."""
+    """scripts/run.py (with ``--replicas``) and the echo service, started in the benchmark's vhost and databases."""
 
     port: int
     log_dir: Path
+    replicas: int = 1
     run: subprocess.Popen | None = None
     echo: subprocess.Popen | None = None
     env: dict = field(default_factory=dict)
@@ -84,7 +85,8 @@ class System:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/v1"
 
-    def start(self, startup_timeout: float = 180.0) -> None:
+    def start(self, startup_timeout: float = 180.0, extra_env: dict | None = None) -> None:
+        """``extra_env`` adds variables for this start only (a restart without it drops them)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.env = dict(
             os.environ,
@@ -96,17 +98,20 @@ class System:
             CRM_HTTP_PORT=str(self.port),
             CRM_DATA_DIR=str(self.log_dir / "data"),
             CRM_RATE_LIMIT_PER_MINUTE="0",
+            CRM_RATE_LIMIT_ADMIN_PER_MINUTE="0",
             # the benchmark runs the stuck scan itself, at a moment it chooses; the service's own timer
             # must not raise the seeded past-due deals in the middle of a measurement
             CRM_STUCK_CHECK_INTERVAL_S="86400",
+            CRM_TASK_CHECK_INTERVAL_S="86400",  # the same for the overdue check
             CRM_ADMIN_EMAIL=ADMIN_EMAIL,
             CRM_ADMIN_PASSWORD=ADMIN_PASSWORD,
+            **(extra_env or {}),
         )
         # each benchmark run starts its logs afresh; a restart within the run appends to them
         mode = "a" if self.logs else "w"
         self.logs = [open(self.log_dir / "run.log", mode), open(self.log_dir / "echo.log", mode)]
         self.run = subprocess.Popen(
-            [sys.executable, str(ROOT / "scripts" / "run.py")], cwd=ROOT, env=self.env,
+            [sys.executable, str(ROOT / "scripts" / "run.py"), "--replicas", str(self.replicas)], cwd=ROOT, env=self.env,
             stdout=self.logs[0], stderr=subprocess.STDOUT, start_new_session=True,
         )
         self.echo = subprocess.Popen(
@@ -148,10 +153,12 @@ class System:
 
     def processes(self) -> dict[str, psutil.Process]:
         """The gateway, clients, deals and echo processes as they are now (run.py restarts what dies),
-        and run.py itself, which relays every log line of its children."""
+        and run.py itself, which relays every log line of its children. With replicas, the second copy
+        of the gateway is ``gateway-2`` and so on."""
         found: dict[str, psutil.Process] = {}
         if self.run is not None and self.run.poll() is None:
             found["run.py"] = psutil.Process(self.run.pid)
+            copies: dict[str, int] = {}
             for child in psutil.Process(self.run.pid).children(recursive=True):
                 try:
                     cmdline = " ".join(child.cmdline())
@@ -159,7 +166,8 @@ class System:
                     continue
                 for name, module in MODULES.items():
                     if module in cmdline:
-                        found[name] = child
+                        copies[name] = copies.get(name, 0) + 1
+                        found[name if copies[name] == 1 else f"{name}-{copies[name]}"] = child
         if self.echo is not None and self.echo.poll() is None:
             found["echo"] = psutil.Process(self.echo.pid)
         return found

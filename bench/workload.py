@@ -73,7 +73,18 @@ class Workload:
                     "block": PHONE_BLOCK}
         if scenario == "move_deal":
             return self._moves(concurrency)
+        if scenario == "create_task":
+            return self._task_makers()
         raise ValueError(f"unknown scenario {scenario}")
+
+    def _task_makers(self, per_manager: int = 200) -> dict:
+        """Each manager sets tasks about their own clients (the tasks service asks the clients service to show them)."""
+        workers = []
+        for manager in self.identity.managers:
+            rows = _query("clients", "SELECT id FROM clients WHERE owner_id = %s AND archived_at IS NULL LIMIT %s",
+                          (manager.id, per_manager))
+            workers.append({"token": manager.token, "client_ids": [row[0] for row in rows]})
+        return {"workers": workers}
 
     def _next_load_phone(self) -> int:
         """After the last number an earlier create_client run used, so a run never meets a duplicate."""

@@ -5,7 +5,10 @@
     .venv/bin/python scripts/demo.py http://127.0.0.1:8000/api/v1 admin@crm.local admin12345
 
 Two branches, a head and three managers each (password ``demo-pass-1``), clients from several
-channels with interactions and touchpoints, a sales pipeline with scripts, deals at every stage.
+channels with interactions and touchpoints, a sales pipeline with scripts, deals at every stage;
+process steps (task templates: first call, send proposal, after-sale call, upsell offer) and the
+automations that set them, tasks with checklists, one task that misses its deadline (and so gets its
+penalty at the next deadline check) and a complaint.
 Running it again on a CRM that has the demo branches changes nothing.
 """
 
@@ -13,6 +16,8 @@ from __future__ import annotations
 
 import random
 import sys
+import time
+from datetime import UTC, datetime, timedelta
 
 import requests
 from faker import Faker
@@ -30,6 +35,17 @@ STAGES = [
     {"name": "Отказ", "kind": "lost"},
 ]
 LOST_REASONS = ["Дорого", "Выбрали конкурента", "Нет бюджета", "Не дозвонились"]
+# the written steps of the sales and service processes: (name, process, instruction, checklist, hours, penalty)
+TEMPLATES = [
+    ("Первый звонок", "Продажа", "Позвоните новому клиенту в течение дня: представьтесь, выясните задачу, "
+     "договоритесь о следующем шаге.", ["Представиться", "Выявить потребность", "Назначить следующий шаг"], 24, None),
+    ("Отправить КП", "Продажа", "Подготовьте коммерческое предложение по шаблону, согласуйте скидку с руководителем "
+     "и отправьте клиенту.", ["Собрать КП", "Согласовать цену", "Отправить клиенту"], 48, "1000.00"),
+    ("Звонок после продажи", "Сервис", "Через неделю после оплаты узнайте, всё ли устроило клиента; запишите отзыв.",
+     ["Позвонить", "Записать отзыв"], 24, None),
+    ("Предложение допродажи", "Сервис", "Через месяц после покупки предложите сопутствующие товары или продление.",
+     ["Подобрать предложение", "Позвонить клиенту"], 72, None),
+]
 
 
 PHONE_FORMATS = ["+7 9{a}{b} {c}-{d}-{e}", "8 (9{a}{b}) {c}-{d}-{e}", "89{a}{b}{c}{d}{e}"]
@@ -69,6 +85,7 @@ def seed(base: str, admin_email: str, admin_password: str, clients_per_branch: i
         return "demo data is already loaded"
 
     summary = []
+    overdue: list[str] = []
     for branch_name, code in BRANCHES:
         branch = admin.call("POST", "/branches", {"name": branch_name, "code": code})
         head_email = f"head.{code.lower()}@demo.crm"
@@ -84,6 +101,7 @@ def seed(base: str, admin_email: str, admin_password: str, clients_per_branch: i
 
         pipeline = head.call("POST", "/pipelines", {"name": "Продажи", "stages": STAGES})
         stages = pipeline["stages"]
+        process_steps(head, pipeline)
         for stage in stages[:3]:
             head.call("POST", "/scripts", {
                 "title": f"Скрипт: {stage['name']}", "stage_id": stage["id"],
@@ -142,8 +160,73 @@ def seed(base: str, admin_email: str, admin_password: str, clients_per_branch: i
                 "email": fake.unique.email(), "message": "Хочу узнать цены", "utm": {"utm_source": rnd.choice(SOURCES)},
             })
         summary.append(f"{branch_name}: {clients} clients, {deals} deals")
+        overdue.append(tasks_and_complaints(head, managers, fake, rnd))
+    if wait_for_penalties(admin, overdue):
+        summary.append("the overdue demo tasks have their penalties")
     return ("demo data loaded — " + "; ".join(summary)
             + f". Logins: head.msk@demo.crm, manager1.msk@demo.crm … (password {DEMO_PASSWORD})")
+
+
+def process_steps(head: Api, pipeline: dict) -> None:
+    """The branch's task templates and the automations that set them off: a first call for every new client,
+    a proposal when a deal reaches "КП отправлено", an after-sale call a week after a win, an upsell a month later."""
+    made = {}
+    for name, process, instruction, checklist, hours, penalty in TEMPLATES:
+        body = {"name": name, "process": process, "instruction": instruction, "checklist": checklist,
+                "due_in_hours": hours}
+        if penalty:
+            body["penalty"] = {"amount": penalty, "currency": "RUB"}
+        made[name] = head.call("POST", "/task-templates", body)["id"]
+    proposal_stage = next(s["id"] for s in pipeline["stages"] if s["name"] == "КП отправлено")
+    for event, name, extra in (
+        ("client_created", "Первый звонок", {}),
+        ("deal_stage_changed", "Отправить КП", {"pipeline_id": pipeline["id"], "stage_id": proposal_stage}),
+        ("deal_won", "Звонок после продажи", {"delay_hours": 24 * 7}),
+        ("deal_won", "Предложение допродажи", {"delay_hours": 24 * 30}),
+    ):
+        head.call("POST", "/automations", {"event": event, "template_id": made[name], "assign_to": "owner", **extra})
+
+
+def tasks_and_complaints(head: Api, managers: list[Api], fake, rnd: random.Random) -> str:
+    """Tasks with checklists (one done), one that misses its deadline in a few seconds, and a complaint.
+    Returns the id of the task that becomes overdue."""
+    soon = datetime.now(UTC)
+    for manager in managers:
+        me = manager.call("GET", "/me")
+        task = head.call("POST", "/tasks", {
+            "title": "Обзвонить клиентов без сделок", "assignee_id": me["id"],
+            "due_at": (soon + timedelta(days=rnd.randint(1, 5))).isoformat(),
+            "checklist": ["Выгрузить список", "Позвонить каждому", "Записать итоги"],
+        })
+        if rnd.random() < 0.5:
+            for index in range(3):
+                manager.call("POST", f"/tasks/{task['id']}/checklist/{index}", {"done": True})
+            manager.call("POST", f"/tasks/{task['id']}/complete")
+    late = head.call("POST", "/tasks", {
+        "title": "Сдать отчёт по звонкам", "assignee_id": manager_id(managers[0]),
+        "due_at": (datetime.now(UTC) + timedelta(seconds=3)).isoformat(),
+        "checklist": ["Собрать цифры", "Отправить руководителю"], "penalty": {"amount": "500.00", "currency": "RUB"},
+    })
+    client = managers[0].call("GET", "/clients?limit=1")["items"]
+    if client:
+        managers[0].call("POST", "/complaints", {"client_id": client[0]["id"], "subject": "Доставка опоздала",
+                                                 "text": fake.sentence(nb_words=12), "channel": "phone"})
+    return late["id"]
+
+
+def manager_id(manager: Api) -> str:
+    return manager.call("GET", "/me")["id"]
+
+
+def wait_for_penalties(admin: Api, task_ids: list[str], timeout_s: float = 90.0) -> bool:
+    """The late tasks get their penalty at the next deadline check (every CRM_TASK_CHECK_INTERVAL_S)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        penalised = {p["task_id"] for p in admin.call("GET", "/penalties?limit=200")["items"]}
+        if set(task_ids) <= penalised:
+            return True
+        time.sleep(2)
+    return False
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 gateway, restart what dies, stop everything cleanly on Ctrl-C.
 
     make run            # or: .venv/bin/python scripts/run.py [--demo] [--replicas 2]
+    make run REPLICAS=2 # two processes of every service and of the gateway (they share the HTTP port)
 
 Configuration comes from the environment (see config.yml and docs/operations.md).
 """
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from crm_common import registry  # noqa: E402
-from crm_common.config import DEV_ADMIN_PASSWORD, Settings, load_config  # noqa: E402
+from crm_common.config import DEV_ADMIN_PASSWORD, ConfigError, Settings, load_config, signing_key  # noqa: E402
 
 # eventlet and nameko's use of pkg_resources warn on every start; the warnings say nothing to an operator
 QUIET_WARNINGS = "ignore::DeprecationWarning,ignore:pkg_resources is deprecated:UserWarning"
@@ -167,11 +168,23 @@ def render(name: str, line: str) -> str:
     return f"{colour}{text}\033[0m" if colour else text
 
 
-def health(port: int) -> dict | None:
+def port_taken(host: str, port: int) -> str | None:
+    """Why the gateway could not have the port to itself, or None. Binding without SO_REUSEPORT fails
+    also when processes that share the port hold it (another CRM's gateway replicas, say)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
+def health(url: str) -> dict | None:
     import requests
 
     try:
-        response = requests.get(f"http://127.0.0.1:{port}/health", timeout=5)
+        response = requests.get(f"{url}/health", timeout=5)
         return response.json()
     except Exception:  # noqa: BLE001 - not up yet
         return None
@@ -193,21 +206,53 @@ def backup_lines(settings: Settings) -> str:
             f"  Backup key:      {key}\n")
 
 
-def announce(settings: Settings, port: int, args: argparse.Namespace, stopping: threading.Event) -> None:
-    """Once the gateway reports every service healthy, print where the CRM is and how to log in."""
-    up = wait_until(lambda: stopping.is_set() or (health(port) or {}).get("status") == "ok", args.startup_timeout)
+def listening(children: list[Child], port: int) -> list[str]:
+    """The gateway processes that listen on the port now (replicas share it, so /health alone cannot
+    tell whether every one of them is up)."""
+    import psutil
+
+    found = []
+    for child in children:
+        if not child.alive():
+            continue
+        try:
+            sockets = psutil.Process(child.process.pid).net_connections("tcp")
+        except psutil.Error:
+            continue
+        if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in sockets):
+            found.append(child.name)
+    return found
+
+
+def announce(settings: Settings, http: Http, gateways: list[Child], args: argparse.Namespace,
+             stopping: threading.Event) -> None:
+    """Once the gateway reports every service healthy and every gateway process listens, print where
+    the CRM is and how to log in."""
+
+    def ready() -> bool:
+        return stopping.is_set() or (
+            len(listening(gateways, http.port)) == len(gateways) and (health(http.url) or {}).get("status") == "ok"
+        )
+
+    up = wait_until(ready, args.startup_timeout)
     if stopping.is_set():
         return
     if not up:
-        say(f"not healthy after {args.startup_timeout:g}s: {health(port)}")
+        say(f"not healthy after {args.startup_timeout:g}s: {health(http.url)}; "
+            f"gateway processes listening: {listening(gateways, http.port)} of {[g.name for g in gateways]}")
     password = settings.admin_password if settings.admin_password == DEV_ADMIN_PASSWORD else "(CRM_ADMIN_PASSWORD)"
     data_location = printable(settings.database_url) if settings.database_url else Path(settings.data_dir).resolve()
+    key = "CRM_SECRET_KEY" if settings.secret_key else f"{settings.secret_key_path} (made on first start; keep it private)"
+    reach = http.reach()
     print(
         "\n"
-        f"  CRM is running:  http://127.0.0.1:{port}/api/v1   (docs: http://127.0.0.1:{port}/api/v1/docs)\n"
+        f"  CRM is running:  {http.url}/api/v1   (docs: {http.url}/api/v1/docs)\n"
+        f"  Reachable from:  {reach}\n"
         f"  Log in as:       {settings.admin_email} / {password}\n"
         f"  Data:            {data_location}\n"
         f"{backup_lines(settings)}"
+        f"  Tokens signed:   with {key}\n"
+        f"  Processes:       {args.replicas} of each service and of the gateway\n"
         "  Stop with Ctrl-C.\n",
         flush=True,
     )
@@ -215,27 +260,63 @@ def announce(settings: Settings, port: int, args: argparse.Namespace, stopping: 
         from demo import seed
 
         try:
-            say(seed(f"http://127.0.0.1:{port}/api/v1", settings.admin_email, settings.admin_password))
+            say(seed(f"{http.url}/api/v1", settings.admin_email, settings.admin_password))
         except Exception as exc:  # noqa: BLE001 - the system keeps running
             say(f"demo data could not be loaded: {exc}")
+
+
+class Http:
+    """Where the gateway listens (CRM_HTTP_HOST, CRM_HTTP_PORT, as config.yml reads them) and the URL to reach it."""
+
+    def __init__(self, environ):
+        self.host = environ.get("CRM_HTTP_HOST") or "127.0.0.1"
+        self.port = int(environ.get("CRM_HTTP_PORT") or "8000")
+        self.wildcard = self.host in ("0.0.0.0", "::")
+        shown = "127.0.0.1" if self.wildcard else self.host
+        self.url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{self.port}"
+
+    def reach(self) -> str:
+        if self.host in ("127.0.0.1", "localhost", "::1"):
+            return "this machine only"
+        if self.wildcard:
+            return f"every network interface (CRM_HTTP_HOST={self.host}): anyone who can reach this machine"
+        return f"{self.host}: anyone who can reach that address"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the whole CRM locally.")
     parser.add_argument("--demo", action="store_true", help="fill the CRM with realistic demo data once it is up")
-    parser.add_argument("--replicas", type=int, default=1, help="processes per service (not the gateway)")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="processes per service and of the gateway (gateways share the HTTP port)")
     parser.add_argument("--startup-timeout", type=float, default=90.0)
     args = parser.parse_args(argv)
 
     os.chdir(ROOT)  # relative paths (CRM_DATA_DIR=./var) mean the same to this script and the services
     os.environ.setdefault("PYTHONWARNINGS", QUIET_WARNINGS)
+    for name in ("CRM_HTTP_HOST", "CRM_HTTP_PORT"):
+        if not os.environ.get(name):
+            # config.yml's plain ${VAR:default} would take an empty value as given (":8000" is no address)
+            os.environ.pop(name, None)
     config_path = Path(os.environ.get("CRM_CONFIG", ROOT / "config.yml")).resolve()
     config = load_config(config_path)
-    settings = Settings.from_config(config)
-    port = int(os.environ.get("CRM_HTTP_PORT", "8000"))
+    try:
+        settings = Settings.from_config(config)
+    except ConfigError as exc:
+        sys.exit(f"[run] {exc}")
+    http = Http(os.environ)
 
+    if args.replicas < 1:
+        sys.exit("[run] --replicas must be 1 or more")
     if args.replicas > 1 and not settings.database_url:
         sys.exit("[run] --replicas needs PostgreSQL (set CRM_DATABASE_URL): SQLite files serve one process each")
+    taken = port_taken(http.host, http.port)
+    if taken:
+        sys.exit(f"[run] cannot listen on {http.host}:{http.port} ({taken}): is another CRM running? "
+                 "Stop it, or choose another port with CRM_HTTP_PORT")
+    try:
+        signing_key(settings)  # made once here, before the gateway processes start and read it
+    except ConfigError as exc:
+        sys.exit(f"[run] {exc}")
     ensure_rabbitmq(settings.amqp_uri)
     ensure_postgres(settings.database_url)
 
@@ -246,12 +327,16 @@ def main(argv: list[str] | None = None) -> int:
         say(f"{spec.name}: database {migrate(spec.name, config)} ({printable(settings.database_url_for(spec.name))})")
 
     children: list[Child] = []
+    gateways: list[Child] = []
     for spec in processes:
-        copies = 1 if spec.http else max(1, args.replicas)
-        for index in range(copies):
-            label = spec.name if copies == 1 else f"{spec.name}-{index + 1}"
+        for index in range(args.replicas):
+            label = spec.name if args.replicas == 1 else f"{spec.name}-{index + 1}"
             env = dict(os.environ, CRM_SERVICE_NAME=label)
+            if spec.http and args.replicas > 1:
+                env["CRM_HTTP_REUSE_PORT"] = "1"  # the gateway's replicas share the port; the kernel spreads connections
             children.append(Child(label, spec.entry, env, config_path))
+            if spec.http:
+                gateways.append(children[-1])
 
     stopping = threading.Event()
 
@@ -268,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # the banner (and the demo data) wait for health in their own thread: the supervision loop below
     # must run from the first second, or a service that dies while the others start is never restarted
-    threading.Thread(target=announce, args=(settings, port, args, stopping), daemon=True).start()
+    threading.Thread(target=announce, args=(settings, http, gateways, args, stopping), daemon=True).start()
 
     while not stopping.is_set():
         now = time.monotonic()

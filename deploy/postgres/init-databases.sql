@@ -3,5 +3,6 @@
 -- replicas starting together never race to create the same database.
 CREATE DATABASE crm_clients;
 CREATE DATABASE crm_deals;
+CREATE DATABASE crm_tasks;
 CREATE DATABASE crm_backup;
 CREATE DATABASE crm_gateway;

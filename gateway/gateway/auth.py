@@ -15,7 +15,7 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
 from crm_common.caller import Caller
-from crm_common.config import Settings
+from crm_common.config import Settings, signing_key
 from crm_common.errors import Unauthorized
 from gateway.models import User
 from gateway.usercache import CHANNEL, UserCache, UserState
@@ -52,13 +52,13 @@ def issue_token(settings: Settings, user) -> tuple[str, int]:
         "iat": now,
         "exp": now + timedelta(seconds=settings.token_ttl_s),
     }
-    return jwt.encode(claims, settings.secret_key, algorithm=ALGORITHM), settings.token_ttl_s
+    return jwt.encode(claims, signing_key(settings), algorithm=ALGORITHM), settings.token_ttl_s
 
 
 def read_token(settings: Settings, token: str) -> dict:
     try:
         claims = jwt.decode(
-            token, settings.secret_key, algorithms=[ALGORITHM], options={"require": ["sub", "exp", "ver"]}
+            token, signing_key(settings), algorithms=[ALGORITHM], options={"require": ["sub", "exp", "ver"]}
         )
     except jwt.ExpiredSignatureError:
         raise Unauthorized("the token has expired; log in again") from None
@@ -120,10 +120,12 @@ class Auth(DependencyProvider):
 
     def setup(self):
         self.settings = Settings.from_config(self.container.config)
+        signing_key(self.settings)  # generated (or found wrong) at start, not at the first login
         self.cache = UserCache()
 
     def start(self):
-        url = make_url(self.settings.database_url_for(self.container.service_name))
+        # LISTEN needs a server session of its own: never through a transaction-pooling PgBouncer
+        url = make_url(self.settings.direct_database_url_for(self.container.service_name))
         if url.get_backend_name() == "postgresql":
             dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
             self.container.spawn_managed_thread(lambda: self.cache.listen(dsn))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from nameko.exceptions import MalformedRequest, MethodNotFound, RemoteError, UnknownService
+from nameko.exceptions import ContainerBeingKilled, MalformedRequest, MethodNotFound, RemoteError, UnknownService
 from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 
+from crm_common.bus import BUS_ERRORS
 from crm_common.errors import CrmError
 from crm_common.rpc import to_wire_error
 
@@ -16,15 +17,19 @@ log = logging.getLogger(__name__)
 # races and limits a command did not foresee: answered with a 4xx, logged as the errors they are
 UNFORESEEN_DATABASE_ERRORS = (StaleDataError, IntegrityError, DataError)
 
+# a 503 tells the client to come back: a service restarts or the broker reconnects within seconds
+UNAVAILABLE_RETRY_AFTER_S = 2
+
 # status and code for errors that are not CrmErrors (the CrmErrors carry their own)
-FOREIGN_ERRORS: tuple[tuple[type[Exception], int, str, str], ...] = (
+FOREIGN_ERRORS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], int, str, str], ...] = (
     (UnknownService, 503, "unavailable", "a service behind the gateway is not running"),
     (MethodNotFound, 503, "unavailable", "a service behind the gateway is an incompatible version"),
     (MalformedRequest, 500, "internal_error", "the gateway sent a malformed request"),
     (RemoteError, 500, "internal_error", "a service failed while handling the request"),
-    (ConnectionError, 503, "unavailable", "the message bus or a database is unreachable"),
+    (ContainerBeingKilled, 503, "unavailable", "the gateway is stopping; another instance or a retry will answer"),
     (OperationalError, 503, "unavailable", "the gateway's database is unreachable"),
     (InterfaceError, 503, "unavailable", "the gateway's database is unreachable"),
+    (BUS_ERRORS, 503, "unavailable", "the message bus or a database is unreachable"),
 )
 
 ERROR_STATUSES = {
@@ -54,11 +59,15 @@ def error_response(exc: BaseException) -> tuple[int, dict, dict]:
         retry_after = exc.details.get("retry_after")
         if retry_after is not None:
             headers["Retry-After"] = str(int(retry_after))
+        elif exc.status == 503:
+            headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_S)
         return exc.status, body, headers
     for cls, status, code, message in FOREIGN_ERRORS:
         if isinstance(exc, cls):
             if status >= 500 and status != 503:
                 log.error("internal error: %r", exc)
+            if status == 503:
+                headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_S)
             return status, {"error": {"code": code, "message": message}}, headers
     log.error("unhandled error: %r", exc)
     return 500, {"error": {"code": "internal_error", "message": "unexpected error; it has been logged"}}, headers

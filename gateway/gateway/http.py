@@ -12,19 +12,23 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import socket
 import time
 import uuid
 from functools import partial
 
+import eventlet
+from eventlet import wsgi
 from eventlet.event import Event
 from nameko.web.handlers import HttpRequestHandler
-from nameko.web.server import WebServer, WsgiApp
+from nameko.web.server import HttpOnlyProtocol, WebServer, WsgiApp
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
+from crm_common.bus import BUS_ERRORS
 from crm_common.config import Settings
 from crm_common.errors import BadRequest, CrmError, Forbidden, PayloadTooLarge, ValidationError
 from crm_common.schemas import find_unstorable
@@ -37,6 +41,14 @@ API_PREFIX = "/api/v1"
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 MAX_BODY_BYTES = 1024 * 1024
+# what the request headers the gateway reads may hold; the OpenAPI document states the same patterns
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]{0,253}[\x21-\x7e])?$"  # 1-255 visible ASCII characters
+IF_MATCH_PATTERN = r'^((W/)?"[0-9]{1,18}"|[0-9]{1,18})$'  # 3, "3" or W/"3"
+REQUEST_ID_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]{0,98}[\x21-\x7e])?$"  # a client's X-Request-Id we echo
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
+_DIGITS = re.compile("[0-9]+")
+# connections the kernel queues for a process before accept(); eventlet's default of 50 drops bursts
+LISTEN_BACKLOG = 1024
 
 
 def json_response(status: int, payload, headers: dict | None = None) -> Response:
@@ -44,6 +56,12 @@ def json_response(status: int, payload, headers: dict | None = None) -> Response
         return Response(status=status, headers=headers)
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
     return Response(body, status=status, headers=headers, content_type="application/json; charset=utf-8")
+
+
+def request_id_of(headers) -> str:
+    """The client's ``X-Request-Id`` if it is 1-100 visible ASCII characters, else a new UUID."""
+    given = headers.get("X-Request-Id", "")
+    return given if _REQUEST_ID.fullmatch(given) else str(uuid.uuid4())
 
 
 def _http_error(exc: HTTPException) -> Response:
@@ -70,12 +88,91 @@ class JsonWsgiApp(WsgiApp):
             response = provider.handle_request(request)
         except HTTPException as exc:
             response = _http_error(exc)
+            response.headers["X-Request-Id"] = request_id_of(request.headers)
         return response(environ, start_response)
+
+
+# what eventlet's server answers by itself, before any route, as (status, code, message)
+URI_TOO_LONG = (414, "uri_too_long", f"the request line is longer than {wsgi.MAX_REQUEST_LINE} bytes")
+HEADERS_TOO_LARGE = (431, "headers_too_large", f"a header line is longer than {wsgi.MAX_HEADER_LINE} bytes, or all "
+                                               f"together more than {wsgi.MAX_TOTAL_HEADER_SIZE}")
+BAD_FRAMING = (400, "bad_request", "the body must be framed by a Content-Length (a whole number) or by "
+                                   "Transfer-Encoding: chunked, not both")
+
+
+def raw_json_error(status: int, code: str, message: str, headers: dict | None = None) -> bytes:
+    """A whole HTTP/1.1 response in the API's error shape, for answers written before any WSGI app runs."""
+    body = json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")).encode()
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}", "Content-Type: application/json; charset=utf-8",
+             f"Content-Length: {len(body)}", f"X-Request-Id: {uuid.uuid4()}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+_REASONS = {400: "Bad Request", 414: "URI Too Long", 431: "Request Header Fields Too Large",
+            505: "HTTP Version Not Supported"}
+
+
+class JsonHttpProtocol(HttpOnlyProtocol):
+    """eventlet's HTTP protocol, whose own refusals (a request line or headers too long, a malformed request
+    line, a bad Content-Length, an unsupported HTTP version) answer in the API's JSON error shape instead of
+    an empty or HTML body."""
+
+    def _read_request_line(self):
+        line = super()._read_request_line()
+        if len(line) >= self.server.url_length_limit:
+            self._refuse(*URI_TOO_LONG)
+            return ""  # eventlet then closes the connection without writing its own answer
+        return line
+
+    def parse_request(self):
+        try:
+            if not super().parse_request():  # it has answered through send_error
+                return False
+        except (wsgi.HeaderLineTooLong, wsgi.HeadersTooLarge):
+            self._refuse(*HEADERS_TOO_LARGE)
+            return False
+        length, coding = self.headers.get("content-length"), self.headers.get("transfer-encoding")
+        # eventlet reads a body by Content-Length or as chunks when the coding is exactly "chunked"; any other
+        # framing would leave the body on the connection to be read as the next request
+        if (length is not None and (not _DIGITS.fullmatch(length) or coding is not None)) or (
+            coding is not None and coding.lower() != "chunked"
+        ):
+            self._refuse(*BAD_FRAMING)
+            return False
+        return True
+
+    def send_error(self, code, message=None, explain=None):
+        """What ``http.server`` calls for a malformed request line, too many headers or a bad HTTP version."""
+        error_code = {431: "headers_too_large", 505: "http_version_not_supported"}.get(code, "bad_request")
+        self._refuse(code, error_code, message or explain or "malformed request")
+
+    def _refuse(self, status: int, code: str, message: str) -> None:
+        self.close_connection = 1
+        try:
+            self.wfile.write(raw_json_error(status, code, message))
+            self.wfile.flush()
+        except OSError:  # the client went away
+            pass
 
 
 class JsonWebServer(WebServer):
     def get_wsgi_app(self):
         return JsonWsgiApp(self)
+
+    def get_wsgi_server(self, sock, wsgi_app, protocol=JsonHttpProtocol, debug=False):
+        return super().get_wsgi_server(sock, wsgi_app, protocol=protocol, debug=debug)
+    def start(self):
+        """nameko's start, but SO_REUSEPORT only when asked (CRM_HTTP_REUSE_PORT): then several gateway
+        processes share the port and the kernel spreads connections over them. eventlet sets it by
+        default, which would let any process of the same user silently take a share of the connections."""
+        if not self._starting:
+            self._starting = True
+            reuse_port = Settings.from_config(self.container.config).http_reuse_port
+            self._sock = eventlet.listen(self.bind_addr, backlog=LISTEN_BACKLOG, reuse_port=reuse_port)
+            self._sock.settimeout(None)  # nameko's workaround for kombu/issues/838, kept
+            self._serv = self.get_wsgi_server(self._sock, self.get_wsgi_app())
+            self._gt = self.container.spawn_managed_thread(self.run)
 
     def run(self):
         while self._is_accepting:
@@ -107,6 +204,8 @@ class ApiEntrypoint(HttpRequestHandler):
         prefix: str = API_PREFIX,
         raw: bool = False,
         if_match: bool = False,
+        etag: bool = False,
+        answers: dict | None = None,
         **kwargs,
     ):
         kwargs.setdefault("expected_exceptions", CrmError)
@@ -123,6 +222,8 @@ class ApiEntrypoint(HttpRequestHandler):
         self.tag = tag
         self.raw = raw
         self.if_match = if_match
+        self.etag = etag
+        self.answers = answers or {}  # other statuses the route answers with a body of its own: {503: Schema}
 
     def get_url_rule(self):
         return Rule(self.url, methods=[self.method], strict_slashes=False)
@@ -134,7 +235,7 @@ class ApiEntrypoint(HttpRequestHandler):
     def handle_request(self, request):
         started = time.monotonic()
         request.shallow = False
-        request.request_id = request.headers.get("X-Request-Id", "")[:100] or str(uuid.uuid4())
+        request.request_id = request_id_of(request.headers)
         try:
             request.json_body = self._parse_body(request)
             args, kwargs = self.get_entrypoint_parameters(request)
@@ -147,8 +248,11 @@ class ApiEntrypoint(HttpRequestHandler):
             )
             response = self.response_from_result(event.wait())
         except Exception as exc:  # noqa: BLE001 - every failure becomes the JSON error shape
-            response = self.response_from_exception(exc)
+            response = self.response_from_exception(exc, request)
         response.headers["X-Request-Id"] = request.request_id
+        # set by the route wrapper for every answer, the errors included (the RateLimit-* headers)
+        for name, value in getattr(request, "extra_headers", {}).items():
+            response.headers[name] = value
         access_log.info(
             "%s %s %s", request.method, request.path, response.status_code,
             extra={"request_id": request.request_id, "status": response.status_code,
@@ -162,7 +266,13 @@ class ApiEntrypoint(HttpRequestHandler):
         limit = getattr(self, "max_body_bytes", MAX_BODY_BYTES)
         if (request.content_length or 0) > limit:
             raise PayloadTooLarge(f"the body is larger than {limit} bytes")
-        data = request.stream.read(limit + 1)  # never more than the limit in memory
+        if request.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            # werkzeug gives an empty stream without Content-Length; eventlet's input decodes the chunks and
+            # ends at the last one, so it is safe to read directly
+            stream = request.environ["wsgi.input"]
+        else:
+            stream = request.stream
+        data = stream.read(limit + 1)  # never more than the limit in memory
         if len(data) > limit:
             raise PayloadTooLarge(f"the body is larger than {limit} bytes")
         if not data.strip():
@@ -200,10 +310,19 @@ class ApiEntrypoint(HttpRequestHandler):
             status, payload = self.status, result
         return json_response(status, payload, headers)
 
-    def response_from_exception(self, exc):
-        if not isinstance(exc, CrmError):
+    def response_from_exception(self, exc, request=None):
+        if not isinstance(exc, CrmError) and not isinstance(exc, BUS_ERRORS):
             log.error("unexpected error in %s %s", self.method, self.url, exc_info=exc)
         status, payload, headers = error_response(exc)
+        if status >= 500 and request is not None:
+            payload["error"]["request_id"] = request.request_id
+            if status == 503 and self.method in WRITE_METHODS and not self.public:
+                # the service may have done the write after the gateway stopped waiting
+                key = request.headers.get("Idempotency-Key") or request.request_id
+                payload["error"]["message"] += (
+                    f"; the write may still be done: repeat the request with the header 'Idempotency-Key: {key}' "
+                    "to get its outcome (it is never done twice)"
+                )
         return json_response(status, payload, headers)
 
 
@@ -229,16 +348,20 @@ def api(method: str, path: str, **options):
             caller = None
             if not public:
                 caller = self.auth.authenticate(request)
-                self.rate_limit.check(caller.id)
+                self.rate_limit.check(caller, request)
                 if roles and caller.role not in roles:
                     raise Forbidden(f"this needs the role {' or '.join(roles)}")
 
             def run():
                 return fn(self, request, caller, **path_values)
 
-            key = request.headers.get("Idempotency-Key")
-            if key is not None and method in WRITE_METHODS and caller is not None:
-                return self.idempotency.run(caller, request, key, run, options.get("status", 200))
+            if method in WRITE_METHODS and caller is not None:
+                key = request.headers.get("Idempotency-Key")
+                if key is not None:
+                    return self.idempotency.run(caller, request, key, run, options.get("status", 200))
+                # no key from the client: the request id stands in for one, so the services still run the
+                # write once, and a client told 503 can retry with `Idempotency-Key: <request id>`
+                self.idempotency.identify(caller, request, request.request_id)
             return run()
 
         route.__name__ = fn.__name__

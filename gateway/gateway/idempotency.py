@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import timedelta
 
 from nameko.extensions import DependencyProvider
@@ -19,12 +20,14 @@ from crm_common.clock import utcnow
 from crm_common.db import IDEMPOTENCY_CONTEXT_KEY
 from crm_common.errors import BadRequest, Conflict, CrmError
 from gateway.errors import error_response
+from gateway.http import IDEMPOTENCY_KEY_PATTERN
 from gateway.models import IdempotencyRecord
 
 TTL = timedelta(hours=24)
 # a request that has not finished after this long died with its gateway: its key may be used again
 ABANDONED_AFTER = timedelta(minutes=2)
 MAX_KEY_LENGTH = 255
+_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
 def fingerprint(request) -> str:
@@ -44,10 +47,11 @@ class IdempotentRequests:
         return self.worker_ctx.service.db
 
     def run(self, caller, request, key: str, handler, default_status: int):
-        if not key or len(key) > MAX_KEY_LENGTH:
+        if not _KEY.fullmatch(key):
             raise BadRequest(
                 "invalid Idempotency-Key",
-                fields={"Idempotency-Key": [f"Must be 1 to {MAX_KEY_LENGTH} characters."]},
+                fields={"Idempotency-Key": [
+                    f"Must be 1 to {MAX_KEY_LENGTH} visible ASCII characters (spaces only inside), e.g. a UUID."]},
             )
         print_ = fingerprint(request)
         session = self.db.session
@@ -61,8 +65,7 @@ class IdempotentRequests:
             record = None
         if record is not None:
             return self._replay(record, print_)
-        # services remember what they did under this key: a retry after a lost answer writes nothing twice
-        self.worker_ctx.data[IDEMPOTENCY_CONTEXT_KEY] = f"{caller.id}:{key}:{print_}"
+        self.identify(caller, request, key, print_)
         session.add(IdempotencyRecord(user_id=caller.id, key=key, fingerprint=print_, created_at=utcnow()))
         try:
             session.commit()
@@ -88,6 +91,17 @@ class IdempotentRequests:
         record.status, record.response, record.headers = status, payload, headers
         session.commit()
         return status, payload, headers
+
+    def identify(self, caller, request, key: str, print_: str | None = None) -> None:
+        """Name the request for the services it calls: ``<user>:<key>:<fingerprint>`` in the context data.
+
+        Services run a write once per name and keep its result (``WorkerDatabase.write``): a retry after a
+        lost answer, or a redelivered request, gets the first result and writes nothing more. A request
+        without Idempotency-Key is named by its request id the same way, so repeating it with
+        ``Idempotency-Key: <its request id>`` (and the same body) is the same write.
+        """
+        print_ = print_ or fingerprint(request)
+        self.worker_ctx.data[IDEMPOTENCY_CONTEXT_KEY] = f"{caller.id}:{key}:{print_}"
 
     @staticmethod
     def _as_response(result, default_status):

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from crm_common.caller import Caller
@@ -20,11 +19,13 @@ from crm_common.contracts.identity import (
     UserSchema,
     UserUpdateSchema,
 )
-from crm_common.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited, Unauthorized, ValidationError
+from crm_common.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, ValidationError
+from crm_common.events import validate_event
 from crm_common.pagination import SortKey, paginate
 from crm_common.schemas import PageQuerySchema, is_uuid, load_or_raise, new_id
+from gateway import throttle
 from gateway.auth import hash_password, issue_token, notify_user_changed, verify_password
-from gateway.models import Branch, LoginThrottle, User
+from gateway.models import Branch, OutboxMessage, User
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ def bootstrap_admin(session, settings: Settings) -> User | None:
         active=True, created_at=now, updated_at=now,
     )
     session.add(admin)
+    # announced like any other user, so services that keep a copy of users (tasks: who the admins are) hear of it
+    payload = validate_event("user_created", {"branch_id": None, "actor_id": None, "user": user_out.dump(admin)})
+    session.add(OutboxMessage(event_id=payload["event_id"], event_type="user_created", payload=payload))
     try:
         session.commit()
     except IntegrityError:  # another gateway replica did it first
@@ -64,43 +68,19 @@ def bootstrap_admin(session, settings: Settings) -> User | None:
     return admin
 
 
-def login(uow, settings: Settings, raw: dict) -> dict:
-    """Reads go through the autocommit reader, so no transaction stays open while the password is
-    checked (tens of milliseconds of argon2); only a failure or a cleared lock-out writes."""
+def login(uow, settings: Settings, raw: dict, address: str = "unknown") -> dict:
+    """The attempt is counted before the password is checked (gateway/throttle.py), so however many logins
+    arrive at once, at most the limit of passwords is checked per email and per address in a window.
+    No transaction stays open while argon2 works (tens of milliseconds)."""
     data = load_or_raise(LoginSchema, raw)
     email = data["email"]
-    now = utcnow()
-    throttle = uow.reader.get(LoginThrottle, email)
-    if throttle and throttle.locked_until and throttle.locked_until > now:
-        wait = int((throttle.locked_until - now).total_seconds()) + 1
-        raise RateLimited("too many failed logins; try again later", details={"retry_after": wait})
+    attempt = throttle.reserve(uow.session, settings, email, address)
     user = uow.reader.scalars(select(User).where(User.email == email)).first()
     if not verify_password(user.password_hash if user else None, data["password"]) or not user.active:
-        _record_failure(uow.session, settings, email)
         raise Unauthorized("wrong email or password, or the account is deactivated")
-    if throttle is not None:
-        uow.session.execute(delete(LoginThrottle).where(LoginThrottle.email == email))
-        uow.session.commit()
+    throttle.succeeded(uow.session, attempt)
     token, expires_in = issue_token(settings, user)
     return {"access_token": token, "token_type": "bearer", "expires_in": expires_in}
-
-
-def _record_failure(session, settings: Settings, email: str) -> None:
-    now = utcnow()
-    window = timedelta(seconds=settings.login_lockout_s)
-    throttle = session.get(LoginThrottle, email, with_for_update=True)  # failures at once count one by one
-    if throttle is None or throttle.first_failure_at < now - window:
-        if throttle is None:
-            throttle = LoginThrottle(email=email)
-            session.add(throttle)
-        throttle.failures, throttle.first_failure_at, throttle.locked_until = 0, now, None
-    throttle.failures += 1
-    if throttle.failures >= settings.login_max_failures:
-        throttle.locked_until = now + window
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
 
 
 # ---- branches

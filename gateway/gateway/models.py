@@ -44,14 +44,15 @@ class User(Base):
     __table_args__ = (Index("ix_users_created", "created_at", "id"),)
 
 
-class LoginThrottle(Base):
-    """Failed logins per email, to lock out password guessing for a while."""
+class LoginAttempts(Base):
+    """Password checks counted per email and per source address in the current window (gateway/throttle.py)."""
 
-    __tablename__ = "login_throttle"
+    __tablename__ = "login_attempts"
 
-    email: Mapped[str] = mapped_column(String(254), primary_key=True)
-    failures: Mapped[int] = mapped_column(Integer, default=0)
-    first_failure_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    # "email:<email>" or "address:<ip>" (an IPv6 client counts by its /64)
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 

@@ -13,7 +13,7 @@ from nameko.timer import timer
 from crm_common.config import SettingsProvider
 from crm_common.db import Database
 from crm_common.rpc import ClusterRpc, RpcProxy
-from gateway import identity
+from gateway import identity, throttle
 from gateway.auth import Auth
 from gateway.idempotency import Idempotency, purge_expired
 from gateway.models import Base
@@ -22,7 +22,9 @@ from gateway.routes.backups import BackupRoutes
 from gateway.routes.clients import ClientRoutes
 from gateway.routes.deals import DealRoutes
 from gateway.routes.identity import IdentityRoutes
+from gateway.routes.notifications import NotificationRoutes
 from gateway.routes.system import SystemRoutes
+from gateway.routes.tasks import TaskRoutes
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,8 @@ class IdentityDatabase(Database):
             identity.bootstrap_admin(session, self.settings)
 
 
-class GatewayService(IdentityRoutes, ClientRoutes, DealRoutes, BackupRoutes, SystemRoutes):
+class GatewayService(IdentityRoutes, ClientRoutes, DealRoutes, TaskRoutes, NotificationRoutes, BackupRoutes,
+                     SystemRoutes):
     name = "gateway"
 
     db = IdentityDatabase(Base)
@@ -46,6 +49,7 @@ class GatewayService(IdentityRoutes, ClientRoutes, DealRoutes, BackupRoutes, Sys
     idempotency = Idempotency()
     clients_rpc = RpcProxy("clients")
     deals_rpc = RpcProxy("deals")
+    tasks_rpc = RpcProxy("tasks")
     backup_rpc = RpcProxy("backup")
     services = ClusterRpc(timeout=2)
 
@@ -55,3 +59,8 @@ class GatewayService(IdentityRoutes, ClientRoutes, DealRoutes, BackupRoutes, Sys
         removed = purge_expired(self.db.session)
         if removed:
             log.info("purged %d idempotency records", removed)
+
+    @timer(interval=3600)
+    def purge_login_attempts(self):
+        """Forget login counts whose window and lock-out are over."""
+        throttle.purge(self.db.session, self.settings)

@@ -1,13 +1,17 @@
-"""docker-compose.yml, the Dockerfile and the postgres init script agree with the code in this repository,
-and with the one list of services, crm_common/registry.py.
+"""docker-compose.yml, the Dockerfile, the postgres init script and the HAProxy and PgBouncer configurations
+under deploy/ agree with the code in this repository, and with the one list of services, crm_common/registry.py.
 
 No Docker is needed: the compose file is read with PyYAML and its ``${VAR}`` interpolation is applied
-here the way compose applies it. When ``docker compose`` is installed it also validates the file.
+here the way compose applies it; HAProxy's and PgBouncer's files are parsed here. When ``docker compose``
+or ``haproxy`` is installed it also validates its file.
 """
 
 from __future__ import annotations
 
+import configparser
 import importlib
+import ipaddress
+import json
 import os
 import re
 import shlex
@@ -25,6 +29,9 @@ from crm_common.registry import REGISTRY, backend_names, gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+HAPROXY_FILE = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
+PGBOUNCER_FILE = ROOT / "deploy" / "pgbouncer" / "pgbouncer.ini"
+INFRASTRUCTURE = {"rabbitmq", "postgres", "pgbouncer", "haproxy"}
 ENV_EXAMPLE = ROOT / ".env.example"
 CRM_SERVICES = tuple(spec.name for spec in REGISTRY)
 NAMEKO_SERVICES = backend_names()
@@ -128,7 +135,7 @@ def test_every_service_restarts_after_a_crash(service):
 @pytest.mark.parametrize("service", CRM_SERVICES)
 def test_every_service_waits_for_a_healthy_broker_and_database(service):
     depends_on = SERVICES[service]["depends_on"]
-    for infrastructure in ("rabbitmq", "postgres"):
+    for infrastructure in ("rabbitmq", "postgres", "pgbouncer"):
         assert depends_on[infrastructure]["condition"] == "service_healthy", f"{service} -> {infrastructure}"
         assert "healthcheck" in SERVICES[infrastructure], f"{infrastructure} needs a healthcheck to wait for"
 
@@ -143,8 +150,7 @@ def test_every_service_runs_the_nameko_class_the_registry_names_under_its_own_na
 
 
 def test_compose_runs_exactly_the_processes_of_the_registry():
-    infrastructure = {"rabbitmq", "postgres"}
-    assert set(SERVICES) - infrastructure == set(CRM_SERVICES)
+    assert set(SERVICES) - INFRASTRUCTURE == set(CRM_SERVICES)
 
 
 @pytest.mark.parametrize("service", CRM_SERVICES)
@@ -162,15 +168,38 @@ def test_every_nameko_service_checks_its_health_over_the_bus_and_runs_its_replic
     assert SERVICES[service]["deploy"]["replicas"] == expected >= 2
 
 
-def test_the_gateway_publishes_port_8000_and_checks_its_health_endpoint():
+def published_ports(service: str) -> set[str]:
+    return {str(p["target"]) if isinstance(p, dict) else str(p).rsplit(":", 1)[-1]
+            for p in SERVICES[service].get("ports", [])}
+
+
+def gateway_port() -> int:
+    """The port the gateway listens on inside its container, as config.yml reads the compose environment."""
+    config = load_config_with(SERVICES["gateway"]["environment"])
+    return int(config["WEB_SERVER_ADDRESS"].rsplit(":", 1)[1])
+
+
+def load_config_with(environment: dict) -> dict:
+    saved = dict(os.environ)
+    try:
+        for name in [n for n in os.environ if n.startswith("CRM_") or n == "AMQP_URI"]:
+            del os.environ[name]
+        os.environ.update({name: str(value) for name, value in environment.items()})
+        return load_config()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_only_haproxy_publishes_the_api_and_the_gateway_runs_its_replicas_behind_it():
     assert gateway().name == "gateway"
-    published = []
-    for port in SERVICES["gateway"]["ports"]:
-        published.append(str(port["target"]) if isinstance(port, dict) else str(port).rsplit(":", 1)[-1])
-    assert "8000" in published
+    assert published_ports("haproxy") == {"8000"}
+    publishing = {name for name in SERVICES if published_ports(name)} - {"rabbitmq"}
+    assert publishing == {"haproxy"}, "a gateway replica that published the port would bypass the balancer"
+    assert SERVICES["gateway"]["deploy"]["replicas"] == gateway().replicas >= 2
     assert "http://127.0.0.1:8000/health" in " ".join(healthcheck_test("gateway"))
-    # a second gateway could not publish the same host port
-    assert SERVICES["gateway"].get("deploy", {}).get("replicas", 1) == 1
+    assert SERVICES["gateway"]["environment"]["CRM_HTTP_HOST"] == "0.0.0.0", "reachable from HAProxy"
+    assert SERVICES["haproxy"]["depends_on"]["gateway"]["condition"] == "service_healthy"
 
 
 def test_the_gateway_starts_once_the_services_it_calls_are_healthy():
@@ -219,13 +248,14 @@ def test_compose_refuses_to_start_without_the_secrets():
 
 
 def test_containers_get_a_production_configuration_the_services_accept(monkeypatch):
-    environment = SERVICES["gateway"]["environment"]
+    environment = {name: value for name, value in SERVICES["gateway"]["environment"].items()
+                   if name not in ("CRM_HTTP_HOST", "CRM_TRUSTED_PROXIES")}
     assert {name: SERVICES[name]["environment"] for name in NAMEKO_SERVICES} == {
         name: {**environment, "CRM_SERVICE_NAME": name} for name in NAMEKO_SERVICES
     }
     for name in [n for n in os.environ if n.startswith("CRM_") or n == "AMQP_URI"]:
         monkeypatch.delenv(name)
-    for name, value in environment.items():
+    for name, value in SERVICES["gateway"]["environment"].items():
         monkeypatch.setenv(name, str(value))
     settings = Settings.from_config(load_config())
     assert settings.is_production
@@ -233,8 +263,9 @@ def test_containers_get_a_production_configuration_the_services_accept(monkeypat
     assert settings.secret_key == TEST_SECRETS["CRM_SECRET_KEY"]
     assert settings.admin_password == TEST_SECRETS["CRM_ADMIN_PASSWORD"]
     assert set(settings.services) == set(backend_names(only_default=True))
-    clients_db = urlparse(settings.database_url_for("clients"))
-    assert (clients_db.hostname, clients_db.path) == ("postgres", "/crm_clients")
+    pooled, direct = urlparse(settings.database_url_for("clients")), urlparse(settings.direct_database_url_for("gateway"))
+    assert (pooled.hostname, pooled.port, pooled.path) == ("pgbouncer", 6432, "/crm_clients")
+    assert (direct.hostname, direct.port, direct.path) == ("postgres", 5432, "/crm_gateway")
 
 
 def test_the_example_env_documents_every_variable_compose_reads():
@@ -298,3 +329,181 @@ def test_the_docker_build_context_leaves_out_local_state_and_secrets():
     ignored = set((ROOT / ".dockerignore").read_text(encoding="utf-8").split())
     assert {".venv", "var", ".git", ".env", "bench/results"} <= ignored
     assert ignored & {"__pycache__", "**/__pycache__"}
+
+
+# ---- HAProxy in front of the gateway's replicas
+
+def haproxy_sections() -> dict[str, list[list[str]]]:
+    """``{"backend gateways": [["balance", "leastconn"], ...], ...}``: HAProxy's sections and their lines."""
+    sections: dict[str, list[list[str]]] = {}
+    current = None
+    for raw in HAPROXY_FILE.read_text(encoding="utf-8").splitlines():
+        line = raw.split("#", 1)[0].rstrip()
+        if not line.strip():
+            continue
+        if not raw[0].isspace():
+            current = " ".join(line.split())
+            sections[current] = []
+        else:
+            sections[current].append(line.split())
+    return sections
+
+
+HAPROXY = haproxy_sections()
+
+
+def directives(section: str, keyword: str) -> list[list[str]]:
+    return [line[1:] for line in HAPROXY[section] if line[0] == keyword]
+
+
+def the_backend() -> str:
+    (frontend,) = [name for name in HAPROXY if name.startswith("frontend ")]
+    ((backend,),) = directives(frontend, "default_backend")
+    assert f"backend {backend}" in HAPROXY
+    return f"backend {backend}"
+
+
+def container_path(path: str, service: str) -> Path:
+    """The repository file that a path inside a container is, through the service's bind mounts."""
+    for volume in SERVICES[service]["volumes"]:
+        source, target = volume.split(":")[:2]
+        if path == target or path.startswith(target.rstrip("/") + "/"):
+            return ROOT / source / path[len(target):].lstrip("/")
+    raise AssertionError(f"{path} is not mounted into {service}")
+
+
+def test_haproxy_listens_on_the_port_it_publishes_and_sends_everything_to_the_gateways():
+    (frontend,) = [name for name in HAPROXY if name.startswith("frontend ")]
+    binds = {args[0].rsplit(":", 1)[-1] for args in directives(frontend, "bind")}
+    assert binds == published_ports("haproxy")
+    servers = directives(the_backend(), "server") + directives(the_backend(), "server-template")
+    assert servers, "the backend has no servers"
+    for server in servers:
+        address = server[2] if len(server) > 2 and server[1].isdigit() else server[1]
+        host, port = address.rsplit(":", 1)
+        assert (host, int(port)) == ("gateway", gateway_port())
+
+
+def test_haproxy_finds_every_gateway_replica_and_has_room_for_more():
+    templates = directives(the_backend(), "server-template")
+    assert templates and int(templates[0][1]) >= 2 * SERVICES["gateway"]["deploy"]["replicas"]
+    default_server = " ".join(" ".join(args) for args in directives(the_backend(), "default-server"))
+    assert "resolvers docker" in default_server and "init-addr none" in default_server
+    assert ["dns", "127.0.0.11:53"] in directives("resolvers docker", "nameserver"), "Docker's embedded DNS"
+
+
+def test_haproxy_balances_by_least_connections_and_checks_each_gateway_on_its_public_health_route():
+    backend = the_backend()
+    assert directives(backend, "balance") == [["leastconn"]]
+    assert ["httpchk"] in directives(backend, "option")
+    assert "check" in " ".join(" ".join(args) for args in directives(backend, "default-server"))
+    ((_, *pairs),) = [args for args in directives(backend, "http-check") if args[0] == "send"]
+    send = dict(zip(pairs[::2], pairs[1::2]))
+    method, path = send["meth"], send["uri"]
+    from gateway.openapi import routes_of
+    from gateway.service import GatewayService
+
+    health = [route for _, route in routes_of(GatewayService) if route.url == path and route.method == method]
+    assert health and health[0].public, f"{method} {path} must be a public route of the gateway"
+    ((kind, pattern),) = [args[1:] for args in directives(backend, "http-check") if args[0] == "expect"]
+    assert kind == "rstatus"
+    # a gateway that answers, healthy or reporting a service down, serves; one that fails does not
+    assert re.fullmatch(pattern.strip("^$"), "200") and re.fullmatch(pattern.strip("^$"), "503")
+    assert not re.fullmatch(pattern.strip("^$"), "500")
+
+
+def test_the_gateway_believes_x_forwarded_for_from_haproxy_and_from_nobody_else():
+    (frontend,) = [name for name in HAPROXY if name.startswith("frontend ")]
+    assert ["forwardfor"] in directives(frontend, "option") + directives("defaults", "option")
+    environment = SERVICES["gateway"]["environment"]
+    trusted = [ipaddress.ip_network(net) for net in environment["CRM_TRUSTED_PROXIES"].split(",")]
+    (subnet,) = [ipaddress.ip_network(c["subnet"]) for c in COMPOSE["networks"]["default"]["ipam"]["config"]]
+    assert trusted == [subnet], "HAProxy's network and nothing wider"
+    assert not subnet.is_global
+    assert "networks" not in SERVICES["haproxy"], "HAProxy is on the default network"
+    assert all("CRM_TRUSTED_PROXIES" not in SERVICES[name]["environment"] for name in NAMEKO_SERVICES)
+
+
+def test_every_answer_haproxy_gives_itself_is_in_the_api_error_shape():
+    from gateway.errors import ERROR_STATUSES
+
+    errorfiles = directives("defaults", "errorfile")
+    assert {status for status, _ in errorfiles} >= {"502", "503", "504"}
+    for status, path in errorfiles:
+        raw = container_path(path, "haproxy").read_bytes()
+        head, _, body = raw.partition(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("ascii").split("\r\n")
+        assert status_line.split()[:2] == ["HTTP/1.1", status]
+        headers = dict(line.split(": ", 1) for line in header_lines)
+        assert headers["Content-Type"].startswith("application/json")
+        assert int(headers["Content-Length"]) == len(body)
+        error = json.loads(body)["error"]
+        assert error["code"] in ERROR_STATUSES.values() and error["message"]
+
+
+def test_the_haproxy_configuration_is_valid():
+    haproxy = shutil.which("haproxy")
+    if not haproxy:
+        pytest.skip("haproxy is not installed; the file was checked by parsing only")
+    with_local_paths = HAPROXY_FILE.read_text(encoding="utf-8").replace(
+        "/usr/local/etc/haproxy", str(HAPROXY_FILE.parent))
+    result = subprocess.run([haproxy, "-c", "-f", "/dev/stdin"], input=with_local_paths, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---- PgBouncer between the services and PostgreSQL
+
+def pgbouncer_config() -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(inline_comment_prefixes=None, comment_prefixes=(";", "#"))
+    parser.read_string(PGBOUNCER_FILE.read_text(encoding="utf-8"))
+    return parser
+
+
+PGBOUNCER = pgbouncer_config()
+
+
+def test_pgbouncer_runs_its_configuration_from_the_repository_and_the_password_from_the_environment():
+    config_path = container_path("/etc/pgbouncer/pgbouncer.ini", "pgbouncer")
+    assert config_path.resolve() == PGBOUNCER_FILE
+    sh, flag, script = SERVICES["pgbouncer"]["entrypoint"]
+    assert (sh, flag) == ("/bin/sh", "-c")
+    assert script.endswith("exec pgbouncer /etc/pgbouncer/pgbouncer.ini")
+    auth_file = PGBOUNCER["pgbouncer"]["auth_file"]
+    assert f"> {auth_file}" in script and "umask 077" in script, "the auth file is readable by its owner only"
+    assert "$POSTGRES_PASSWORD" in script and "${POSTGRES_PASSWORD" not in script, "read at run time, not rendered"
+    assert SERVICES["pgbouncer"]["environment"]["POSTGRES_PASSWORD"] == TEST_SECRETS["POSTGRES_PASSWORD"]
+    assert PGBOUNCER["pgbouncer"]["auth_type"] == "scram-sha-256"
+    assert SERVICES["pgbouncer"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert healthcheck_test("pgbouncer")[-4:] == ["-h", "127.0.0.1", "-p", PGBOUNCER["pgbouncer"]["listen_port"]]
+
+
+def test_the_services_pools_go_through_pgbouncer_in_transaction_mode_and_sessions_go_direct():
+    environment = SERVICES["clients"]["environment"]
+    pooled, direct = urlparse(environment["CRM_DATABASE_URL"]), urlparse(environment["CRM_DATABASE_DIRECT_URL"])
+    assert (pooled.hostname, str(pooled.port)) == ("pgbouncer", PGBOUNCER["pgbouncer"]["listen_port"])
+    assert PGBOUNCER["pgbouncer"]["pool_mode"] == "transaction"
+    target = dict(part.split("=") for part in PGBOUNCER["databases"]["*"].split())
+    assert (target["host"], int(target["port"])) == ("postgres", 5432) == (direct.hostname, direct.port)
+    # migrations hold a session advisory lock and the gateway LISTENs: both need a server session of their own
+    from crm_common import migrate
+
+    assert "direct_database_url_for" in importlib.import_module("gateway.auth").Auth.start.__code__.co_names
+    assert "direct_database_url_for" in migrate.migrate.__code__.co_names
+
+
+def test_postgresql_has_room_for_pgbouncer_the_gateways_listeners_and_starting_migrations():
+    """The arithmetic of docs/operations.md: however many replicas run, PostgreSQL sees a fixed number."""
+    bouncer = PGBOUNCER["pgbouncer"]
+    per_database = int(bouncer["max_db_connections"])
+    assert int(bouncer["default_pool_size"]) + int(bouncer["reserve_pool_size"]) <= per_database
+    command = SERVICES["postgres"]["command"]
+    max_connections = int(next(arg.split("=")[1] for arg in command if arg.startswith("max_connections=")))
+    containers = sum(SERVICES[name]["deploy"]["replicas"] for name in CRM_SERVICES)
+    future_databases = 6  # clients, deals, gateway; tasks, reports and backup to come
+    needed = (max(len(CRM_SERVICES), future_databases) * per_database  # PgBouncer's server connections
+              + SERVICES["gateway"]["deploy"]["replicas"]            # the gateways' LISTEN connections
+              + containers                                           # migrations of containers starting together
+              + 3)                                                   # superuser_reserved_connections
+    assert needed <= max_connections, f"{needed} connections needed, max_connections is {max_connections}"
+    # every process's two pools (CRM_DB_POOL_SIZE 12 and a third more each) fit PgBouncer's clients
+    assert containers * 2 * 16 <= int(bouncer["max_client_conn"])

@@ -109,3 +109,17 @@ def test_a_crm_error_outside_the_shared_classes_is_not_mistaken_for_one():
     received = over_the_wire(Mystery("who knows"))
 
     assert isinstance(received, RemoteError)
+
+
+def test_an_incomplete_checklist_reaches_the_gateway_as_409_checklist_incomplete_with_the_steps():
+    from tasks.exceptions import ChecklistItemNotFound, TaskNotFound
+
+    from crm_common.errors import ChecklistIncomplete
+
+    received = over_the_wire(ChecklistIncomplete("1 step(s) not done", fields={"checklist.1": ["Not done."]},
+                                                 details={"undone": [1]}))
+    status, body, _ = error_response(received)
+    assert status == 409 and body["error"]["code"] == "checklist_incomplete" and body["error"]["undone"] == [1]
+    assert body["error"]["fields"] == {"checklist.1": ["Not done."]}
+    for missing in (TaskNotFound(), ChecklistItemNotFound()):
+        assert error_response(over_the_wire(missing))[0] == 404

@@ -214,3 +214,22 @@ def test_a_deal_opened_while_the_archive_waits_for_the_deals_answer_stops_the_ar
 
     assert "a deal was opened" in error.value.message
     assert clients.get_client(head, client["id"])["archived"] is False
+
+
+def test_an_operator_runs_the_stuck_check_over_rpc_and_learns_how_many_deals_it_raised(container_factory, config,
+                                                                                        rpc_proxy, head):
+    config["CRM"]["stuck_check_interval_s"] = 3600  # only the check the test runs
+    for service in (ClientsService, DealsService):
+        container_factory(service, config).start()
+    clients, deals = rpc_proxy("clients"), rpc_proxy("deals")
+    pipeline = deals.create_pipeline(head, {"name": "Срочная", "stages": [
+        {"name": "Звонок", "kind": "open", "max_days": 0.000001}, {"name": "Успех", "kind": "won"},
+        {"name": "Отказ", "kind": "lost"}]})
+    client = clients.create_client(head, {"kind": "person", "name": "Пётр"})
+    deal = deals.create_deal(head, {"client_id": client["id"], "pipeline_id": pipeline["id"], "title": "Заказ",
+                                    "amount": "1.00", "currency": "RUB"})
+    poll(lambda: deals.get_deal(head, deal["id"])["stuck"], message="the deal to pass its stage's limit")
+
+    first = deals.check_stuck_deals()
+    assert first["raised"] >= 1 and first["took_s"] >= 0
+    assert deals.check_stuck_deals()["raised"] == 0

@@ -113,7 +113,7 @@ def test_an_expired_token_is_refused(start_gateway, web_session):
 
 
 def test_too_many_requests_from_one_user_are_slowed_down_with_retry_after(start_gateway, web_session):
-    start_gateway(rate_limit_per_minute=5)
+    start_gateway(rate_limit_per_minute=5, rate_limit_admin_per_minute=5)  # the admin logs in below
     auth = login(web_session)
     codes = [web_session.get("/api/v1/me", headers=auth).status_code for _ in range(6)]
     assert codes[:5] == [200] * 5

@@ -121,15 +121,16 @@ class SlowQueries:
         return [started.isoformat(), finished.isoformat()]
 
 
-def test_ten_workers_wait_on_postgresql_at_the_same_time_not_one_after_another(
+def test_workers_wait_on_postgresql_at_the_same_time_not_one_after_another(
     container_factory, config, rpc_proxy, migrated_databases
 ):
     config["CRM"]["service_database_urls"] = {"slow_queries": migrated_databases["clients"]}
-    config["CRM"]["db_pool_size"] = 10  # one connection per worker, or the pool itself would queue them
     container = container_factory(SlowQueries, config)
     container.start()
-    proxies = [rpc_proxy("slow_queries") for _ in range(10)]  # a standalone proxy serves one caller at a time
-    pool = eventlet.GreenPool(10)
+    # as many workers as the test pool has connections (3 + a third overflow): more would queue for one
+    workers = config["CRM"]["db_pool_size"] + config["CRM"]["db_pool_size"] // 3
+    proxies = [rpc_proxy("slow_queries") for _ in range(workers)]  # a standalone proxy serves one caller at a time
+    pool = eventlet.GreenPool(workers)
     spans = list(pool.imap(lambda proxy: proxy.sleep_in_database(0.5), proxies))
     latest_start = max(start for start, _ in spans)
     earliest_end = min(end for _, end in spans)

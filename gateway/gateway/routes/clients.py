@@ -25,13 +25,15 @@ TimelinePage = page_schema(TimelineEntrySchema, "TimelinePage")
 
 
 class ClientRoutes:
-    @api("POST", "/clients", status=201, body=ClientCreateSchema, response=ClientSchema,
+    @api("POST", "/clients", etag=True, status=201, body=ClientCreateSchema, response=ClientSchema,
          errors=(403, 409, 422), summary="Create a client", tag="clients")
     def create_client(self, request, caller):
         """``{"kind": "person", "name": "Иван Петров", "phones": ["8 916 123-45-67"]}`` → 201 client.
 
         Phones become E.164, emails lower case; the same phone or email in the branch is
         409 ``duplicate_client`` with ``existing_id``. A manager owns what they create.
+        After a 503, repeat the request with ``Idempotency-Key: <your key, or the 503's request_id>``:
+        it answers the client that was created, if it was, and never creates a second one.
         """
         body = request.json_body
         check_named_branch(self.db.reader, body)
@@ -47,13 +49,13 @@ class ClientRoutes:
         """
         return self.clients_rpc.list_clients(caller.dump(), query_args(request))
 
-    @api("GET", "/clients/<client_id>", response=ClientSchema, errors=(404,), summary="One client", tag="clients")
+    @api("GET", "/clients/<client_id>", etag=True, response=ClientSchema, errors=(404,), summary="One client", tag="clients")
     def get_client(self, request, caller, client_id):
         """A client the caller may see; any other is 404. The ETag is the version for If-Match."""
         client = self.clients_rpc.get_client(caller.dump(), client_id)
         return 200, client, etag(client)
 
-    @api("PATCH", "/clients/<client_id>", body=ClientUpdateSchema, response=ClientSchema, if_match=True,
+    @api("PATCH", "/clients/<client_id>", etag=True, body=ClientUpdateSchema, response=ClientSchema, if_match=True,
          errors=(403, 404, 409, 422), summary="Change a client", tag="clients")
     def update_client(self, request, caller, client_id):
         """Send only what changes. With ``If-Match: <version>`` a stale version is 409 ``version_conflict``.

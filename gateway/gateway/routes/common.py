@@ -6,8 +6,9 @@ import re
 
 from crm_common.errors import BadRequest
 from gateway import identity
+from gateway.http import IF_MATCH_PATTERN
 
-VERSION = re.compile(r"[0-9]{1,18}")
+_IF_MATCH = re.compile(IF_MATCH_PATTERN)
 
 
 def check_named_branch(reader, body: dict) -> None:
@@ -27,17 +28,13 @@ def query_args(request) -> dict:
 
 
 def if_match(request) -> int | None:
-    """The version in ``If-Match: 3`` (quotes and W/ allowed); None when absent."""
+    """The version in ``If-Match: 3`` (also ``"3"`` or ``W/"3"``, as the ETag gave it); None when absent."""
     raw = request.headers.get("If-Match")
     if raw is None:
         return None
-    value = raw.strip()
-    if value.startswith("W/"):
-        value = value[2:]
-    value = value.strip('"')
-    if not VERSION.fullmatch(value):
-        raise BadRequest("invalid If-Match", fields={"If-Match": ["Must be the record's version, e.g. 3."]})
-    return int(value)
+    if not _IF_MATCH.fullmatch(raw):
+        raise BadRequest("invalid If-Match", fields={"If-Match": ['Must be the record\'s version: 3, "3" or W/"3".']})
+    return int(raw.removeprefix("W/").strip('"'))
 
 
 def etag(record: dict) -> dict:

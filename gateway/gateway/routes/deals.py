@@ -31,7 +31,7 @@ ScriptVersionPage = page_schema(ScriptVersionSchema, "ScriptVersionPage")
 
 
 class DealRoutes:
-    @api("POST", "/pipelines", status=201, roles=("admin", "head"), body=PipelineCreateSchema,
+    @api("POST", "/pipelines", etag=True, status=201, roles=("admin", "head"), body=PipelineCreateSchema,
          response=PipelineSchema, errors=(403, 422), summary="Create a pipeline", tag="deals")
     def create_pipeline(self, request, caller):
         """A sales process of the branch (one per business line), its stages in order.
@@ -52,14 +52,14 @@ class DealRoutes:
         """The pipelines of the caller's branch (every branch for an admin, or ``?branch_id=``)."""
         return self.deals_rpc.list_pipelines(caller.dump(), query_args(request))
 
-    @api("GET", "/pipelines/<pipeline_id>", response=PipelineSchema, errors=(404,), summary="One pipeline",
+    @api("GET", "/pipelines/<pipeline_id>", etag=True, response=PipelineSchema, errors=(404,), summary="One pipeline",
          tag="deals")
     def get_pipeline(self, request, caller, pipeline_id):
         """A pipeline with its current stages in order."""
         pipeline = self.deals_rpc.get_pipeline(caller.dump(), pipeline_id)
         return 200, pipeline, etag(pipeline)
 
-    @api("PATCH", "/pipelines/<pipeline_id>", roles=("admin", "head"), body=PipelineUpdateSchema, if_match=True,
+    @api("PATCH", "/pipelines/<pipeline_id>", etag=True, roles=("admin", "head"), body=PipelineUpdateSchema, if_match=True,
          response=PipelineSchema, errors=(403, 404, 409, 422), summary="Change a pipeline", tag="deals")
     def update_pipeline(self, request, caller, pipeline_id):
         """Rename it, or send the whole new stage list: stages with ``id`` are kept (renamed, re-timed,
@@ -68,12 +68,13 @@ class DealRoutes:
         pipeline = self.deals_rpc.update_pipeline(caller.dump(), pipeline_id, request.json_body, if_match(request))
         return 200, pipeline, etag(pipeline)
 
-    @api("POST", "/deals", status=201, body=DealCreateSchema, response=DealSchema, errors=(403, 422),
+    @api("POST", "/deals", etag=True, status=201, body=DealCreateSchema, response=DealSchema, errors=(403, 422),
          summary="Create a deal", tag="deals")
     def create_deal(self, request, caller):
         """``{"client_id": ..., "pipeline_id": ..., "title": "Поставка оборудования", "amount": "1250.50",
         "currency": "RUB"}`` → 201 deal at the first stage. The client must exist and be visible to you
-        (otherwise 422 naming client_id); the owner defaults to the client's owner."""
+        (otherwise 422 naming client_id); the owner defaults to the client's owner. After a 503, repeat the
+        request with ``Idempotency-Key: <your key, or the 503's request_id>``: one deal, whatever happened."""
         body = request.json_body
         deal = self.deals_rpc.create_deal(caller.dump(), body, owner_directory(self.db.reader, body))
         return 201, deal, etag(deal)
@@ -85,13 +86,14 @@ class DealRoutes:
         max_days). Newest first; ``sort=stage_entered_at`` puts the longest waiting first."""
         return self.deals_rpc.list_deals(caller.dump(), query_args(request))
 
-    @api("GET", "/deals/<deal_id>", response=DealSchema, errors=(404,), summary="One deal", tag="deals")
+    @api("GET", "/deals/<deal_id>", etag=True, response=DealSchema, errors=(404,), summary="One deal", tag="deals")
     def get_deal(self, request, caller, deal_id):
         """The deal with its current stage and that stage's script for the manager."""
         deal = self.deals_rpc.get_deal(caller.dump(), deal_id)
         return 200, deal, etag(deal)
 
-    @api("PATCH", "/deals/<deal_id>", body=DealUpdateSchema, response=DealSchema, errors=(403, 404, 409, 422), if_match=True,
+    @api("PATCH", "/deals/<deal_id>", etag=True, body=DealUpdateSchema, response=DealSchema,
+         errors=(403, 404, 409, 422), if_match=True,
          summary="Change a deal", tag="deals")
     def update_deal(self, request, caller, deal_id):
         """Title, amount, currency, owner. With ``If-Match`` a stale version is 409 ``version_conflict``."""
@@ -101,7 +103,8 @@ class DealRoutes:
         )
         return 200, deal, etag(deal)
 
-    @api("POST", "/deals/<deal_id>/stage", body=StageMoveSchema, response=DealSchema, errors=(404, 409, 422), if_match=True,
+    @api("POST", "/deals/<deal_id>/stage", etag=True, body=StageMoveSchema, response=DealSchema,
+         errors=(404, 409, 422), if_match=True,
          summary="Move a deal to a stage", tag="deals")
     def move_deal(self, request, caller, deal_id):
         """``{"stage_id": ...}``; a lost stage needs ``lost_reason``. Won and lost deals are closed and can be
@@ -116,7 +119,7 @@ class DealRoutes:
         """Every stage the deal entered, oldest first: entered_at, exited_at, time_spent_s, who moved it."""
         return self.deals_rpc.get_history(caller.dump(), deal_id, query_args(request))
 
-    @api("POST", "/scripts", status=201, roles=("admin", "head"), body=ScriptCreateSchema, response=ScriptSchema,
+    @api("POST", "/scripts", etag=True, status=201, roles=("admin", "head"), body=ScriptCreateSchema, response=ScriptSchema,
          errors=(403, 422), summary="Write a sales script", tag="deals")
     def create_script(self, request, caller):
         """``{"title": "Первый звонок", "body": "1. Представьтесь...", "stage_id": ...}`` → 201, version 1.
@@ -133,13 +136,13 @@ class DealRoutes:
         """Scripts of the caller's branch, recently changed first; ``?stage_id=`` for one stage."""
         return self.deals_rpc.list_scripts(caller.dump(), query_args(request))
 
-    @api("GET", "/scripts/<script_id>", response=ScriptSchema, errors=(404,), summary="One script", tag="deals")
+    @api("GET", "/scripts/<script_id>", etag=True, response=ScriptSchema, errors=(404,), summary="One script", tag="deals")
     def get_script(self, request, caller, script_id):
         """The current version of a script."""
         script = self.deals_rpc.get_script(caller.dump(), script_id)
         return 200, script, etag(script)
 
-    @api("PATCH", "/scripts/<script_id>", roles=("admin", "head"), body=ScriptUpdateSchema, response=ScriptSchema,
+    @api("PATCH", "/scripts/<script_id>", etag=True, roles=("admin", "head"), body=ScriptUpdateSchema, response=ScriptSchema,
          if_match=True, errors=(403, 404, 409, 422), summary="Change a script (new version)", tag="deals")
     def update_script(self, request, caller, script_id):
         """Every change makes a new version; interactions keep citing the script by id. With

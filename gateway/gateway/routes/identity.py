@@ -16,6 +16,7 @@ from crm_common.schemas import PageQuerySchema, page_schema
 from gateway import identity
 from gateway.http import api
 from gateway.routes.common import query_args
+from gateway.throttle import client_address
 
 BranchPage = page_schema(BranchSchema, "BranchPage")
 UserPage = page_schema(UserSchema, "UserPage")
@@ -28,11 +29,13 @@ class IdentityRoutes:
         """Exchange email and password for a bearer token.
 
         ``{"email": "admin@crm.local", "password": "..."}`` → ``{"access_token": "...", "token_type": "bearer",
-        "expires_in": 28800}``. Five failures in a row lock the email out for a while (429 with Retry-After).
+        "expires_in": 28800}``. Five failed logins for an email, or twenty from one address, lock it out for
+        a while (429 with Retry-After); each attempt is counted before its password is checked.
         """
-        return identity.login(self.db, self.settings, request.json_body)
+        address = client_address(request, self.settings.trusted_proxies)
+        return identity.login(self.db, self.settings, request.json_body, address)
 
-    @api("GET", "/me", response=UserSchema, summary="The caller", tag="identity")
+    @api("GET", "/me", response=UserSchema, errors=(404,), summary="The caller", tag="identity")
     def me(self, request, caller):
         """The user behind the token: ``{id, email, name, role, branch_id, active}``."""
         return identity.get_user(self.db.reader, caller, caller.id)

@@ -5,16 +5,38 @@ from __future__ import annotations
 import time
 from importlib import resources
 
+from marshmallow import Schema, fields
 from werkzeug.wrappers import Response
 
 from crm_common.rpc import spawn_calls
 from gateway.http import api, json_response
 
 
+class ServiceHealthSchema(Schema):
+    status = fields.String(metadata={"enum": ["ok", "down"]})
+    error = fields.String(metadata={"description": "why it is down"})
+    latency_ms = fields.Float()
+    service = fields.String()
+    database = fields.String()
+
+
+class GatewayHealthSchema(Schema):
+    database = fields.String(metadata={"description": "ok, or down: <reason>"})
+
+
+class HealthSchema(Schema):
+    status = fields.String(metadata={"enum": ["ok", "degraded"]})
+    gateway = fields.Nested(GatewayHealthSchema)
+    bus = fields.String(metadata={"enum": ["ok", "down"]})
+    services = fields.Dict(keys=fields.String(), values=fields.Nested(ServiceHealthSchema))
+    checked_in_ms = fields.Float()
+
+
 class SystemRoutes:
     _spec_cache: dict | None = None
 
-    @api("GET", "/health", prefix="", public=True, summary="Health of the bus and every service", tag="system")
+    @api("GET", "/health", prefix="", public=True, response=HealthSchema, answers={503: HealthSchema},
+         summary="Health of the bus and every service", tag="system")
     def health(self, request, caller):
         """200 ``{"status": "ok", "bus": "ok", "services": {...}, "backups": {"status": "ok", "age_s": 3600.0,
         "stale": false, ...}}`` when the gateway's database, the bus and every service answer; 503 with the

@@ -161,7 +161,7 @@ def capture(job: Job, backup_id: str, started_at: datetime, trigger: str) -> tup
     """Write the archive of every database; returns its path, manifest, size and sha256."""
     settings = job.settings
     names = captured_processes(settings)
-    urls = {name: settings.database_url_for(name) for name in names}
+    urls = {name: settings.direct_database_url_for(name) for name in names}
     folder = job.backup_dir
     scratch = folder / ".tmp"
     folder.mkdir(parents=True, exist_ok=True)
@@ -321,7 +321,7 @@ def restore_to_scratch(job: Job, archive: Path, backup_id: str, only: set[str] |
                 service = meta.get("service")
                 if meta.get("kind") != "part" or (only is not None and service not in only):
                     continue
-                url = settings.database_url_for(service) if service in registry.BY_NAME else None
+                url = settings.direct_database_url_for(service) if service in registry.BY_NAME else None
                 if url is None:
                     raise CaptureError(f"the archive holds {service!r}, which this installation's registry does not know")
                 engine = engine_of(url)
@@ -364,7 +364,7 @@ def drop_scratch(job: Job, restored: Restored, attempts: int = 4) -> None:
         for attempt in range(attempts):
             try:
                 if restored.engines[service] == "postgresql":
-                    pg_drop_database(job.settings.database_url_for(service), scratch)
+                    pg_drop_database(job.settings.direct_database_url_for(service), scratch)
                 else:
                     for suffix in ("", "-wal", "-shm", "-journal"):
                         Path(scratch + suffix).unlink(missing_ok=True)
@@ -491,7 +491,7 @@ def running_services(job: Job, services: list[str]) -> list[str]:
     databases, a process holding one of the SQLite files."""
     evidence = []
     evidence += _answering_on_the_bus(job.config, [s for s in services if not registry.spec(s).http])
-    urls = {s: job.settings.database_url_for(s) for s in services}
+    urls = {s: job.settings.direct_database_url_for(s) for s in services}
     pg = [u for u in urls.values() if engine_of(u) == "postgresql"]
     if pg:
         try:
@@ -620,7 +620,7 @@ def mark_for_replay(job: Job, restored: Restored) -> dict[str, int]:
     since = min(times) - timedelta(seconds=job.settings.backup_replay_window_s)
     replayed = {}
     for service, scratch in restored.scratch.items():
-        url = job.settings.database_url_for(service)
+        url = job.settings.direct_database_url_for(service)
         if restored.engines[service] == "postgresql":
             if pg_has_table(url, scratch, "outbox"):
                 replayed[service] = pg_execute(url, scratch, "UPDATE outbox SET published_at = NULL "
@@ -646,7 +646,7 @@ def swap_in(job: Job, restored: Restored) -> None:
     done: list[tuple[str, str, str | None]] = []  # (service, live, old name or None)
     try:
         for service, scratch in list(restored.scratch.items()):
-            url = job.settings.database_url_for(service)
+            url = job.settings.direct_database_url_for(service)
             if restored.engines[service] == "postgresql":
                 live = make_url(url).database
                 old = None
@@ -666,7 +666,7 @@ def swap_in(job: Job, restored: Restored) -> None:
             del restored.scratch[service]
     except BaseException:
         for service, live, old in reversed(done):
-            url = job.settings.database_url_for(service)
+            url = job.settings.direct_database_url_for(service)
             if restored.engines[service] == "postgresql":
                 pg_drop_database(url, live)
                 if old:
@@ -678,7 +678,7 @@ def swap_in(job: Job, restored: Restored) -> None:
         if old is None:
             continue
         if restored.engines[service] == "postgresql":
-            pg_drop_database(job.settings.database_url_for(service), old)
+            pg_drop_database(job.settings.direct_database_url_for(service), old)
         else:
             Path(old).unlink(missing_ok=True)
 

@@ -386,3 +386,28 @@ def _restore_for_deal(uow, client: Client, payload: dict) -> None:
               data={"reason": "a deal was opened", "deal_id": deal["id"]})
     uow.emit("client_restored", {"branch_id": client.branch_id, "actor_id": payload.get("actor_id"),
                                  "client": client_out.dump(client)})
+
+
+def add_task_event(uow, event_type: str, payload: dict) -> bool:
+    """Put a task or complaint event on its client's timeline, once; False if it was seen before, or the task
+    has no client, or the client is unknown here."""
+    if not uow.first_delivery(payload["event_id"], event_type):
+        return False
+    kind, record = ("complaint", payload["complaint"]) if "complaint" in payload else ("task", payload["task"])
+    client = uow.session.get(Client, record["client_id"]) if record.get("client_id") else None
+    if client is None:
+        return False
+    uow.session.add(
+        TimelineEntry(
+            id=new_id(),
+            client_id=client.id,
+            kind=kind,
+            type=event_type,
+            occurred_at=datetime.fromisoformat(payload["occurred_at"].replace("Z", "+00:00")),
+            ref_id=record["id"],
+            actor_id=payload.get("actor_id"),
+            data=domain.task_timeline_data(event_type, payload),
+            source_event_id=payload["event_id"],
+        )
+    )
+    return True

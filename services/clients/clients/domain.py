@@ -147,3 +147,22 @@ def deal_timeline_data(event_type: str, payload: dict) -> dict:
     elif event_type == "deal_updated":
         data["changed"] = payload["changed"]
     return data
+
+
+def task_timeline_data(event_type: str, payload: dict) -> dict:
+    """What a client's timeline shows of a task or complaint event."""
+    if "complaint" in payload:
+        complaint = payload["complaint"]
+        data = {"complaint_id": complaint["id"], "subject": complaint["subject"], "status": complaint["status"],
+                "owner_id": complaint["owner_id"], "due_at": complaint["due_at"], "deal_id": complaint["deal_id"]}
+        if event_type == "complaint_resolved":
+            data["resolution"] = complaint["resolution"]
+        return data
+    task = payload["task"]
+    data = {"task_id": task["id"], "title": task["title"], "status": task["status"], "assignee_id": task["assignee_id"],
+            "due_at": task["due_at"], "deal_id": task["deal_id"]}
+    if event_type == "task_completed":
+        data["on_time"] = payload["on_time"]
+    elif event_type == "task_cancelled":
+        data["reason"] = payload["reason"]
+    return data

@@ -136,6 +136,34 @@ class ClientsService:
     def handle_deal_stuck(self, payload):
         self._deal_on_timeline("deal_stuck", payload)
 
+    @event_handler("tasks", "task_created")
+    def handle_task_created(self, payload):
+        self._task_on_timeline("task_created", payload)
+
+    @event_handler("tasks", "task_completed")
+    def handle_task_completed(self, payload):
+        self._task_on_timeline("task_completed", payload)
+
+    @event_handler("tasks", "task_cancelled")
+    def handle_task_cancelled(self, payload):
+        self._task_on_timeline("task_cancelled", payload)
+
+    @event_handler("tasks", "task_overdue")
+    def handle_task_overdue(self, payload):
+        self._task_on_timeline("task_overdue", payload)
+
+    @event_handler("tasks", "complaint_created")
+    def handle_complaint_created(self, payload):
+        self._task_on_timeline("complaint_created", payload)
+
+    @event_handler("tasks", "complaint_resolved")
+    def handle_complaint_resolved(self, payload):
+        self._task_on_timeline("complaint_resolved", payload)
+
+    def _task_on_timeline(self, event_type, payload):
+        with self.db.transaction():
+            return commands.add_task_event(self.db, event_type, payload)
+
     def _deal_on_timeline(self, event_type, payload):
         answer = None
         if event_type in repo.DEAL_OPENING_EVENTS:

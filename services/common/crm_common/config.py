@@ -7,7 +7,13 @@ so ``Settings.from_config(self.container.config)`` is the only way code reads co
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
+import re
+import secrets
+import tempfile
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -19,11 +25,18 @@ from sqlalchemy.engine import make_url
 
 from crm_common.registry import REPO_ROOT, backend_names
 
+# The key earlier versions signed tokens with when CRM_SECRET_KEY was unset. It is published in this
+# repository, so anyone could sign a token with it: refused everywhere (signing_key() generates one instead).
 DEV_SECRET_KEY = "dev-secret-change-me-0123456789abcdef"
+SECRET_KEY_FILE = "secret_key"
+MIN_SECRET_KEY_LENGTH = 32
 DEV_ADMIN_EMAIL = "admin@crm.local"
 DEV_ADMIN_PASSWORD = "admin12345"
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_CONFIG_PATH = REPO_ROOT / "config.yml"
+TRUE_WORDS = ("1", "true", "yes", "on")
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(RuntimeError):
@@ -48,12 +61,16 @@ class Settings:
     env: str = "development"
     amqp_uri: str = DEFAULT_AMQP_URI
     database_url: str | None = None
+    # the same server without a connection pooler in between: migrations (session advisory lock) and the
+    # gateway's LISTEN connection need a server session of their own; empty: database_url
+    database_direct_url: str | None = None
     database_prefix: str = "crm_"
     data_dir: str = "./var"
     db_pool_size: int = 12
     default_region: str = "RU"
     rpc_timeout_s: float = 5.0
-    secret_key: str = DEV_SECRET_KEY
+    # empty: development generates a key under data_dir on first start (signing_key); production refuses
+    secret_key: str = ""
     token_ttl_s: int = 8 * 3600
     admin_email: str = DEV_ADMIN_EMAIL
     admin_password: str = DEV_ADMIN_PASSWORD
@@ -62,10 +79,25 @@ class Settings:
     services: tuple[str, ...] = field(default_factory=lambda: backend_names(only_default=True))
     outbox_poll_s: float = 1.0
     stuck_check_interval_s: float = 60.0
+    # the tasks service: deadlines, penalties, complaints
+    task_check_interval_s: float = 60.0
+    default_penalty: str = "500.00"
+    default_currency: str = "RUB"
+    complaint_sla_hours: float = 24.0
+    stuck_task_hours: float = 24.0
     rate_limit_per_minute: int = 1200
+    rate_limit_admin_per_minute: int = 6000
     login_max_failures: int = 5
+    login_max_failures_per_address: int = 20
     login_lockout_s: int = 300
+    # proxies (addresses or networks) whose X-Forwarded-For names the client; nobody else's is believed
+    trusted_proxies: tuple[str, ...] = ()
+    # several gateway processes of one machine share the HTTP port (SO_REUSEPORT); off, the port is exclusive
+    http_reuse_port: bool = False
     max_body_bytes: int = 1024 * 1024
+    # for measurements only (make bench): off runs writes without the command log, so a redelivered or
+    # retried write may run twice; refused in production
+    command_log: bool = True
     service_database_urls: dict[str, str] = field(default_factory=dict)
     # the backup service (services/backup, docs/operations.md "Backups and restore")
     backup_dir: str = ""  # empty: <data_dir>/backups
@@ -91,7 +123,7 @@ class Settings:
             if f.name not in crm or crm[f.name] in (None, ""):
                 continue
             raw = crm[f.name]
-            if f.name == "services":
+            if f.name in ("services", "trusted_proxies"):
                 raw = tuple(s.strip() for s in str(raw).split(",") if s.strip())
             elif f.name == "service_database_urls":
                 raw = {k: v for k, v in dict(raw).items() if v}
@@ -99,6 +131,8 @@ class Settings:
                 raw = int(raw)
             elif f.type in ("float",):
                 raw = float(raw)
+            elif f.type in ("bool",):
+                raw = str(raw).strip().lower() in TRUE_WORDS
             else:
                 raw = str(raw) if not isinstance(raw, (dict, tuple)) else raw
             values[f.name] = raw
@@ -113,23 +147,48 @@ class Settings:
         return self.env == "production"
 
     def check(self) -> None:
-        """Refuse unknown services, and production with development secrets."""
+        """Refuse unknown services, unreadable proxy lists, the published key, and production with
+        development secrets."""
         unknown = sorted(set(self.services) - set(backend_names()))
         if unknown:
             raise ConfigError(
                 f"CRM_SERVICES names unknown services: {', '.join(unknown)} (known: {', '.join(backend_names())})"
             )
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"CRM_TRUSTED_PROXIES: {proxy!r} is not an IP address or network (e.g. 10.0.0.5, 172.30.89.0/24)"
+                ) from None
+        if self.secret_key == DEV_SECRET_KEY:
+            raise ConfigError(
+                "CRM_SECRET_KEY is the development key published in this repository: anyone could sign tokens "
+                "with it. Unset it (a key is then generated under CRM_DATA_DIR) or set a random one"
+            )
+        self._check_penalty()
         if not self.is_production:
             return
         problems = []
-        if self.secret_key == DEV_SECRET_KEY or len(self.secret_key) < 32:
-            problems.append("CRM_SECRET_KEY must be set to a random string of 32+ characters")
+        if len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
+            problems.append(f"CRM_SECRET_KEY must be set to a random string of {MIN_SECRET_KEY_LENGTH}+ characters")
         if self.admin_password == DEV_ADMIN_PASSWORD:
             problems.append("CRM_ADMIN_PASSWORD must not be the development default")
         if "backup" in self.services and not self.backup_key.strip():
             problems.append("CRM_BACKUP_KEY must be set (archives are encrypted with it; `crm-backup keygen` makes one)")
+        if not self.command_log:
+            problems.append("CRM_COMMAND_LOG=off is for measurements only: writes could run twice")
         if problems:
             raise ConfigError("refusing to start in production: " + "; ".join(problems))
+
+    def _check_penalty(self) -> None:
+        if not re.fullmatch(r"[0-9]{1,12}(\.[0-9]{1,2})?", self.default_penalty.strip()):
+            raise ConfigError(f"CRM_DEFAULT_PENALTY must be an amount like 500.00, not {self.default_penalty!r}")
+        if not re.fullmatch(r"[A-Z]{3}", self.default_currency):
+            raise ConfigError(f"CRM_DEFAULT_CURRENCY must be an ISO 4217 code like RUB, not {self.default_currency!r}")
+        for name in ("task_check_interval_s", "complaint_sla_hours", "stuck_task_hours"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"CRM_{name.upper()} must be a positive number")
 
     def database_url_for(self, service: str) -> str:
         """The database of one service: its own file under data_dir, or its own PostgreSQL database."""
@@ -146,6 +205,80 @@ class Settings:
             )
         url = url.set(drivername="postgresql+psycopg2", database=f"{self.database_prefix}{service}")
         return url.render_as_string(hide_password=False)
+
+    def direct_database_url_for(self, service: str) -> str:
+        """The service's database reached without a pooler: for migrations and LISTEN (see database_direct_url)."""
+        if not self.database_direct_url or service in self.service_database_urls or not self.database_url:
+            return self.database_url_for(service)
+        return Settings(database_url=self.database_direct_url, database_prefix=self.database_prefix).database_url_for(
+            service
+        )
+
+    @property
+    def secret_key_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve() / SECRET_KEY_FILE
+
+
+_keys: dict[Path, str] = {}
+_keys_lock = threading.Lock()
+
+
+def signing_key(settings: Settings) -> str:
+    """The key that signs access tokens: CRM_SECRET_KEY, else the one kept in ``<CRM_DATA_DIR>/secret_key``.
+
+    The file is made on first use with a random key, readable by its owner only (mode 600). Processes
+    starting at the same moment agree on one key: each writes its candidate to a private temporary
+    file and hard-links it to the final name, which succeeds for exactly one of them; the others read
+    the winner's. So the file is never seen half written.
+    """
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.secret_key_path
+    with _keys_lock:
+        if path not in _keys:
+            _keys[path] = _read_or_create_key(path)
+        return _keys[path]
+
+
+def _read_or_create_key(path: Path) -> str:
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise ConfigError(f"cannot read the signing key in {path} ({exc}): fix it or set CRM_SECRET_KEY") from None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, candidate = tempfile.mkstemp(dir=path.parent, prefix=f".{SECRET_KEY_FILE}.")  # mode 600
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as stream:
+                stream.write(secrets.token_urlsafe(48) + "\n")
+                stream.flush()
+                os.fsync(stream.fileno())
+            try:
+                os.link(candidate, path)
+                log.warning("generated a signing key for access tokens in %s (set CRM_SECRET_KEY to choose one)", path)
+            except FileExistsError:
+                pass  # another process got there first: its key is the one
+        finally:
+            os.unlink(candidate)
+    except OSError as exc:
+        raise ConfigError(f"cannot keep a signing key in {path} ({exc}): set CRM_SECRET_KEY") from None
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> str:
+    if path.stat().st_mode & 0o077:
+        # a copied or restored file may have lost its mode: the key must stay the owner's secret
+        os.chmod(path, 0o600)
+        log.warning("%s was readable by others; its mode is now 600", path)
+    key = path.read_text(encoding="ascii", errors="replace").strip()
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(
+            f"{path} holds no usable signing key (under {MIN_SECRET_KEY_LENGTH} characters): delete it to have a "
+            "new one generated (every session ends) or set CRM_SECRET_KEY"
+        )
+    return key
 
 
 class SettingsProvider(DependencyProvider):

@@ -12,14 +12,18 @@ import logging
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from nameko.extensions import DependencyProvider
-from sqlalchemy import create_engine, event, select, text
+from sqlalchemy import Executable, bindparam, create_engine, event, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from crm_common import faults
 from crm_common.bookkeeping import COMMAND_LOG, OUTBOX, PROCESSED_EVENTS, model_for
 from crm_common.clock import utcnow
 from crm_common.config import Settings
@@ -113,6 +117,8 @@ def drop_database(url: str) -> None:
 
 
 IDEMPOTENCY_CONTEXT_KEY = "idempotency_key"
+# the request message's correlation id, set by crm_common.rpc.Rpc: the request id of a call without a key
+MESSAGE_ID_CONTEXT_KEY = "rpc_message_id"
 
 
 class WorkerDatabase:
@@ -124,6 +130,7 @@ class WorkerDatabase:
         self._session: Session | None = None
         self._reader: Session | None = None
         self._emitted = False
+        self._claimed: str | None = None  # the command-log key this transaction holds
 
     @property
     def session(self) -> Session:
@@ -158,6 +165,7 @@ class WorkerDatabase:
 
     def commit(self) -> None:
         self.session.commit()
+        self._claimed = None
         if self._emitted:
             self._emitted = False
             self._provider.wake_relay()
@@ -166,6 +174,7 @@ class WorkerDatabase:
         if self._session is not None:
             self._session.rollback()
         self._emitted = False
+        self._claimed = None
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -177,37 +186,61 @@ class WorkerDatabase:
             raise
 
     def write(self, command):
-        """Run ``command()`` in a transaction and commit; under an idempotency key, only once.
+        """Run ``command()`` in a transaction and commit it, once per request id.
 
-        When the call carries an idempotency key (a retry of a request whose answer was lost), the
-        result of the first run is returned and nothing is written again.
+        The request id is the caller's idempotency key (the gateway sets one for every write) or else
+        the request message's correlation id, which a redelivered message keeps. The transaction first
+        claims ``<service>.<method>:<id>`` in ``command_log`` and stores the command's result there
+        before it commits, so the result exists if and only if the write does:
+
+        - a redelivery or retry after the commit finds the key taken and returns the stored result;
+        - a duplicate running at the same moment waits on the key (PostgreSQL holds the second insert
+          of a unique key until the first transaction ends) and then returns the first one's result,
+          instead of running the command and failing on some other unique constraint;
+        - a command that fails rolls its claim back with everything else, so a retry runs it again.
+
+        A command may roll back and try again (the claim is taken again before the commit) but must not
+        commit on its own: that would commit the claim before its result.
         """
         key = self._command_key()
-        model = self._provider.command_model
-        if key is None or model is None:
+        if key is None or not self._provider.command_log:
             with self.transaction():
-                return command()
-        done = self.session.get(model, key)
-        if done is not None:
-            return done.result
-        try:
-            with self.transaction() as session:
                 result = command()
-                session.add(model(key=key, result=result, created_at=utcnow()))
-        except IntegrityError:
-            self.rollback()
-            done = self.session.get(model, key)
-            if done is None:
-                raise
-            return done.result  # the same command ran at the same moment and won
-        return result
+            self._provider.after_commit(self._worker_ctx, key)
+            return result
+        statements = self._provider.command_statements(self.session.get_bind().dialect.name)
+        for _attempt in range(3):
+            with self.transaction() as session:
+                if not self._claim(statements, key):
+                    stored = session.connection().execute(statements.stored, {"k": key}).first()
+                    if stored is None:
+                        continue  # the row was purged between the two statements: claim again
+                    return stored.result
+                result = command()
+                if self._claimed != key and not self._claim(statements, key):
+                    # the command rolled back (and so lost the claim) and a duplicate committed meanwhile
+                    self.rollback()
+                    continue
+                session.connection().execute(statements.store, {"k": key, "result": result})
+            self._provider.after_commit(self._worker_ctx, key)
+            return result
+        raise RuntimeError(f"could not claim the command-log key {key!r}")
+
+    def _claim(self, statements, key: str) -> bool:
+        """Insert the key unless it exists; False when another transaction committed it first."""
+        claimed = self.session.connection().execute(statements.claim, {"key": key, "created_at": utcnow()}).rowcount == 1
+        if claimed:
+            self._claimed = key
+        return claimed
 
     def _command_key(self) -> str | None:
         data = getattr(self._worker_ctx, "data", None) or {}
-        key = data.get(IDEMPOTENCY_CONTEXT_KEY)
-        if not key:
+        request_id = data.get(IDEMPOTENCY_CONTEXT_KEY)
+        if not request_id and data.get(MESSAGE_ID_CONTEXT_KEY):
+            request_id = f"rpc:{data[MESSAGE_ID_CONTEXT_KEY]}"
+        if not request_id:
             return None
-        return f"{self._worker_ctx.service_name}.{self._worker_ctx.entrypoint.method_name}:{key}"[:400]
+        return f"{self._worker_ctx.service_name}.{self._worker_ctx.entrypoint.method_name}:{request_id}"[:400]
 
     def first_delivery(self, event_id: str, event_type: str) -> bool:
         """Record that an event is being handled; False if it was handled before.
@@ -253,9 +286,14 @@ class Database(DependencyProvider):
         self.engine: Engine | None = None
         self.read_engine: Engine | None = None
         self.relay = None
+        self.hold_after_commit = None
+        self.command_log = self.command_model is not None
+        self._command_statements: dict[str, CommandStatements] = {}
 
     def setup(self):
         self.settings = Settings.from_config(self.container.config)
+        self.hold_after_commit = faults.hold_folder(self.container.service_name, self.settings.is_production)
+        self.command_log = self.command_model is not None and self.settings.command_log
         self.url = self.settings.database_url_for(self.container.service_name)
         self.engine = create_engine_for(self.url, pool_size=self.settings.db_pool_size)
         self.read_engine = create_engine_for(self.url, pool_size=self.settings.db_pool_size, autocommit=True)
@@ -285,6 +323,26 @@ class Database(DependencyProvider):
     def kill(self):
         self.stop()
 
+    def command_statements(self, dialect: str) -> CommandStatements:
+        """The command log's three statements, built once: Core statements on the table, not ORM ones, as
+        they run in every write (building and executing ORM DML costs several times more CPU)."""
+        statements = self._command_statements.get(dialect)
+        if statements is None:
+            table = self.command_model.__table__
+            insert = pg_insert if dialect == "postgresql" else sqlite_insert
+            statements = self._command_statements[dialect] = CommandStatements(
+                claim=insert(table).values(key=bindparam("key"), created_at=bindparam("created_at"))
+                .on_conflict_do_nothing(index_elements=["key"]),
+                store=update(table).where(table.c.key == bindparam("k")).values(result=bindparam("result")),
+                stored=select(table.c.result).where(table.c.key == bindparam("k")),
+            )
+        return statements
+
+    def after_commit(self, worker_ctx, key: str | None) -> None:
+        """Between a write's commit and its reply: where the test hook of ``crm_common.faults`` holds."""
+        if self.hold_after_commit is not None:
+            faults.hold_after_commit(self.hold_after_commit, worker_ctx, key)
+
     def wake_relay(self) -> None:
         if self.relay is not None:
             self.relay.wake()
@@ -298,3 +356,10 @@ class Database(DependencyProvider):
         worker_db = self.workers.pop(worker_ctx, None)
         if worker_db is not None:
             worker_db.close()
+
+
+@dataclass(frozen=True)
+class CommandStatements:
+    claim: Executable
+    store: Executable
+    stored: Executable

@@ -102,6 +102,13 @@ class VersionConflict(Conflict):
 
 
 @deserialize_to_instance
+class ChecklistIncomplete(Conflict):
+    """A task is completed only when every step of its checklist is done."""
+
+    code = "checklist_incomplete"
+
+
+@deserialize_to_instance
 class PayloadTooLarge(CrmError):
     """The request body is too large."""
 
@@ -147,6 +154,7 @@ def require(record: T | None, error: type[NotFound] = NotFound) -> T:
 WIRE_CLASSES: tuple[type[CrmError], ...] = (
     DuplicateClient,
     VersionConflict,
+    ChecklistIncomplete,
     BadRequest,
     Unauthorized,
     Forbidden,

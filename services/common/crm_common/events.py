@@ -16,6 +16,7 @@ from marshmallow import RAISE, Schema, fields
 from crm_common.contracts.clients import ClientSchema, InteractionSchema
 from crm_common.contracts.deals import DealSchema
 from crm_common.contracts.identity import BranchSchema, UserSchema
+from crm_common.contracts.tasks import ComplaintSchema, PenaltySchema, TaskSchema
 from crm_common.schemas import AwareDateTime, iso, new_id
 
 
@@ -153,6 +154,32 @@ class BackupFailed(BackupEvent):
 class BackupVerified(BackupEvent):
     verified_at = AwareDateTime(required=True)
     tables = fields.Integer(required=True)  # how many tables were compared
+class TaskEvent(EventSchema):
+    task = fields.Nested(TaskSchema, required=True)
+
+
+class TaskUpdated(TaskEvent):
+    changed = fields.List(fields.String(), required=True)
+
+
+class TaskCompleted(TaskEvent):
+    on_time = fields.Boolean(required=True)
+
+
+class TaskCancelled(TaskEvent):
+    reason = fields.String(required=True)
+
+
+class PenaltyEvent(EventSchema):
+    penalty = fields.Nested(PenaltySchema, required=True)
+
+
+class PenaltyWaived(PenaltyEvent):
+    reason = fields.String(required=True)
+
+
+class ComplaintEvent(EventSchema):
+    complaint = fields.Nested(ComplaintSchema, required=True)
 
 
 # Every event, once, under the service that owns it (a name from crm_common/registry.py).
@@ -173,6 +200,17 @@ EVENTS_BY_SOURCE: dict[str, dict[str, type[EventSchema]]] = {
         "deal_lost": DealLost,
         "deal_reopened": DealReopened,
         "deal_stuck": DealStuck,
+    },
+    "tasks": {
+        "task_created": TaskEvent,
+        "task_updated": TaskUpdated,
+        "task_completed": TaskCompleted,
+        "task_cancelled": TaskCancelled,
+        "task_overdue": TaskEvent,
+        "penalty_recorded": PenaltyEvent,
+        "penalty_waived": PenaltyWaived,
+        "complaint_created": ComplaintEvent,
+        "complaint_resolved": ComplaintEvent,
     },
     "backup": {
         "backup_started": BackupStarted,

@@ -15,14 +15,14 @@ import logging
 
 import eventlet
 import sqlalchemy.exc
-from kombu.exceptions import OperationalError as BusError
 from nameko.events import EventHandler
 
+from crm_common.bus import BUS_ERRORS, QueueConsumer
 from crm_common.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
-TEMPORARY = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, Unavailable, BusError, ConnectionError)
+TEMPORARY = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, Unavailable, *BUS_ERRORS)
 RETRY_PAUSE_S = 1.0
 
 
@@ -31,6 +31,8 @@ def is_temporary(exc: BaseException | None) -> bool:
 
 
 class ReliableEventHandler(EventHandler):
+    queue_consumer = QueueConsumer()  # the process's one consumer, shared with the RPC entrypoints
+
     def handle_message_processed(self, message, result=None, exc_info=None):
         if exc_info is not None and is_temporary(exc_info[1]):
             log.warning("requeueing %s after a temporary failure: %s", self.event_type, exc_info[1])

@@ -45,7 +45,8 @@ def alembic_config(service: str, url: str) -> Config:
 
 def migrate(service: str, config: dict | None = None, revision: str = "head") -> str:
     settings = Settings.from_config(config if config is not None else load_config())
-    url = settings.database_url_for(service)
+    # the advisory lock below is held by a server session: never through a transaction-pooling PgBouncer
+    url = settings.direct_database_url_for(service)
     created = ensure_database(url)
     command.upgrade(alembic_config(service, url), revision)
     return "created and migrated" if created else "migrated"
@@ -61,7 +62,7 @@ def run_env(metadata, service: str) -> None:
 
     url = context.config.get_main_option("sqlalchemy.url")
     if not url:
-        url = Settings.from_config(load_config()).database_url_for(service)
+        url = Settings.from_config(load_config()).direct_database_url_for(service)
     if context.is_offline_mode():
         context.configure(url=url, target_metadata=metadata, literal_binds=True)
         with context.begin_transaction():

@@ -27,6 +27,9 @@ BATCH = 200
 KEEP_PUBLISHED = timedelta(days=7)
 KEEP_COMMANDS = timedelta(hours=25)  # longer than the gateway keeps an Idempotency-Key
 PURGE_EVERY_S = 3600.0
+# after a failure the relay tries again in 1, 2, 4, then every 5 s: events flow again a few seconds
+# after the broker or database returns (a publish attempt against a stopped broker costs ~3 s anyway)
+RETRY_MAX_S = 5.0
 
 
 class OutboxRelay:
@@ -58,7 +61,7 @@ class OutboxRelay:
         failures = 0
         while self._running:
             try:
-                self._wakeups.get(timeout=self.poll_s if not failures else min(30.0, 2**failures))
+                self._wakeups.get(timeout=self.poll_s if not failures else min(RETRY_MAX_S, 2.0 ** (failures - 1)))
             except Empty:
                 pass
             if not self._running:
@@ -67,9 +70,12 @@ class OutboxRelay:
                 self.flush()
                 self._purge_if_due()
                 failures = 0
-            except Exception:  # the broker or database is down: keep the rows, try again later
+            except Exception as exc:  # the broker or database is down: keep the rows, try again later
                 failures = min(failures + 1, 5)
-                log.exception("outbox relay of %s failed; will retry", self.service_name)
+                if failures == 1:
+                    log.exception("outbox relay of %s failed; will retry", self.service_name)
+                else:
+                    log.warning("outbox relay of %s failed again (%s); will retry", self.service_name, exc)
 
     def flush(self) -> int:
         """Publish everything pending; returns how many events were sent."""

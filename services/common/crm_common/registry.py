@@ -24,8 +24,8 @@ class ServiceSpec:
     entry: str
     folder: str
     on_by_default: bool = True
-    replicas: int = 2  # copies in docker-compose.yml; `make run --replicas N` sets its own
-    http: bool = False  # serves the HTTP API (the gateway): started once per replica of its own
+    replicas: int = 2  # copies in docker-compose.yml; `make run REPLICAS=N` sets its own
+    http: bool = False  # serves the HTTP API (the gateway): behind HAProxy in compose, sharing the port under make run
 
     @property
     def package(self) -> str:
@@ -39,9 +39,10 @@ class ServiceSpec:
 REGISTRY: tuple[ServiceSpec, ...] = (
     ServiceSpec("clients", "clients.service:ClientsService", "services/clients"),
     ServiceSpec("deals", "deals.service:DealsService", "services/deals"),
+    ServiceSpec("tasks", "tasks.service:TasksService", "services/tasks"),
     # two replicas take turns: each scheduled tick is leased in the catalogue, so one backup runs per tick
     ServiceSpec("backup", "backup.service:BackupService", "services/backup"),
-    ServiceSpec("gateway", "gateway.service:GatewayService", "gateway", replicas=1, http=True),
+    ServiceSpec("gateway", "gateway.service:GatewayService", "gateway", http=True),
 )
 
 BY_NAME: dict[str, ServiceSpec] = {spec.name: spec for spec in REGISTRY}

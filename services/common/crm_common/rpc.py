@@ -10,17 +10,25 @@ request the caller was already told failed. Timeouts and unknown services raise 
 Requests are published transient and replies without publisher confirms: a request cannot outlive its
 timeout anyway, and a lost reply is a timeout for the caller either way, so neither disk writes nor
 confirm round trips buy anything on these messages. Events (``crm_common.outbox``) keep both.
+
+Every request carries a request id to the service: the caller's idempotency key when it has one (the
+gateway always sets one for writes), else the request message's correlation id, which a redelivered
+message keeps. ``WorkerDatabase.write`` runs each write once per id (see ``crm_common.db``).
+
+Consumers reconnect by themselves and a reply that cannot be sent is logged, never fatal
+(``crm_common.bus``).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
+from functools import partial
 
 import eventlet
 import marshmallow
 import sqlalchemy.exc
 import sqlalchemy.orm.exc
-from kombu.exceptions import OperationalError
 from nameko import rpc as nameko_rpc
 from nameko.amqp.publish import Publisher
 from nameko.constants import (
@@ -33,10 +41,12 @@ from nameko.constants import (
 from nameko.constants import (
     NON_PERSISTENT as TRANSIENT,
 )
-from nameko.exceptions import UnknownService
+from nameko.exceptions import ContainerBeingKilled, MalformedRequest, UnknownService
 from nameko.rpc import get_rpc_exchange
 
+from crm_common.bus import BUS_ERRORS, QueueConsumer
 from crm_common.config import Settings
+from crm_common.db import MESSAGE_ID_CONTEXT_KEY
 from crm_common.errors import (
     Conflict,
     CrmError,
@@ -46,6 +56,8 @@ from crm_common.errors import (
     flatten_messages,
     wire_class,
 )
+
+log = logging.getLogger(__name__)
 
 UNSTORABLE = {"body": ["A value is out of the range that can be stored."]}
 
@@ -82,7 +94,9 @@ class _Responder(nameko_rpc.Responder):
 
 
 class RpcConsumer(nameko_rpc.RpcConsumer):
-    """nameko's, replying without publisher confirms."""
+    """nameko's, replying without publisher confirms; a reply lost with the broker is logged, not fatal."""
+
+    queue_consumer = QueueConsumer()
 
     def handle_result(self, message, result, exc_info):
         config = self.container.config
@@ -90,7 +104,14 @@ class RpcConsumer(nameko_rpc.RpcConsumer):
             config[AMQP_URI_CONFIG_KEY], get_rpc_exchange(config), config.get(SERIALIZER_CONFIG_KEY, DEFAULT_SERIALIZER),
             message, ssl=config.get(AMQP_SSL_CONFIG_KEY), login_method=config.get(LOGIN_METHOD_CONFIG_KEY),
         )
-        result, exc_info = responder.send_response(result, exc_info)
+        try:
+            result, exc_info = responder.send_response(result, exc_info)
+        except BUS_ERRORS as exc:
+            # the caller times out; a write's result is in the command log for its retry
+            log.warning(
+                "could not send the reply to %s (%s); the caller will time out",
+                message.delivery_info.get("routing_key"), exc,
+            )
         self.queue_consumer.ack_message(message)
         return result, exc_info
 
@@ -100,6 +121,24 @@ class Rpc(nameko_rpc.Rpc):
 
     def __init__(self, expected_exceptions=(CrmError, marshmallow.ValidationError), **kwargs):
         super().__init__(expected_exceptions=expected_exceptions, **kwargs)
+
+    def handle_message(self, body, message):
+        """nameko's, plus the message's correlation id in the context data: the request id of a call without
+        an idempotency key (``crm_common.db``), never forwarded to the calls the worker makes."""
+        try:
+            args = body["args"]
+            kwargs = body["kwargs"]
+        except KeyError:
+            raise MalformedRequest("Message missing `args` or `kwargs`") from None
+        self.check_signature(args, kwargs)
+        context_data = self.unpack_message_headers(message)
+        context_data[MESSAGE_ID_CONTEXT_KEY] = message.properties.get("correlation_id")
+        try:
+            self.container.spawn_worker(
+                self, args, kwargs, context_data=context_data, handle_result=partial(self.handle_result, message)
+            )
+        except ContainerBeingKilled:
+            self.rpc_consumer.requeue_message(message)
 
     def handle_result(self, message, worker_ctx, result, exc_info):
         if exc_info is not None:
@@ -127,12 +166,17 @@ class TimedMethodProxy(nameko_rpc.MethodProxy):
     def __call__(self, *args, **kwargs):
         return self.call_async(*args, **kwargs).result()
 
+    def get_message_headers(self, worker_ctx):
+        headers = super().get_message_headers(worker_ctx)
+        headers.pop(self._get_header_name(MESSAGE_ID_CONTEXT_KEY), None)
+        return headers
+
     def call_async(self, *args, **kwargs):
         try:
             reply = self._call(*args, **kwargs)
         except UnknownService:
             raise Unavailable(f"service '{self.service_name}' is not running") from None
-        except (OperationalError, OSError) as exc:
+        except BUS_ERRORS as exc:
             raise Unavailable(f"message bus unreachable: {exc}") from None
         return TimedReply(reply, self)
 
@@ -174,8 +218,14 @@ class TimedServiceProxy(nameko_rpc.ServiceProxy):
         )
 
 
+class ReplyListener(nameko_rpc.ReplyListener):
+    queue_consumer = QueueConsumer()
+
+
 class RpcProxy(nameko_rpc.RpcProxy):
     """``RpcProxy("clients")``: calls ``self.clients_rpc.get_client(...)`` with a timeout."""
+
+    rpc_reply_listener = ReplyListener()
 
     def __init__(self, target_service, timeout: float | None = None, **options):
         super().__init__(target_service, **options)

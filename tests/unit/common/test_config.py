@@ -1,16 +1,24 @@
 """Settings: typed values from the nameko config, one database per service, no default secrets in production."""
 
+import os
+import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from crm_common import config as config_module
 from crm_common.config import (
     DEFAULT_CONFIG_PATH,
     DEV_ADMIN_PASSWORD,
     DEV_SECRET_KEY,
+    SECRET_KEY_FILE,
     ConfigError,
     Settings,
     load_config,
+    signing_key,
 )
 from crm_common.registry import backend_names
 
@@ -57,7 +65,7 @@ def test_string_values_from_the_environment_become_typed_settings():
 def test_a_blank_setting_keeps_its_default(blank):
     settings = Settings.from_config({"CRM": {"secret_key": blank, "data_dir": blank}})
 
-    assert settings.secret_key == DEV_SECRET_KEY
+    assert settings.secret_key == ""
     assert settings.data_dir == "./var"
 
 
@@ -112,11 +120,17 @@ def test_a_per_service_database_url_overrides_the_shared_one():
     assert settings.database_url_for("clients") == "postgresql+psycopg2://crm:pw@db/crm_clients"
 
 
-def test_development_starts_with_the_development_secrets():
+def test_development_starts_without_a_secret_key():
     settings = Settings.from_config({"CRM": {"env": "development"}})
 
-    assert settings.secret_key == DEV_SECRET_KEY
+    assert settings.secret_key == ""
     assert not settings.is_production
+
+
+@pytest.mark.parametrize("env", ["development", "production"])
+def test_the_development_key_published_in_the_repository_is_refused_everywhere(env):
+    with pytest.raises(ConfigError, match="published"):
+        Settings.from_config({"CRM": {"env": env, "secret_key": DEV_SECRET_KEY, "admin_password": "a-real-password"}})
 
 
 @pytest.mark.parametrize(
@@ -153,6 +167,20 @@ def test_production_starts_with_real_secrets():
 
     assert settings.is_production
     assert settings.secret_key == STRONG_KEY
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(True, True), ("on", True), ("true", True), (False, False),
+                                               ("off", False), ("0", False)])
+def test_the_command_log_switch_reads_yaml_and_text_booleans(raw, expected):
+    assert Settings.from_config({"CRM": {"command_log": raw}}).command_log is expected
+
+
+def test_production_refuses_to_run_writes_without_the_command_log():
+    with pytest.raises(ConfigError) as error:
+        Settings.from_config({"CRM": {"env": "production", "secret_key": STRONG_KEY,
+                                      "admin_password": "a-real-password", "command_log": False}})
+
+    assert "CRM_COMMAND_LOG" in str(error.value)
 
 
 CONFIG_YAML = """\
@@ -268,3 +296,146 @@ def test_a_database_url_that_is_not_a_postgresql_server_is_refused(url):
 
     with pytest.raises(ConfigError):
         Settings(database_url=url).database_url_for("clients")
+
+
+def test_the_tasks_settings_have_their_documented_defaults():
+    settings = Settings.from_config({})
+
+    assert (settings.task_check_interval_s, settings.default_penalty, settings.default_currency) == (60.0, "500.00", "RUB")
+    assert (settings.complaint_sla_hours, settings.stuck_task_hours) == (24.0, 24.0)
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("default_penalty", "пятьсот"), ("default_penalty", "-5"), ("default_penalty", "1.005"),
+    ("default_currency", "rub"), ("complaint_sla_hours", "0"), ("task_check_interval_s", "-1"),
+])
+def test_a_tasks_setting_that_cannot_be_used_stops_the_start(name, value):
+    with pytest.raises(ConfigError):
+        Settings.from_config({"CRM": {name: value}})
+def test_the_shipped_config_listens_on_this_machine_only_unless_told_otherwise(monkeypatch):
+    monkeypatch.delenv("CRM_HTTP_HOST", raising=False)
+    monkeypatch.delenv("CRM_HTTP_PORT", raising=False)
+
+    assert load_config(DEFAULT_CONFIG_PATH)["WEB_SERVER_ADDRESS"] == "127.0.0.1:8000"
+
+    monkeypatch.setenv("CRM_HTTP_HOST", "0.0.0.0")
+    assert load_config(DEFAULT_CONFIG_PATH)["WEB_SERVER_ADDRESS"] == "0.0.0.0:8000"
+
+
+def test_migrations_and_listeners_may_reach_the_server_past_a_pooler():
+    pooled = Settings(database_url="postgresql://crm:pw@pgbouncer:6432", database_direct_url="postgresql://crm:pw@postgres:5432")
+
+    assert pooled.database_url_for("clients") == "postgresql+psycopg2://crm:pw@pgbouncer:6432/crm_clients"
+    assert pooled.direct_database_url_for("clients") == "postgresql+psycopg2://crm:pw@postgres:5432/crm_clients"
+    unpooled = Settings(database_url="postgresql://crm:pw@postgres:5432")
+    assert unpooled.direct_database_url_for("gateway") == unpooled.database_url_for("gateway")
+
+
+def test_trusted_proxies_are_a_list_of_addresses_and_networks():
+    settings = Settings.from_config({"CRM": {"trusted_proxies": " 10.0.0.5, 172.30.89.0/24 ,,::1"}})
+
+    assert settings.trusted_proxies == ("10.0.0.5", "172.30.89.0/24", "::1")
+
+
+def test_a_trusted_proxy_that_is_not_an_address_is_refused_at_start():
+    with pytest.raises(ConfigError, match="CRM_TRUSTED_PROXIES: 'haproxy'"):
+        Settings.from_config({"CRM": {"trusted_proxies": "10.0.0.5,haproxy"}})
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(True, True), ("1", True), ("yes", True), (False, False), ("0", False),
+                                               ("false", False)])
+def test_switches_read_yes_and_no_words(raw, expected):
+    assert Settings.from_config({"CRM": {"http_reuse_port": raw}}).http_reuse_port is expected
+
+
+# ---- the signing key
+
+@pytest.fixture
+def fresh_keys(monkeypatch):
+    """Each test sees the key file as a newly started process does."""
+    monkeypatch.setattr(config_module, "_keys", {})
+
+
+def test_a_secret_key_that_is_set_signs_tokens_and_no_key_file_is_written(tmp_path, fresh_keys):
+    settings = Settings(secret_key=STRONG_KEY, data_dir=str(tmp_path))
+
+    assert signing_key(settings) == STRONG_KEY
+    assert not (tmp_path / SECRET_KEY_FILE).exists()
+
+
+def test_without_a_secret_key_a_random_key_is_generated_once_and_kept_for_its_owner_only(tmp_path, fresh_keys):
+    settings = Settings(data_dir=str(tmp_path / "var"))
+
+    key = signing_key(settings)
+
+    path = tmp_path / "var" / SECRET_KEY_FILE
+    assert path.read_text().strip() == key
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(key) >= 32 and key != DEV_SECRET_KEY
+    assert not [p for p in path.parent.iterdir() if p != path], "no temporary file is left behind"
+    config_module._keys.clear()  # a restarted process
+    assert signing_key(settings) == key
+    other = tmp_path / "other"
+    assert signing_key(Settings(data_dir=str(other))) != key, "every installation gets its own random key"
+
+
+def test_a_process_that_loses_the_race_to_create_the_key_uses_the_winners(tmp_path, fresh_keys, monkeypatch):
+    settings = Settings(data_dir=str(tmp_path))
+    winner = "w" * 64
+    real_link = os.link
+
+    def another_process_links_first(source, target):
+        Path(target).write_text(winner + "\n")
+        os.chmod(target, 0o600)
+        real_link(source, target)  # raises FileExistsError, as it would for the second process
+
+    monkeypatch.setattr(config_module.os, "link", another_process_links_first)
+
+    assert signing_key(settings) == winner
+    assert [p.name for p in tmp_path.iterdir()] == [SECRET_KEY_FILE]
+
+
+KEY_OF_A_NEW_PROCESS = """
+import sys, time
+from crm_common.config import Settings, signing_key
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # every process reaches the key at the same moment
+print(signing_key(Settings(data_dir=sys.argv[1])))
+"""
+
+
+def test_processes_starting_at_the_same_moment_agree_on_one_key(tmp_path):
+    start_at = time.time() + 3
+    processes = [
+        subprocess.Popen([sys.executable, "-c", KEY_OF_A_NEW_PROCESS, str(tmp_path), str(start_at)],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        for _ in range(8)
+    ]
+    keys = {process.communicate(timeout=60)[0].strip() for process in processes}
+
+    assert all(process.returncode == 0 for process in processes)
+    assert keys == {(tmp_path / SECRET_KEY_FILE).read_text().strip()}
+
+
+def test_a_key_file_others_could_read_is_made_private_again(tmp_path, fresh_keys):
+    path = tmp_path / SECRET_KEY_FILE
+    path.write_text("k" * 48 + "\n")
+    os.chmod(path, 0o644)
+
+    assert signing_key(Settings(data_dir=str(tmp_path))) == "k" * 48
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_an_empty_key_file_is_refused_with_what_to_do(tmp_path, fresh_keys):
+    (tmp_path / SECRET_KEY_FILE).write_text("\n")
+    os.chmod(tmp_path / SECRET_KEY_FILE, 0o600)
+
+    with pytest.raises(ConfigError, match="delete it"):
+        signing_key(Settings(data_dir=str(tmp_path)))
+
+
+def test_a_data_dir_where_no_key_can_be_written_is_refused_with_what_to_do(tmp_path, fresh_keys):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+
+    with pytest.raises(ConfigError, match="set CRM_SECRET_KEY"):
+        signing_key(Settings(data_dir=str(blocked / "var")))

@@ -13,7 +13,7 @@ from crm_common.contracts.deals import (
     PipelineUpdateSchema,
     StageMoveSchema,
 )
-from crm_common.errors import ValidationError
+from crm_common.errors import BadRequest, ValidationError
 from crm_common.schemas import load_or_raise
 
 OPEN = {"name": "Новая", "kind": "open"}
@@ -124,7 +124,7 @@ def deal_input(**fields) -> dict:
         ("7", "7.00"),
         ("0.01", "0.01"),
         ("0", "0.00"),
-        (" 19.99 ", "19.99"),
+        ("019.99", "19.99"),
         ("999999999999.99", "999999999999.99"),
     ],
 )
@@ -210,9 +210,21 @@ def test_a_malformed_stage_move_is_refused_naming_the_field(raw, field):
     assert list(error.value.fields) == [field]
 
 
-@pytest.mark.parametrize(("text", "stuck"), [("true", True), ("false", False), ("1", True), ("0", False)])
+@pytest.mark.parametrize(("text", "stuck"), [("true", True), ("false", False)])
 def test_a_deal_query_reads_stuck_from_the_query_string(text, stuck):
     assert load_or_raise(DealQuerySchema(), {"stuck": text})["stuck"] is stuck
+
+
+@pytest.mark.parametrize("text", ["1", "0", "yes", "True", ""])
+def test_a_query_boolean_is_only_true_or_false_as_the_document_says(text):
+    with pytest.raises(BadRequest):
+        load_or_raise(DealQuerySchema(), {"stuck": text}, BadRequest)
+
+
+@pytest.mark.parametrize("amount", [" 19.99 ", "-0", "+5", "1e3", "1_000", "١٢"])
+def test_an_amount_outside_the_documents_pattern_is_refused(amount):
+    with pytest.raises(ValidationError):
+        load_or_raise(DealCreateSchema(), deal_input(amount=amount))
 
 
 def test_a_deal_query_without_filters_lists_the_newest_first_fifty_at_a_time():

@@ -1,7 +1,9 @@
 """error_response: every failure becomes one JSON error shape with the documented status."""
 
+import amqp.exceptions
 import pytest
-from nameko.exceptions import MalformedRequest, MethodNotFound, RemoteError, UnknownService
+from kombu.exceptions import OperationalError as BusError
+from nameko.exceptions import ContainerBeingKilled, MalformedRequest, MethodNotFound, RemoteError, UnknownService
 
 from clients.exceptions import ClientNotFound, DuplicateContact
 from crm_common.errors import (
@@ -92,6 +94,10 @@ def test_other_errors_carry_no_special_headers(error):
         (UnknownService("clients"), 503, "unavailable"),
         (MethodNotFound("create_client"), 503, "unavailable"),
         (ConnectionRefusedError("rabbit"), 503, "unavailable"),
+        (BusError("[Errno 111] ECONNREFUSED"), 503, "unavailable"),
+        (amqp.exceptions.RecoverableConnectionError("connection already closed"), 503, "unavailable"),
+        (amqp.exceptions.ConnectionForced("broker forced connection closure"), 503, "unavailable"),
+        (ContainerBeingKilled(), 503, "unavailable"),
         (RemoteError("KeyError", "'name'"), 500, "internal_error"),
         (MalformedRequest("bad"), 500, "internal_error"),
         (KeyError("name"), 500, "internal_error"),
@@ -114,3 +120,13 @@ def test_an_internal_error_does_not_reveal_what_failed():
 
 def test_every_documented_status_has_an_error_code():
     assert {400, 401, 403, 404, 409, 422, 429, 503} <= set(ERROR_STATUSES)
+
+
+@pytest.mark.parametrize(
+    "error", [Unavailable("deals did not answer"), UnknownService("deals"), BusError("refused"), ContainerBeingKilled()]
+)
+def test_every_unavailable_answer_says_when_to_come_back(error):
+    status, _, headers = error_response(error)
+
+    assert status == 503
+    assert int(headers["Retry-After"]) > 0

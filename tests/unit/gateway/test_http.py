@@ -3,11 +3,12 @@
 import json
 
 import pytest
+from kombu.exceptions import OperationalError as BusError
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from crm_common.contracts.clients import ClientCreateSchema
-from crm_common.errors import BadRequest, PayloadTooLarge
+from crm_common.errors import BadRequest, PayloadTooLarge, Unavailable
 from gateway.http import MAX_BODY_BYTES, ApiEntrypoint, json_response
 
 WITH_BODY = ApiEntrypoint("POST", "/clients", body=ClientCreateSchema)
@@ -169,3 +170,66 @@ def test_a_route_may_return_a_payload_a_status_and_headers(result, status, paylo
     assert response.status_code == status
     assert json.loads(response.get_data()) == payload
     assert response.headers.get("ETag") == header
+
+
+def test_a_chunked_body_without_a_length_is_read_from_the_servers_decoded_input():
+    data = b'{"kind": "person", "name": "Chunked"}'
+    environ = EnvironBuilder(path="/api/v1/clients", method="POST", data=data, content_type="application/json").get_environ()
+    del environ["CONTENT_LENGTH"]  # werkzeug's own stream is empty without it; eventlet's input has the chunks decoded
+    environ["HTTP_TRANSFER_ENCODING"] = "chunked"
+
+    assert WITH_BODY._parse_body(Request(environ)) == {"kind": "person", "name": "Chunked"}
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [("abc-123", True), ("x" * 100, True), ("x" * 101, False), ("", False), (" a", False), ("a\x00b", False),
+     ("ид", False), ("a b", True)],
+)
+def test_a_clients_request_id_is_echoed_only_if_it_is_short_visible_ascii(given, kept):
+    from gateway.http import request_id_of
+
+    assert (request_id_of({"X-Request-Id": given}) == given) == kept
+    assert request_id_of({})
+
+
+def test_a_refusal_written_before_any_route_is_a_whole_json_http_response():
+    from gateway.http import raw_json_error
+
+    raw = raw_json_error(414, "uri_too_long", "too long")
+    head, _, body = raw.partition(b"\r\n\r\n")
+
+    assert head.startswith(b"HTTP/1.1 414 URI Too Long\r\n")
+    assert b"Content-Type: application/json" in head and f"Content-Length: {len(body)}".encode() in head
+    assert json.loads(body) == {"error": {"code": "uri_too_long", "message": "too long"}}
+
+
+def write_request(headers=None):
+    built = request(b'{"kind": "person", "name": "Ivan"}', headers=headers)
+    built.request_id = "req-1"
+    return built
+
+
+def test_a_write_that_timed_out_answers_503_with_its_request_id_and_how_to_learn_its_outcome():
+    response = WITH_BODY.response_from_exception(Unavailable("service 'clients' did not answer"), write_request())
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    error = json.loads(response.get_data())["error"]
+    assert error["code"] == "unavailable" and error["request_id"] == "req-1"
+    assert "Idempotency-Key: req-1" in error["message"]
+
+
+def test_a_503_tells_a_client_that_sent_an_idempotency_key_to_repeat_it():
+    response = WITH_BODY.response_from_exception(
+        Unavailable("service 'clients' did not answer"), write_request({"Idempotency-Key": "my-key"})
+    )
+
+    assert "Idempotency-Key: my-key" in json.loads(response.get_data())["error"]["message"]
+
+
+def test_a_bus_error_escaping_a_route_is_503_not_500():
+    response = WITH_BODY.response_from_exception(BusError("[Errno 111] ECONNREFUSED"), write_request())
+
+    assert response.status_code == 503
+    assert json.loads(response.get_data())["error"]["request_id"] == "req-1"

@@ -45,3 +45,21 @@ def test_a_fingerprint_is_a_sha256_hex_digest():
     value = fingerprint(req(body={"name": "Иван"}))
 
     assert len(value) == 64 and int(value, 16) >= 0
+
+
+@pytest.mark.parametrize(
+    ("key", "valid"),
+    [("3f2b9c1e-0000-4000-8000-000000000000", True), ("a", True), ("a b", True), ("k" * 255, True), ("k" * 256, False),
+     ("", False), (" a", False), ("a ", False), ("a\x00", False), ("ключ", False), ("a\tb", False)],
+)
+def test_an_idempotency_key_is_what_the_documents_pattern_says(key, valid):
+    import re
+
+    from crm_common.errors import BadRequest
+    from gateway.http import IDEMPOTENCY_KEY_PATTERN
+    from gateway.idempotency import IdempotentRequests
+
+    assert (re.search(IDEMPOTENCY_KEY_PATTERN, key) is not None) == valid
+    if not valid:  # refused before anything is looked up or stored
+        with pytest.raises(BadRequest):
+            IdempotentRequests(worker_ctx=None).run(None, None, key, lambda: None, 200)

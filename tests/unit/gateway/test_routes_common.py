@@ -11,7 +11,7 @@ def request_with(headers=None, query_string=None):
     return EnvironBuilder(path="/api/v1/clients/x", headers=headers, query_string=query_string).get_request()
 
 
-@pytest.mark.parametrize(("header", "version"), [("3", 3), ('"3"', 3), ('W/"3"', 3), (" 12 ", 12), ("0", 0)])
+@pytest.mark.parametrize(("header", "version"), [("3", 3), ('"3"', 3), ('W/"3"', 3), ("12", 12), ("0", 0)])
 def test_if_match_gives_the_version_written_plain_quoted_or_weak(header, version):
     assert if_match(request_with({"If-Match": header})) == version
 
@@ -20,7 +20,7 @@ def test_without_if_match_there_is_no_expected_version():
     assert if_match(request_with()) is None
 
 
-@pytest.mark.parametrize("header", ["", "abc", "*", "-1", "3.0", '"v3"', "W/", "3 4", "²", "¹²"])
+@pytest.mark.parametrize("header", ["", "abc", "*", "-1", "3.0", '"v3"', "W/", "3 4", "²", "¹²", '""3""', '"3', 'W/3', ' 3'])
 def test_an_if_match_that_is_not_a_version_is_a_bad_request_naming_if_match(header):
     with pytest.raises(BadRequest) as error:
         if_match(request_with({"If-Match": header}))

@@ -12,6 +12,7 @@ from crm_common.schemas import (
     AwareDateTime,
     Id,
     PageQuerySchema,
+    QueryBoolean,
     QueryDateTime,
     Scalar,
     StrictInteger,
@@ -31,37 +32,55 @@ MAX_EMAILS = 10
 MAX_TAGS = 20
 MAX_CUSTOM_FIELDS = 50
 
+# rules OpenAPI 3.0 cannot state, said in words in the document (x-server-rule)
+PHONE_RULE = "each a real phone number of its region (CRM_DEFAULT_REGION unless it starts with +), or 422"
+EMAIL_RULE = "each a valid email address (stored lower-case), or 422"
+OWNER_RULE = "an active user of the client's branch; only a head or an admin names someone else (403 for a manager)"
+BRANCH_RULE = "an existing branch (422 otherwise); only an admin names another branch than their own (403)"
+KEYS_RULE = "keys are 1-64 characters, not blank, trimmed of surrounding whitespace (422 otherwise)"
+
 
 def _custom_fields():
     return fields.Dict(
         keys=Text(64),
         values=Scalar(allow_none=True),
         validate=validate.Length(max=MAX_CUSTOM_FIELDS, error="At most {max} custom fields."),
+        metadata={"x-server-rule": KEYS_RULE},
     )
+
+
+def _phones(**kwargs):
+    return limited_list(Text(40), MAX_PHONES, metadata={"x-server-rule": PHONE_RULE}, **kwargs)
+
+
+def _emails(**kwargs):
+    return limited_list(Text(254, lower=True, metadata={"format": "email"}), MAX_EMAILS,
+                        metadata={"x-server-rule": EMAIL_RULE}, **kwargs)
 
 
 class ClientCreateSchema(StrictSchema):
     kind = fields.String(required=True, validate=validate.OneOf(CLIENT_KINDS))
     name = Text(200, required=True)
-    phones = limited_list(Text(40), MAX_PHONES, load_default=list)
-    emails = limited_list(Text(254, lower=True), MAX_EMAILS, load_default=list)
+    phones = _phones(load_default=list)
+    emails = _emails(load_default=list)
     source = Text(64, allow_none=True, load_default=None)
     tags = limited_list(Text(50), MAX_TAGS, load_default=list)
     custom_fields = _custom_fields()
-    owner_id = Id(allow_none=True, load_default=None)
-    branch_id = Id(allow_none=True, load_default=None)
+    owner_id = Id(allow_none=True, load_default=None, metadata={"x-server-rule": OWNER_RULE})
+    branch_id = Id(allow_none=True, load_default=None, metadata={"x-server-rule": BRANCH_RULE})
 
 
 class ClientUpdateSchema(UpdateSchema):
     kind = fields.String(validate=validate.OneOf(CLIENT_KINDS))
     name = Text(200)
-    phones = limited_list(Text(40), MAX_PHONES)
-    emails = limited_list(Text(254, lower=True), MAX_EMAILS)
+    phones = _phones()
+    emails = _emails()
     source = Text(64, allow_none=True)
     tags = limited_list(Text(50), MAX_TAGS)
     custom_fields = _custom_fields()
-    owner_id = Id()
-    branch_id = Id()
+    owner_id = Id(metadata={"x-server-rule": OWNER_RULE})
+    branch_id = Id(metadata={"x-server-rule": "an existing branch (422); admin only (403); not while the client has open "
+                                              "deals (409); owner_id, if given, must be of that branch"})
 
 
 class ClientQuerySchema(PageQuerySchema):
@@ -72,7 +91,7 @@ class ClientQuerySchema(PageQuerySchema):
     branch_id = Id()
     created_from = QueryDateTime()
     created_to = QueryDateTime()
-    archived = fields.Boolean(load_default=False)
+    archived = QueryBoolean(load_default=False)
     sort = fields.String(load_default="-created_at", validate=validate.OneOf(CLIENT_SORTS))
 
 
@@ -100,7 +119,7 @@ class InteractionCreateSchema(StrictSchema):
     text = Text(10000, blank=True, allow_none=True, load_default=None)
     occurred_at = AwareDateTime(allow_none=True, load_default=None)
     duration_s = StrictInteger(allow_none=True, load_default=None, validate=validate.Range(min=0, max=7 * 86400))
-    script_id = Id(allow_none=True, load_default=None)
+    script_id = Id(allow_none=True, load_default=None, metadata={"x-server-rule": "a sales script of your branch (422)"})
 
 
 class InteractionSchema(Schema):
@@ -120,11 +139,14 @@ class InteractionSchema(Schema):
 class TouchpointCreateSchema(StrictSchema):
     channel = Text(50, required=True)
     name = Text(200, allow_none=True, load_default=None)
-    phone = Text(40, allow_none=True, load_default=None)
-    email = Text(254, lower=True, allow_none=True, load_default=None)
+    phone = Text(40, allow_none=True, load_default=None, metadata={
+        "x-server-rule": "a real phone number (422); a phone or an email is required"})
+    email = Text(254, lower=True, allow_none=True, load_default=None, metadata={
+        "format": "email", "x-server-rule": "a valid email address (422); a phone or an email is required"})
     message = Text(5000, blank=True, allow_none=True, load_default=None)
-    utm = fields.Dict(keys=Text(64), values=Text(500, blank=True), validate=validate.Length(max=20), load_default=dict)
-    branch_id = Id(allow_none=True, load_default=None)
+    utm = fields.Dict(keys=Text(64), values=Text(500, blank=True), validate=validate.Length(max=20), load_default=dict,
+                      metadata={"x-server-rule": KEYS_RULE})
+    branch_id = Id(allow_none=True, load_default=None, metadata={"x-server-rule": BRANCH_RULE})
 
     @validates_schema
     def _needs_a_contact(self, data, **kwargs):
@@ -142,7 +164,7 @@ class TouchpointResultSchema(Schema):
 class TimelineEntrySchema(Schema):
     id = fields.String()
     client_id = fields.String()
-    kind = fields.String(metadata={"description": "interaction | touchpoint | client | deal | task"})
+    kind = fields.String(metadata={"description": "interaction | touchpoint | client | deal | task | complaint"})
     type = fields.String(metadata={"description": "the event or interaction type"})
     occurred_at = AwareDateTime()
     ref_id = fields.String(allow_none=True)

@@ -12,6 +12,7 @@ from crm_common.schemas import (
     Id,
     Money,
     PageQuerySchema,
+    QueryBoolean,
     StrictSchema,
     Text,
     UpdateSchema,
@@ -21,6 +22,10 @@ STAGE_KINDS = ("open", "won", "lost")
 DEAL_STATUSES = ("open", "won", "lost")
 DEAL_SORTS = ("-created_at", "created_at", "-updated_at", "stage_entered_at")
 MAX_STAGES = 30
+CURRENCIES = tuple(sorted(currency.alpha_3 for currency in pycountry.currencies))
+STAGES_RULE = ("the first stage is open; at least one won and one lost stage; names unique (case-insensitive); "
+               "max_days only on open stages; an id names a stage of this pipeline, once (422 otherwise)")
+SCRIPT_RULE = "a sales script of the pipeline's branch (422)"
 
 
 class MaxDays(fields.Float):
@@ -33,21 +38,32 @@ class MaxDays(fields.Float):
 
 
 class CurrencyCode(fields.String):
+    """An ISO 4217 code, upper case: the document lists every one (``enum``)."""
+
     default_error_messages = {"currency": "Not an ISO 4217 currency code (e.g. RUB, USD, EUR)."}
+
+    def __init__(self, **kwargs):
+        metadata = {"enum": list(CURRENCIES), **(kwargs.pop("metadata", None) or {})}
+        super().__init__(metadata=metadata, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         value = super()._deserialize(value, attr, data, **kwargs)
-        if len(value) != 3 or not value.isalpha() or not value.isupper() or pycountry.currencies.get(alpha_3=value) is None:
+        if value not in _CURRENCY_SET:
             raise self.make_error("currency")
         return value
 
 
+_CURRENCY_SET = frozenset(CURRENCIES)
+
+
 class StageInputSchema(StrictSchema):
-    id = Id(load_default=None, allow_none=True, metadata={"description": "an existing stage (in PATCH); omit for a new one"})
+    id = Id(load_default=None, allow_none=True, metadata={
+        "description": "an existing stage (in PATCH); omit for a new one", "x-server-rule": STAGES_RULE})
     name = Text(100, required=True)
     kind = fields.String(required=True, validate=validate.OneOf(STAGE_KINDS))
-    max_days = MaxDays(allow_none=True, load_default=None, validate=validate.Range(min=0, max=3650, min_inclusive=False))
-    script_id = Id(allow_none=True, load_default=None)
+    max_days = MaxDays(allow_none=True, load_default=None, validate=validate.Range(min=0, max=3650, min_inclusive=False),
+                       metadata={"x-server-rule": "only on open stages (422)"})
+    script_id = Id(allow_none=True, load_default=None, metadata={"x-server-rule": SCRIPT_RULE})
 
     @validates_schema
     def _only_open_stages_are_timed(self, data, **kwargs):
@@ -73,8 +89,10 @@ def _check_stages(stages: list[dict]) -> None:
 
 class PipelineCreateSchema(StrictSchema):
     name = Text(100, required=True)
-    stages = fields.List(fields.Nested(StageInputSchema), required=True, validate=validate.Length(max=MAX_STAGES))
-    branch_id = Id(allow_none=True, load_default=None)
+    stages = fields.List(fields.Nested(StageInputSchema), required=True, validate=validate.Length(max=MAX_STAGES),
+                         metadata={"x-server-rule": STAGES_RULE})
+    branch_id = Id(allow_none=True, load_default=None, metadata={
+        "x-server-rule": "an existing branch (422); only an admin names another branch (403)"})
 
     @validates_schema(skip_on_field_errors=True)
     def _stages(self, data, **kwargs):
@@ -86,7 +104,7 @@ class PipelineUpdateSchema(UpdateSchema):
     stages = fields.List(
         fields.Nested(StageInputSchema), validate=validate.Length(max=MAX_STAGES),
         metadata={"description": "the whole new list: stages with an id are kept and changed, new ones added, "
-                                 "missing ones removed (refused while deals are in them)"},
+                                 "missing ones removed (refused while deals are in them)", "x-server-rule": STAGES_RULE},
     )
 
     @validates_schema(skip_on_field_errors=True)
@@ -125,25 +143,29 @@ class PipelineQuerySchema(PageQuerySchema):
     branch_id = Id()
 
 
+OWNER_RULE = "an active user of the deal's branch; only a head or an admin names someone else (403 for a manager)"
+
+
 class DealCreateSchema(StrictSchema):
-    client_id = Id(required=True)
-    pipeline_id = Id(required=True)
+    client_id = Id(required=True, metadata={"x-server-rule": "a client you can see, not archived (422)"})
+    pipeline_id = Id(required=True, metadata={"x-server-rule": "a pipeline of the client's branch (422)"})
     title = Text(200, required=True)
     amount = Money(required=True)
     currency = CurrencyCode(required=True)
-    owner_id = Id(allow_none=True, load_default=None)
+    owner_id = Id(allow_none=True, load_default=None, metadata={"x-server-rule": OWNER_RULE})
 
 
 class DealUpdateSchema(UpdateSchema):
     title = Text(200)
     amount = Money()
     currency = CurrencyCode()
-    owner_id = Id()
+    owner_id = Id(metadata={"x-server-rule": OWNER_RULE})
 
 
 class StageMoveSchema(StrictSchema):
-    stage_id = Id(required=True)
-    lost_reason = Text(500, allow_none=True, load_default=None)
+    stage_id = Id(required=True, metadata={"x-server-rule": "a current stage of the deal's pipeline (422)"})
+    lost_reason = Text(500, allow_none=True, load_default=None, metadata={
+        "x-server-rule": "required when moving to a lost stage (422)"})
 
 
 class CurrentStageSchema(Schema):
@@ -182,7 +204,7 @@ class DealQuerySchema(PageQuerySchema):
     status = fields.String(validate=validate.OneOf(DEAL_STATUSES))
     owner_id = Id()
     client_id = Id()
-    stuck = fields.Boolean()
+    stuck = QueryBoolean()
     sort = fields.String(load_default="-created_at", validate=validate.OneOf(DEAL_SORTS))
 
 
@@ -200,17 +222,21 @@ class StageVisitSchema(Schema):
     lost_reason = fields.String(allow_none=True)
 
 
+STAGE_RULE = "a stage of a pipeline of the script's branch (422)"
+
+
 class ScriptCreateSchema(StrictSchema):
     title = Text(200, required=True)
     body = Text(50000, required=True)
-    stage_id = Id(allow_none=True, load_default=None)
-    branch_id = Id(allow_none=True, load_default=None)
+    stage_id = Id(allow_none=True, load_default=None, metadata={"x-server-rule": STAGE_RULE})
+    branch_id = Id(allow_none=True, load_default=None, metadata={
+        "x-server-rule": "an existing branch (422); only an admin names another branch (403)"})
 
 
 class ScriptUpdateSchema(UpdateSchema):
     title = Text(200)
     body = Text(50000)
-    stage_id = Id(allow_none=True)
+    stage_id = Id(allow_none=True, metadata={"x-server-rule": STAGE_RULE})
 
 
 class ScriptSchema(Schema):

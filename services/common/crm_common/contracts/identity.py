@@ -5,7 +5,25 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from crm_common.caller import ROLES
-from crm_common.schemas import AwareDateTime, Id, PageQuerySchema, StrictBoolean, StrictSchema, Text, UpdateSchema
+from crm_common.schemas import (
+    NO_NUL_PATTERN,
+    AwareDateTime,
+    Id,
+    PageQuerySchema,
+    QueryBoolean,
+    StrictBoolean,
+    StrictSchema,
+    Text,
+    UpdateSchema,
+)
+
+BRANCH_CODE = r"^[A-Za-z0-9_-]+$"
+EMAIL_RULE = "a valid email address, stored lower-case (422); unique among users (409)"
+USER_BRANCH_RULE = "an existing branch (422), required for a head or manager; a head names only their own (403)"
+
+
+def _password(**kwargs):
+    return fields.String(validate=validate.Length(min=8, max=128), metadata={"pattern": NO_NUL_PATTERN}, **kwargs)
 
 
 class BranchSchema(Schema):
@@ -17,7 +35,10 @@ class BranchSchema(Schema):
 
 class BranchCreateSchema(StrictSchema):
     name = Text(200, required=True)
-    code = Text(32, required=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]+$", error="Letters, digits, - and _ only."))
+    # a plain string, not Text: a code is taken exactly as sent (no trimming), which is what the pattern says
+    code = fields.String(required=True, validate=[
+        validate.Length(min=1, max=32), validate.Regexp(BRANCH_CODE, error="Letters, digits, - and _ only.")],
+        metadata={"description": "unique, stored upper-case", "x-server-rule": "unique among branches, ignoring case (409)"})
 
 
 class UserSchema(Schema):
@@ -32,31 +53,34 @@ class UserSchema(Schema):
 
 
 class UserCreateSchema(StrictSchema):
-    email = Text(254, lower=True, required=True, validate=validate.Email())
+    email = Text(254, lower=True, required=True, validate=validate.Email(),
+                 metadata={"format": "email", "x-server-rule": EMAIL_RULE})
     name = Text(200, required=True)
-    password = fields.String(required=True, validate=validate.Length(min=8, max=128))
-    role = fields.String(required=True, validate=validate.OneOf(ROLES))
-    branch_id = Id(allow_none=True, load_default=None)
+    password = _password(required=True)
+    role = fields.String(required=True, validate=validate.OneOf(ROLES), metadata={
+        "x-server-rule": "a head creates managers only (403)"})
+    branch_id = Id(allow_none=True, load_default=None, metadata={"x-server-rule": USER_BRANCH_RULE})
 
 
 class UserUpdateSchema(UpdateSchema):
     name = Text(200)
-    role = fields.String(validate=validate.OneOf(ROLES))
-    branch_id = Id(allow_none=True)
-    active = StrictBoolean()
-    password = fields.String(validate=validate.Length(min=8, max=128))
+    role = fields.String(validate=validate.OneOf(ROLES), metadata={
+        "x-server-rule": "admins only (a head: managers, 403); the last active admin keeps the role (409)"})
+    branch_id = Id(allow_none=True, metadata={"x-server-rule": USER_BRANCH_RULE})
+    active = StrictBoolean(metadata={"x-server-rule": "you cannot deactivate yourself, nor the last active admin (409)"})
+    password = _password()
 
 
 class UserQuerySchema(PageQuerySchema):
     branch_id = Id()
     role = fields.String(validate=validate.OneOf(ROLES))
-    active = fields.Boolean()
+    active = QueryBoolean()
     q = Text(100)
 
 
 class LoginSchema(StrictSchema):
     email = Text(254, lower=True, required=True)
-    password = fields.String(required=True, validate=validate.Length(max=128))
+    password = fields.String(required=True, validate=validate.Length(max=128), metadata={"pattern": NO_NUL_PATTERN})
 
 
 class TokenSchema(Schema):

@@ -90,13 +90,16 @@ class RunningSystem:
         return self.process.returncode
 
 
-def start_system(env_overrides: dict, log_path: Path, startup_timeout: float = 120) -> RunningSystem:
-    """Start ``scripts/run.py`` (what ``make run`` runs) and wait until /health is ok."""
+def start_system(
+    env_overrides: dict, log_path: Path, startup_timeout: float = 120, args: tuple[str, ...] = ()
+) -> RunningSystem:
+    """Start ``scripts/run.py`` (what ``make run`` runs, with ``args`` such as ``--replicas 2``) and wait until
+    /health is ok."""
     port = int(env_overrides["CRM_HTTP_PORT"])
     env = dict(os.environ, PYTHONUNBUFFERED="1", **env_overrides)
     log = open(log_path, "w", encoding="utf-8")
     process = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "scripts" / "run.py")],
+        [sys.executable, str(REPO_ROOT / "scripts" / "run.py"), *args],
         cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     system = RunningSystem(process, f"http://127.0.0.1:{port}/api/v1", log_path, env)
