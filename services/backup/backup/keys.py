@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,17 +96,25 @@ def load_keyring(settings: Settings) -> Keyring:
 
 
 def ensure_dev_key(settings: Settings) -> Path:
-    """The development key file, created once (readable by its owner only) if missing."""
+    """The development key file, made once (mode 600) if missing. As for the token signing key
+    (``crm_common.config.signing_key``): each process writes a candidate to a private file and hard-links it
+    to the final name, which succeeds for one of them, so no process ever reads a half-written key."""
     path = dev_key_path(settings)
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
+    fd, candidate = tempfile.mkstemp(dir=path.parent, prefix=f".{DEV_KEY_FILE}.")  # mode 600
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it a moment ago
-        return path
-    with os.fdopen(fd, "w", encoding="utf-8") as stream:
-        stream.write(generate_key() + "\n")
-    log.warning("CRM_BACKUP_KEY is not set: made a development backup key in %s (keep a copy off this machine; "
-                "without it the backups cannot be read)", path)
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            stream.write(generate_key() + "\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        try:
+            os.link(candidate, path)
+            log.warning("CRM_BACKUP_KEY is not set: made a development backup key in %s (keep a copy off this "
+                        "machine; without it the backups cannot be read)", path)
+        except FileExistsError:
+            pass  # another process made it a moment ago: its key is the one
+    finally:
+        os.unlink(candidate)
     return path
