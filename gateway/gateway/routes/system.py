@@ -24,11 +24,24 @@ class GatewayHealthSchema(Schema):
     database = fields.String(metadata={"description": "ok, or down: <reason>"})
 
 
+class BackupsHealthSchema(Schema):
+    status = fields.String(metadata={"enum": ["ok", "stale", "unknown"]})
+    error = fields.String(metadata={"description": "why the freshness is unknown (the backup service is down)"})
+    last_verified_id = fields.String(allow_none=True)
+    last_verified_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    age_s = fields.Float(allow_none=True, metadata={"description": "age of the newest verified backup"})
+    stale = fields.Boolean(metadata={"description": "older than two schedule periods (the HTTP status stays 200)"})
+    stale_after = fields.String(metadata={"format": "date-time"})
+    schedule = fields.String()
+    next_run_at = fields.String(metadata={"format": "date-time"})
+
+
 class HealthSchema(Schema):
     status = fields.String(metadata={"enum": ["ok", "degraded"]})
     gateway = fields.Nested(GatewayHealthSchema)
     bus = fields.String(metadata={"enum": ["ok", "down"]})
     services = fields.Dict(keys=fields.String(), values=fields.Nested(ServiceHealthSchema))
+    backups = fields.Nested(BackupsHealthSchema)
     checked_in_ms = fields.Float()
 
 

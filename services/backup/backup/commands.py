@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from backup import domain
@@ -38,8 +38,8 @@ def start_backup(uow, trigger: str, requested_by: str | None = None, tick: datet
     if running:
         raise BackupRunning(f"backup {running} is running", details={"running_id": running})
     now = utcnow()
-    backup = Backup(status="running", trigger=trigger, tick=tick, requested_by=requested_by, started_at=now,
-                    heartbeat_at=now)
+    # no heartbeat yet: the worker that claims the backup (claim_backup) starts it
+    backup = Backup(status="running", trigger=trigger, tick=tick, requested_by=requested_by, started_at=now)
     uow.session.add(backup)
     try:
         uow.session.flush()
@@ -52,6 +52,21 @@ def start_backup(uow, trigger: str, requested_by: str | None = None, tick: datet
         raise BackupRunning(f"backup {running} is running", details={"running_id": running}) from None
     uow.emit("backup_started", _event(backup, requested_by))
     return backup
+
+
+def claim_backup(uow, backup_id: str) -> bool:
+    """The worker's claim on a running backup: True for exactly one worker (a redelivered request that
+    launched a second one finds it taken)."""
+    done = uow.session.execute(update(Backup).where(Backup.id == backup_id, Backup.status == "running",
+                                                    Backup.heartbeat_at.is_(None)).values(heartbeat_at=utcnow()))
+    return done.rowcount == 1
+
+
+def claim_verification(uow, verification_id: str) -> bool:
+    done = uow.session.execute(update(Verification).where(
+        Verification.id == verification_id, Verification.status == "running", Verification.heartbeat_at.is_(None)
+    ).values(heartbeat_at=utcnow()))
+    return done.rowcount == 1
 
 
 def heartbeat(uow, backup_id: str | None = None, verification_id: str | None = None) -> None:
@@ -113,8 +128,7 @@ def start_verification(uow, backup_id: str, trigger: str) -> Verification:
         raise VerificationRunning(f"a verification of backup {running.backup_id} is running",
                                   details={"running_id": running.backup_id})
     now = utcnow()
-    verification = Verification(backup_id=backup_id, trigger=trigger, status="running", started_at=now,
-                                heartbeat_at=now)
+    verification = Verification(backup_id=backup_id, trigger=trigger, status="running", started_at=now)
     uow.session.add(verification)
     try:
         uow.session.flush()
@@ -161,11 +175,13 @@ def reap_silent(uow, now: datetime | None = None) -> list[str]:
     now = now or utcnow()
     limit = now - SILENCE_LIMIT
     reaped = []
-    for backup in uow.session.scalars(select(Backup).where(Backup.status == "running", Backup.heartbeat_at < limit)):
+    silent_backup = or_(Backup.heartbeat_at < limit, and_(Backup.heartbeat_at.is_(None), Backup.started_at < limit))
+    for backup in uow.session.scalars(select(Backup).where(Backup.status == "running", silent_backup)):
         fail_backup(uow, backup.id, "interrupted: the backup process stopped before it finished")
         reaped.append(backup.id)
-    for verification in uow.session.scalars(select(Verification).where(
-            Verification.status == "running", Verification.heartbeat_at < limit)):
+    silent = or_(Verification.heartbeat_at < limit,
+                 and_(Verification.heartbeat_at.is_(None), Verification.started_at < limit))
+    for verification in uow.session.scalars(select(Verification).where(Verification.status == "running", silent)):
         abandon_verification(uow, verification.id, "interrupted: the verifying process stopped before it finished")
     return reaped
 

@@ -256,6 +256,9 @@ def failure_reason(exc: BaseException) -> str:
 def run_backup(job: Job, backup_id: str, verify: bool) -> bool:
     """Capture, copy off-site, optionally verify, apply retention; True when the backup is done."""
     uow = job.uow
+    if not uow.write(lambda: commands.claim_backup(uow, backup_id)):
+        log.warning("backup %s is not waiting for a worker (another one has it); nothing to do", backup_id)
+        return True
     backup = commands.get_backup(uow.session, backup_id)
     started_at, trigger = backup.started_at, backup.trigger
     uow.close()
@@ -402,6 +405,9 @@ def verify_backup(job: Job, backup_id: str, trigger: str, verification_id: str |
     uow = job.uow
     if verification_id is None:
         verification_id = uow.write(lambda: commands.start_verification(uow, backup_id, trigger).id)
+    if not uow.write(lambda: commands.claim_verification(uow, verification_id)):
+        log.warning("verification %s is not waiting for a worker (another one has it); nothing to do", verification_id)
+        return True
     backup = commands.get_backup(uow.session, backup_id)
     archive, expected = job.backup_dir / (backup.file_name or ""), backup.sha256
     uow.close()

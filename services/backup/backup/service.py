@@ -5,6 +5,7 @@ tells /health how fresh the newest verified backup is. The work itself runs in a
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from backup import commands, domain
 from backup.jobs import Jobs
@@ -38,6 +39,10 @@ class CatalogueDatabase(Database):
         log.info("backups: schedule %r, key id %s (%s)", settings.backup_schedule, keyring.current_id, keyring.source)
 
 
+def _accepted(backup) -> dict | None:
+    return None if backup is None else {"id": backup.id, "status": backup.status}
+
+
 def _admin(caller) -> Caller:
     caller = Caller.load(caller)
     if not caller.is_admin:
@@ -57,9 +62,11 @@ class BackupService:
         """``start_backup(caller)`` → ``{"id": ..., "status": "running"}``; the backup runs in the background.
         409 while another backup runs."""
         caller = _admin(caller)
-        backup = self.db.write(lambda: commands.start_backup(self.db, "manual", requested_by=caller.id))
-        self.jobs.launch("backup", backup.id)
-        return {"id": backup.id, "status": backup.status}
+        # the result is JSON: a redelivered request gets it back from the command log (the worker it would
+        # launch again finds the backup claimed and does nothing)
+        started = self.db.write(lambda: _accepted(commands.start_backup(self.db, "manual", requested_by=caller.id)))
+        self.jobs.launch("backup", started["id"])
+        return started
 
     @rpc
     def list_backups(self, caller, query=None):
@@ -79,8 +86,8 @@ class BackupService:
         """Restore the backup into scratch databases and compare every table, in the background:
         ``verify_backup(caller, id)`` → ``{"id": ..., "status": "done", "verifying": true}``."""
         _admin(caller)
-        verification = self.db.write(lambda: commands.start_verification(self.db, backup_id, "manual"))
-        self.jobs.launch("verify", verification.id)
+        verification_id = self.db.write(lambda: commands.start_verification(self.db, backup_id, "manual").id)
+        self.jobs.launch("verify", verification_id)
         backup = commands.get_backup(self.db.reader, backup_id)
         return {"id": backup.id, "status": backup.status, "verifying": True}
 
@@ -95,14 +102,15 @@ class BackupService:
         """Start the backup of the schedule's latest tick if no replica has (the tick is unique in the
         catalogue, so one backup runs per tick); mark jobs whose worker died as failed."""
         self.db.write(lambda: commands.reap_silent(self.db))
-        first_started = self.db.write(lambda: commands.installation_started(self.db))
+        first_started = self.db.write(lambda: commands.installation_started(self.db).isoformat())
+        first_started = datetime.fromisoformat(first_started)
         tick = domain.due_tick(self.settings.backup_schedule, utcnow())
         if tick < first_started:
             return  # ticks before this installation first started are not owed
         try:
-            backup = self.db.write(lambda: commands.start_backup(self.db, "schedule", tick=tick))
+            started = self.db.write(lambda: _accepted(commands.start_backup(self.db, "schedule", tick=tick)))
         except commands.BackupRunning:
             return  # the tick is taken once the running backup ends
-        if backup is not None:
-            log.info("scheduled backup %s for %s", backup.id, tick.isoformat())
-            self.jobs.launch("backup", backup.id)
+        if started is not None:
+            log.info("scheduled backup %s for %s", started["id"], tick.isoformat())
+            self.jobs.launch("backup", started["id"])
