@@ -128,6 +128,9 @@ class ErrorBodySchema(Schema):
     stage_id = fields.String(metadata={"description": "with conflict on removing a stage: the stage that has deals"})
     deals = fields.Integer(metadata={"description": "with conflict on removing a stage: how many deals are in it"})
     retry_after = fields.Integer(metadata={"description": "with rate_limited: seconds to wait (also Retry-After)"})
+    running_id = fields.String(metadata={
+        "description": "with conflict on starting a backup or a verification: the backup that is running or being "
+                       "verified"})
     request_id = fields.String(metadata={
         "description": "with 5xx: the request's X-Request-Id; after a 503 on a write without Idempotency-Key, "
                        "repeat it with `Idempotency-Key: <request_id>` to get its outcome"

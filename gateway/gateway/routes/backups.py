@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from crm_common.contracts.backup import BackupAcceptedSchema, BackupQuerySchema, BackupSchema
+from crm_common.contracts.backup import (
+    BackupAcceptedSchema,
+    BackupQuerySchema,
+    BackupSchema,
+    VerificationAcceptedSchema,
+)
 from crm_common.schemas import page_schema
 from gateway.http import api
 from gateway.routes.common import query_args
@@ -32,10 +37,11 @@ class BackupRoutes:
         verified, verified_at, error}``."""
         return self.backup_rpc.get_backup(caller.dump(), backup_id)
 
-    @api("POST", "/backups/<backup_id>/verify", status=202, roles=("admin",), response=BackupAcceptedSchema,
+    @api("POST", "/backups/<backup_id>/verify", status=202, roles=("admin",), response=VerificationAcceptedSchema,
          errors=(403, 404, 409), summary="Verify a backup", tag="backups")
     def verify_backup(self, request, caller, backup_id):
         """Restore the backup into scratch databases and compare every table's rows and content with what was
-        captured, in the background: 202; ``GET /backups/{id}`` shows ``verified`` and ``verified_at`` when
-        done. 409 for a backup that is not finished, or while another verification runs."""
+        captured, in the background: 202 ``{"id": ..., "status": "done", "verifying": true}``; ``GET /backups/{id}``
+        shows ``verified`` and ``verified_at`` when done. 409 for a backup that is not finished, or while another
+        verification runs."""
         return 202, self.backup_rpc.verify_backup(caller.dump(), backup_id)

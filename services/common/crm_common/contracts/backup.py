@@ -43,5 +43,9 @@ class BackupAcceptedSchema(Schema):
     status = fields.String()
 
 
+class VerificationAcceptedSchema(BackupAcceptedSchema):
+    verifying = fields.Boolean()
+
+
 class BackupQuerySchema(PageQuerySchema):
     status = fields.String(validate=validate.OneOf(STATUSES))
