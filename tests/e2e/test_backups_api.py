@@ -97,6 +97,8 @@ def own_crm(run_id, pg_url, tmp_path_factory):
         "CRM_HTTP_PORT": str(find_free_port()), "CRM_DATA_DIR": str(tmp_path_factory.mktemp("restore-data")),
         "CRM_RATE_LIMIT_PER_MINUTE": "0", "CRM_OUTBOX_POLL_S": "0.2", "CRM_LOG_LEVEL": "WARNING",
         "CRM_DB_POOL_SIZE": "3", "CRM_BACKUP_OFFSITE": str(offsite), "CRM_BACKUP_REPLAY_WINDOW_S": "600",
+        # the services the round trip needs, not more: PostgreSQL's 100 connections are shared by every run
+        "CRM_SERVICES": "clients,deals,backup",
     }
     logs = tmp_path_factory.mktemp("restore-logs")
     state = {"system": start_system(env, logs / "first.log")}

@@ -172,7 +172,8 @@ def test_two_replicas_take_exactly_one_backup_per_scheduled_tick(container_facto
         settled = [b for b in items if b["trigger"] == "schedule" and b["verified"] is not None]
         return items if len(settled) >= 2 else None
 
-    poll(scheduled_and_verified, timeout=60, interval=0.3, message="two scheduled backups")
+    # each backup is verified (a restore of every database) before the next tick can take the lease
+    poll(scheduled_and_verified, timeout=150, interval=0.5, message="two scheduled backups")
     for replica in replicas:
         replica.stop()
 
