@@ -1,6 +1,7 @@
 # One image for every CRM process; docker-compose.yml picks the process with the command, e.g.
 #   sh -c "python -m crm_common.migrate clients && exec nameko run --config config.yml clients.service:ClientsService"
-FROM python:3.11-slim
+# trixie: its postgresql-client (17) can dump the compose file's PostgreSQL 16; bookworm's 15 cannot
+FROM python:3.11-slim-trixie
 
 # Logs are JSON lines: keep the libraries' deprecation notices out of them (nameko imports pkg_resources).
 ENV PYTHONUNBUFFERED=1 \
@@ -10,6 +11,11 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_ROOT_USER_ACTION=ignore
 
 WORKDIR /app
+
+# The backup service runs pg_dump/pg_restore and copies archives off-site with rclone.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends postgresql-client rclone \
+    && rm -rf /var/lib/apt/lists/*
 
 # Third-party dependencies change far less often than the code, so this layer stays cached.
 COPY requirements.txt constraints.txt ./
@@ -26,7 +32,7 @@ RUN pip install --no-deps --no-build-isolation --config-settings editable_mode=c
     && python -m compileall -q services gateway \
     && groupadd --system --gid 10001 crm \
     && useradd --system --uid 10001 --gid crm --no-create-home --home-dir /app crm \
-    && mkdir -p var && chown crm:crm var
+    && mkdir -p var backups && chown crm:crm var backups
 
 # Numeric, so orchestrators that insist on a non-root user (runAsNonRoot) can verify it.
 USER 10001:10001

@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 REPLICAS ?=
 RUN_ARGS := $(if $(REPLICAS),--replicas $(REPLICAS))
 
-.PHONY: venv run demo test test-unit test-integration test-e2e fuzz bench lint migrate clean
+.PHONY: venv tools run demo test test-unit test-integration test-e2e fuzz bench lint migrate clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt services/*/pyproject.toml gateway/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -22,16 +22,21 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt services/*/pypro
 
 venv: $(STAMP)
 
-run: venv
+# pg_dump/pg_restore and rclone for the backup service (Debian packages), installed if missing
+tools:
+	scripts/ensure_tools.sh
+
+run: venv tools
 	$(PY) scripts/run.py $(RUN_ARGS)
 
-demo: venv
+demo: venv tools
 	$(PY) scripts/run.py --demo $(RUN_ARGS)
 
 migrate: venv
 	$(PY) -m crm_common.migrate
 
 test: venv
+	scripts/ensure_tools.sh --test
 	scripts/ensure_infra.sh
 	$(PY) -m pytest tests
 
@@ -39,10 +44,12 @@ test-unit: venv
 	$(PY) -m pytest tests/unit tests/contracts
 
 test-integration: venv
+	scripts/ensure_tools.sh --test
 	scripts/ensure_infra.sh
 	$(PY) -m pytest tests/integration
 
 test-e2e: venv
+	scripts/ensure_tools.sh --test
 	scripts/ensure_infra.sh
 	$(PY) -m pytest tests/e2e
 
@@ -52,6 +59,7 @@ fuzz: venv
 	$(PY) scripts/fuzz.py $(FUZZ_ARGS)
 
 bench: venv
+	scripts/ensure_tools.sh
 	scripts/ensure_infra.sh
 	$(PY) -m bench
 

@@ -75,6 +75,8 @@ def parse_args(argv):
     parser.add_argument("--load-processes", type=int, default=2,
                         help="load generator processes (workers are spread over them); default: one per core")
     parser.add_argument("--port", type=int, help="the gateway's port (default: a free one)")
+    parser.add_argument("--backup-only", action="store_true",
+                        help="measure only the backup (crm-backup run/verify/restore against plain pg_dump)")
     parser.add_argument("--reliability", choices=("on", "off", "only"), default="on",
                         help="the command-log cost and broker-recovery measurements (on a private RabbitMQ node and "
                              "databases of their own); 'only' runs nothing else, without seeding")
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
-    from bench import imports, load, markdown, reliability, replicas, report, stuck, system
+    from bench import backup, imports, load, markdown, reliability, replicas, report, stuck, system
     from bench import reports as report_bench
     from bench import tasks as task_bench
     from bench.people import People
@@ -141,10 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         results["data"] = report.row_counts()
         results["settled_s"] = system.settle()
         say(f"the machine settled after {results['settled_s']} s")
-        import_sizes = [int(n) for n in args.import_rows.split(",") if n.strip()]
-        if args.only_import:
-            scenarios = []
-        workload = Workload(identity, size.sample) if scenarios else None
+        import_sizes = [] if args.backup_only else [int(n) for n in args.import_rows.split(",") if n.strip()]
+        only_one_part = args.only_import or args.backup_only
+        if only_one_part:
+            scenarios, levels = [], []
+        workload = None if only_one_part else Workload(identity, size.sample)
         wants_reports = any(s.startswith("report_") for s in scenarios)
         if wants_reports and (not args.reuse or args.rebuild):
             say("filling the reports read model: crm-reports rebuild")
@@ -203,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"replicas: GET /clients/{{id}} x{row['concurrency']}: 1 → {row.get(1, {}).get('rps')} req/s, "
                     f"2 → {row.get(2, {}).get('rps')} req/s, ratio {row.get('ratio')}")
 
-        scans = set() if args.only_import else set(args.scans.split(","))
+        scans = set() if only_one_part else set(args.scans.split(","))
         if "stuck" in scans:
             say(f"stuck scan: {size.newly_stuck} newly stuck deals per pass")
             results["stuck"] = stuck.measure(size.newly_stuck)
@@ -212,13 +215,17 @@ def main(argv: list[str] | None = None) -> int:
             say(f"overdue scan: {size.newly_overdue} newly overdue tasks per pass")
             results["overdue"] = task_bench.measure(size.newly_overdue)
             say(f"overdue scan: {json.dumps({k: v for k, v in results['overdue'].items() if k != 'due_query_plan'})}")
-        if not args.only_import:
+        if not only_one_part:
             head = Caller(identity.head_id, "head", identity.branch_id)
             results["plans"] = service_plans(head, workload.terms[:500], workload.plan_deal_filter())
         if import_sizes:
             say(f"imports of {', '.join(f'{n:,}' for n in import_sizes)} rows (10% duplicates)")
             managers = [f"manager{index:03d}@bench.local" for index in range(len(identity.managers))]
             results["imports"] = imports.measure(crm, identity.head_token, size.clients, managers, import_sizes, say)
+        if not args.only_import:
+            say("backup: plain pg_dump, crm-backup run, pg_dump again, crm-backup verify")
+            results["backup"] = backup.measure_backup(crm.log_dir / "data")
+            say(f"backup: {backup.summary(results['backup'])}")
     finally:
         results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         path = system.RESULTS / f"{stamp}-{results['mode']}.json"
@@ -226,11 +233,22 @@ def main(argv: list[str] | None = None) -> int:
         say(f"raw numbers: {path}")
         say("stopping the CRM")
         crm.stop()
-    if args.reliability != "off" and not args.only_import:
+    if results.get("backup"):
+        say("backup: crm-backup restore (the CRM stopped)")
+        backup.measure_restore(crm.log_dir / "data", results["backup"])
+        say(f"backup: restore {results['backup']['restore']['seconds']} s")
+        path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+
+    if args.reliability != "off" and not args.only_import and not args.backup_only:
         results["reliability"] = reliability.measure(args.load_processes, size.warmup_s, duration, say=say)
         path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
 
     # only a complete full run may replace docs/benchmarks.md; a quick or partial one reports beside its numbers
+    if args.backup_only:
+        target = system.RESULTS / f"benchmarks-backup-{results['mode']}.md"
+        target.write_text("\n".join(markdown.backup_section(results)) + "\n", encoding="utf-8")
+        say(f"report: {target}")
+        return 0
     complete = (not args.quick and scenarios == list(SCENARIOS) and levels == [1, 10, 50]
                 and duration == FULL.duration_s and args.reliability == "on" and args.scans == "stuck,overdue"
                 and not args.only_import)

@@ -93,6 +93,8 @@ def write(results: dict, path: Path) -> None:
     _resources(results, add)
     _reports(results, add)
     _stuck(results, add)
+    for line in backup_section(results):
+        add(line)
     _reliability(results, add)
     _overdue(results, add)
     _imports(results, add)
@@ -258,6 +260,39 @@ def _imports(results: dict, add) -> None:
             f"{memory['gateway']['before_mb']} → {memory['gateway']['peak_mb']} | "
             f"{memory['clients']['before_mb']} → {memory['clients']['peak_mb']} | {run['events_published_s_after_done']} |")
     add("")
+def backup_section(results: dict) -> list[str]:
+    """The backup benchmark (bench/backup.py) as markdown lines; empty if it did not run."""
+    b = results.get("backup")
+    if not b:
+        return []
+    mib = 2**20
+    lines = [
+        "## Backups\n",
+        f"Data: {results.get('data', {}).get('clients', '?'):,} clients, {results.get('data', {}).get('deals', '?'):,} deals "
+        f"({results.get('data', {}).get('stage_history', '?'):,} stage history rows) in {len(b['databases'])} databases "
+        f"({', '.join(b['databases'])}). Baseline: `pg_dump --format=custom` of each database to a file, one after the "
+        "other, before and after the backup; the faster is the bar. The backup is `crm-backup run`: snapshots, "
+        "pg_dump streamed through AES-256-GCM into one archive, row counts and content checksums of every table, "
+        "the manifest (no off-site target in the benchmark).\n",
+        "| measure | value | target |",
+        "|---|---:|---|",
+        f"| plain pg_dump of every database | {b['pg_dump']['seconds']} s (before {b['pg_dump']['before']['seconds']} s, "
+        f"after {b['pg_dump']['after']['seconds']} s) | baseline |",
+        f"| full backup (`crm-backup run`) | {b['backup']['seconds']} s = **{b['ratio']} × pg_dump** | ≤ 1.5 × "
+        f"({'PASS' if b['ratio'] is not None and b['ratio'] <= 1.5 else 'MISS'}) |",
+        f"| archive size | {b['archive_bytes'] / mib:.1f} MiB (plain dumps {b['pg_dump']['bytes'] / mib:.1f} MiB) | reported |",
+        f"| verification (`crm-backup verify`: decrypt, restore into scratch databases, compare every table) | "
+        f"{b['verify']['seconds']} s | reported |",
+    ]
+    if "restore" in b:
+        lines.append(f"| restore of every database (`crm-backup restore --yes`: scratch, compare, swap) | "
+                     f"{b['restore']['seconds']} s | reported |")
+    lines += [
+        f"| peak RSS of the backup process | {b['backup']['peak_rss_mb']} MiB (its pg_dump: "
+        f"{b['backup']['peak_rss_children_mb']} MiB); verify {b['verify']['peak_rss_mb']} MiB | reported |",
+        "",
+    ]
+    return lines
 
 
 def _stuck(results: dict, add) -> None:

@@ -190,6 +190,22 @@ def health(url: str) -> dict | None:
         return None
 
 
+def backup_lines(settings: Settings) -> str:
+    """Where the backups go and which key encrypts them (the development key is made here, once)."""
+    if "backup" not in settings.services:
+        return ""
+    from backup.engine import backup_dir
+    from backup.keys import ensure_dev_key
+
+    if settings.backup_key.strip():
+        key = "CRM_BACKUP_KEY"
+    else:
+        key = f"{ensure_dev_key(settings)} (development key: keep a copy off this machine)"
+    return (f"  Backups:         {backup_dir(settings)}, schedule '{settings.backup_schedule}'"
+            f"{', off-site ' + settings.backup_offsite if settings.backup_offsite else ', no off-site target'}\n"
+            f"  Backup key:      {key}\n")
+
+
 def listening(children: list[Child], port: int) -> list[str]:
     """The gateway processes that listen on the port now (replicas share it, so /health alone cannot
     tell whether every one of them is up)."""
@@ -234,6 +250,7 @@ def announce(settings: Settings, http: Http, gateways: list[Child], args: argpar
         f"  Reachable from:  {reach}\n"
         f"  Log in as:       {settings.admin_email} / {password}\n"
         f"  Data:            {data_location}\n"
+        f"{backup_lines(settings)}"
         f"  Tokens signed:   with {key}\n"
         f"  Processes:       {args.replicas} of each service and of the gateway\n"
         "  Stop with Ctrl-C.\n",

@@ -5,4 +5,5 @@ CREATE DATABASE crm_clients;
 CREATE DATABASE crm_deals;
 CREATE DATABASE crm_tasks;
 CREATE DATABASE crm_reports;
+CREATE DATABASE crm_backup;
 CREATE DATABASE crm_gateway;

@@ -135,6 +135,9 @@ class ErrorBodySchema(Schema):
     merged_into = fields.String(metadata={"description": "with conflict on a write to a merged client: the client it was "
                                                          "merged into"})
     retry_after = fields.Integer(metadata={"description": "with rate_limited: seconds to wait (also Retry-After)"})
+    running_id = fields.String(metadata={
+        "description": "with conflict on starting a backup or a verification: the backup that is running or being "
+                       "verified"})
     request_id = fields.String(metadata={
         "description": "with 5xx: the request's X-Request-Id; after a 503 on a write without Idempotency-Key, "
                        "repeat it with `Idempotency-Key: <request_id>` to get its outcome"

@@ -18,6 +18,7 @@ from gateway.auth import Auth
 from gateway.idempotency import Idempotency, purge_expired
 from gateway.models import Base
 from gateway.ratelimit import RateLimit
+from gateway.routes.backups import BackupRoutes
 from gateway.routes.clients import ClientRoutes
 from gateway.routes.deals import DealRoutes
 from gateway.routes.identity import IdentityRoutes
@@ -41,7 +42,7 @@ class IdentityDatabase(Database):
 
 
 class GatewayService(IdentityRoutes, ClientRoutes, MergeRoutes, ImportRoutes, DealRoutes, TaskRoutes, NotificationRoutes,
-                     ReportRoutes, SystemRoutes):
+                     ReportRoutes, BackupRoutes, SystemRoutes):
     name = "gateway"
 
     db = IdentityDatabase(Base)
@@ -53,6 +54,7 @@ class GatewayService(IdentityRoutes, ClientRoutes, MergeRoutes, ImportRoutes, De
     deals_rpc = RpcProxy("deals")
     tasks_rpc = RpcProxy("tasks")
     reports_rpc = RpcProxy("reports")
+    backup_rpc = RpcProxy("backup")
     services = ClusterRpc(timeout=2)
 
     @rpc

@@ -112,9 +112,8 @@ def test_a_crm_error_outside_the_shared_classes_is_not_mistaken_for_one():
 
 
 def test_an_incomplete_checklist_reaches_the_gateway_as_409_checklist_incomplete_with_the_steps():
-    from tasks.exceptions import ChecklistItemNotFound, TaskNotFound
-
     from crm_common.errors import ChecklistIncomplete
+    from tasks.exceptions import ChecklistItemNotFound, TaskNotFound
 
     received = over_the_wire(ChecklistIncomplete("1 step(s) not done", fields={"checklist.1": ["Not done."]},
                                                  details={"undone": [1]}))

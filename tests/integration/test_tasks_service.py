@@ -8,12 +8,12 @@ import eventlet
 import pytest
 from nameko.standalone.events import event_dispatcher
 from sqlalchemy import create_engine, text
-from tasks.service import TasksService
 
 from clients.service import ClientsService
 from crm_common.schemas import iso
 from crm_common.testing.fixtures import poll
 from deals.service import DealsService
+from tasks.service import TasksService
 
 STAGES = [
     {"name": "Новая", "kind": "open", "max_days": 0.00001},  # stuck within a second

@@ -24,11 +24,24 @@ class GatewayHealthSchema(Schema):
     database = fields.String(metadata={"description": "ok, or down: <reason>"})
 
 
+class BackupsHealthSchema(Schema):
+    status = fields.String(metadata={"enum": ["ok", "stale", "unknown"]})
+    error = fields.String(metadata={"description": "why the freshness is unknown (the backup service is down)"})
+    last_verified_id = fields.String(allow_none=True)
+    last_verified_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    age_s = fields.Float(allow_none=True, metadata={"description": "age of the newest verified backup"})
+    stale = fields.Boolean(metadata={"description": "older than two schedule periods (the HTTP status stays 200)"})
+    stale_after = fields.String(metadata={"format": "date-time"})
+    schedule = fields.String()
+    next_run_at = fields.String(metadata={"format": "date-time"})
+
+
 class HealthSchema(Schema):
     status = fields.String(metadata={"enum": ["ok", "degraded"]})
     gateway = fields.Nested(GatewayHealthSchema)
     bus = fields.String(metadata={"enum": ["ok", "down"]})
     services = fields.Dict(keys=fields.String(), values=fields.Nested(ServiceHealthSchema))
+    backups = fields.Nested(BackupsHealthSchema)
     checked_in_ms = fields.Float()
 
 
@@ -38,8 +51,9 @@ class SystemRoutes:
     @api("GET", "/health", prefix="", public=True, response=HealthSchema, answers={503: HealthSchema},
          summary="Health of the bus and every service", tag="system")
     def health(self, request, caller):
-        """200 ``{"status": "ok", "bus": "ok", "services": {...}}`` when the gateway's database, the bus and
-        every service answer; 503 with the same shape saying which part is down otherwise."""
+        """200 ``{"status": "ok", "bus": "ok", "services": {...}, "backups": {"status": "ok", "age_s": 3600.0,
+        "stale": false, ...}}`` when the gateway's database, the bus and every service answer; 503 with the
+        same shape saying which part is down otherwise. Stale backups show in ``backups``, not in the status."""
         report = {"status": "ok", "gateway": {"database": "ok"}, "bus": "ok", "services": {}}
         try:
             self.db.ping()
@@ -57,8 +71,19 @@ class SystemRoutes:
                     report["bus"] = "down"
             else:
                 report["services"][name] = {"status": "ok", **result}
+        if "backup" in names:
+            report["backups"] = self._backup_freshness(report["services"]["backup"])
         report["checked_in_ms"] = round((time.monotonic() - started) * 1000, 1)
         return (200 if report["status"] == "ok" else 503), report
+
+    @staticmethod
+    def _backup_freshness(answer: dict) -> dict:
+        """The age of the newest verified backup; a stale one is reported, and the status stays 200
+        (load balancers read it: old backups do not make the API unusable)."""
+        if answer.get("status") != "ok":
+            return {"status": "unknown", "error": "the backup service does not answer"}
+        backups = answer.pop("backups", None) or {}
+        return {"status": "stale" if backups.get("stale") else "ok", **backups}
 
     def _ping_service(self, name: str) -> dict:
         started = time.monotonic()

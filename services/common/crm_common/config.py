@@ -102,6 +102,20 @@ class Settings:
     import_poll_s: float = 2.0
     import_lease_s: float = 30.0
     service_database_urls: dict[str, str] = field(default_factory=dict)
+    # the backup service (services/backup, docs/operations.md "Backups and restore")
+    backup_dir: str = ""  # empty: <data_dir>/backups
+    backup_key: str = ""  # empty: a development key in <data_dir>/backup.key; production refuses to start
+    backup_old_keys: str = ""
+    backup_offsite: str = ""
+    backup_schedule: str = "0 3 * * *"
+    backup_keep_last: int = 7
+    backup_keep_daily: int = 7
+    backup_keep_weekly: int = 4
+    backup_keep_monthly: int = 6
+    backup_check_interval_s: float = 30.0
+    backup_replay_window_s: int = 3600
+    backup_rclone_retries: int = 3
+    backup_pg_bin: str = ""  # folder of pg_dump/pg_restore; empty: found on PATH
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> Settings:
@@ -163,6 +177,8 @@ class Settings:
             problems.append(f"CRM_SECRET_KEY must be set to a random string of {MIN_SECRET_KEY_LENGTH}+ characters")
         if self.admin_password == DEV_ADMIN_PASSWORD:
             problems.append("CRM_ADMIN_PASSWORD must not be the development default")
+        if "backup" in self.services and not self.backup_key.strip():
+            problems.append("CRM_BACKUP_KEY must be set (archives are encrypted with it; `crm-backup keygen` makes one)")
         if not self.command_log:
             problems.append("CRM_COMMAND_LOG=off is for measurements only: writes could run twice")
         if problems:

@@ -149,6 +149,32 @@ class ScriptEvent(EventSchema):
     script = fields.Nested(ScriptSchema, required=True)
 
 
+class BackupEvent(EventSchema):
+    backup_id = fields.String(required=True)
+    trigger = fields.String(required=True)  # manual | schedule
+
+
+class BackupStarted(BackupEvent):
+    pass
+
+
+class BackupCompleted(BackupEvent):
+    size_bytes = fields.Integer(required=True)
+    sha256 = fields.String(required=True)
+    services = fields.List(fields.String(), required=True)
+    copies = fields.List(fields.Dict(), required=True)  # [{target, status}]
+
+
+class BackupFailed(BackupEvent):
+    # capture (the backup itself), copy (one off-site target) or verify (a restore test that did not match)
+    stage = fields.String(required=True)
+    error = fields.String(required=True)
+    target = fields.String(load_default=None, allow_none=True)
+
+
+class BackupVerified(BackupEvent):
+    verified_at = AwareDateTime(required=True)
+    tables = fields.Integer(required=True)  # how many tables were compared
 class TaskEvent(EventSchema):
     task = fields.Nested(TaskSchema, required=True)
 
@@ -211,6 +237,12 @@ EVENTS_BY_SOURCE: dict[str, dict[str, type[EventSchema]]] = {
         "penalty_waived": PenaltyWaived,
         "complaint_created": ComplaintEvent,
         "complaint_resolved": ComplaintEvent,
+    },
+    "backup": {
+        "backup_started": BackupStarted,
+        "backup_completed": BackupCompleted,
+        "backup_failed": BackupFailed,
+        "backup_verified": BackupVerified,
     },
     "gateway": {
         "user_created": UserCreated,

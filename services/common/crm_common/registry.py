@@ -41,6 +41,8 @@ REGISTRY: tuple[ServiceSpec, ...] = (
     ServiceSpec("deals", "deals.service:DealsService", "services/deals"),
     ServiceSpec("tasks", "tasks.service:TasksService", "services/tasks"),
     ServiceSpec("reports", "reports.service:ReportsService", "services/reports"),
+    # two replicas take turns: each scheduled tick is leased in the catalogue, so one backup runs per tick
+    ServiceSpec("backup", "backup.service:BackupService", "services/backup"),
     ServiceSpec("gateway", "gateway.service:GatewayService", "gateway", http=True),
 )
 

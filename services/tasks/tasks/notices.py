@@ -62,7 +62,11 @@ COMPLAINT = Notice(
 )
 
 # events handled only to tell people: one line each (see the module docstring)
-ON_EVENTS: dict[str, Notice] = {}
+ON_EVENTS: dict[str, Notice] = {
+    # the backup service's failures (capture, an off-site copy, a verification) reach every administrator
+    "backup_failed": Notice("backup_failed", (ADMINS,), "Backup {backup_id} failed ({stage}): {error}", "backup",
+                            "backup_id"),
+}
 
 
 class People:

@@ -141,6 +141,7 @@ def test_the_development_key_published_in_the_repository_is_refused_everywhere(e
         ({"secret_key": DEV_SECRET_KEY, "admin_password": "a-real-password"}, "CRM_SECRET_KEY"),
         ({"secret_key": STRONG_KEY}, "CRM_ADMIN_PASSWORD"),
         ({"secret_key": STRONG_KEY, "admin_password": DEV_ADMIN_PASSWORD}, "CRM_ADMIN_PASSWORD"),
+        ({"secret_key": STRONG_KEY, "admin_password": "a-real-password"}, "CRM_BACKUP_KEY"),
     ],
 )
 def test_production_refuses_to_start_with_a_default_or_weak_secret(crm, named):
@@ -150,8 +151,19 @@ def test_production_refuses_to_start_with_a_default_or_weak_secret(crm, named):
     assert named in str(error.value)
 
 
+BACKUP_KEY = "p7Kc0V0b0m1u0dG5zcXx8aKq3wQ3n2Jg6fDq1c5y8Xk"
+
+
+def test_production_without_the_backup_service_needs_no_backup_key():
+    settings = Settings.from_config({"CRM": {"env": "production", "secret_key": STRONG_KEY,
+                                             "admin_password": "a-real-password", "services": "clients,deals"}})
+
+    assert settings.is_production
+
+
 def test_production_starts_with_real_secrets():
-    settings = Settings.from_config({"CRM": {"env": "production", "secret_key": STRONG_KEY, "admin_password": "a-real-password"}})
+    settings = Settings.from_config({"CRM": {"env": "production", "secret_key": STRONG_KEY, "admin_password": "a-real-password",
+                                             "backup_key": BACKUP_KEY}})
 
     assert settings.is_production
     assert settings.secret_key == STRONG_KEY

@@ -12,13 +12,13 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import update
-from tasks import commands
-from tasks.domain import Amount
-from tasks.models import Base, Task
 
 from crm_common.caller import Caller
 from crm_common.schemas import iso
 from crm_common.testing.uow import FakeUnitOfWork
+from tasks import commands
+from tasks.domain import Amount
+from tasks.models import Base, Task
 
 NORTH, SOUTH = str(uuid.uuid4()), str(uuid.uuid4())
 POLICY = commands.Policy(Amount(50000, "RUB"), complaint_sla_hours=24, stuck_task_hours=24)

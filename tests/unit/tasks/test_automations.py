@@ -5,11 +5,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
-from tasks import commands
-from tasks.models import ScheduledTask, Task
 
 from crm_common.errors import Forbidden, ValidationError
 from crm_common.schemas import iso
+from tasks import commands
+from tasks.models import ScheduledTask, Task
 
 
 def deal_event(office, deal, event_type="deal_created", occurred_at=None, **extra):

@@ -5,12 +5,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
-from tasks import commands, notices, repository
-from tasks.exceptions import ComplaintNotFound, NotificationNotFound
-from tasks.models import Notification, Task, User
 
 from crm_common.errors import BadRequest, Conflict, ValidationError, VersionConflict
 from crm_common.schemas import PageQuerySchema, iso
+from tasks import commands, notices, repository
+from tasks.exceptions import ComplaintNotFound, NotificationNotFound
+from tasks.models import Notification, Task, User
 from tests.unit.tasks.conftest import user_event
 
 
@@ -132,6 +132,21 @@ def test_an_event_that_only_tells_people_is_one_line_in_on_events(office, monkey
     rows = office.uow.read(lambda s: s.scalars(select(Notification)).all())
     assert {n.user_id for n in rows} == {office.admin.id, office.head.id}
     assert {n.text for n in rows} == {"Пользователь Анна изменён"} and {n.ref_id for n in rows} == {office.manager.id}
+
+
+def test_a_failed_backup_is_told_to_every_administrator_once(office):
+    from crm_common.events import validate_event
+
+    event = validate_event("backup_failed", {"branch_id": None, "backup_id": "b1", "trigger": "schedule",
+                                             "stage": "copy", "error": "offsite:crm: connection refused",
+                                             "target": "offsite:crm"})
+
+    assert office.uow.call(commands.notify_from_event, "backup_failed", event) is True
+    assert office.uow.call(commands.notify_from_event, "backup_failed", event) is False
+    rows = office.uow.read(lambda s: s.scalars(select(Notification)).all())
+    assert {n.user_id for n in rows} == {office.admin.id}
+    assert [n.text for n in rows] == ["Backup b1 failed (copy): offsite:crm: connection refused"]
+    assert rows[0].kind == "backup_failed" and rows[0].ref_id == "b1"
 
 
 def test_the_users_copy_keeps_the_newest_version_whatever_order_the_events_come_in(office):

@@ -4,12 +4,12 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
-from tasks import commands, repository
-from tasks.exceptions import PenaltyNotFound
-from tasks.models import Notification, Penalty
 
 from crm_common.errors import Conflict, Forbidden, ValidationError
 from crm_common.schemas import PageQuerySchema
+from tasks import commands, repository
+from tasks.exceptions import PenaltyNotFound
+from tasks.models import Notification, Penalty
 
 
 def page(**filters):

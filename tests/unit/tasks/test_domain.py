@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
-from tasks import domain
-from tasks.domain import ComplaintRules, PenaltyRules, TaskRules
 
 from crm_common.caller import Caller
 from crm_common.errors import ChecklistIncomplete, Conflict, Forbidden, ValidationError
+from tasks import domain
+from tasks.domain import ComplaintRules, PenaltyRules, TaskRules
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 BRANCH = str(uuid.uuid4())

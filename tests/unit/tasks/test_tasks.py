@@ -1,11 +1,11 @@
 """Tasks through their use cases: who may set, see, tick, complete, edit and cancel them."""
 
 import pytest
-from tasks import commands
-from tasks.exceptions import ChecklistItemNotFound, TaskNotFound
 
 from crm_common.errors import ChecklistIncomplete, Conflict, Forbidden, ValidationError, VersionConflict
 from crm_common.schemas import PageQuerySchema
+from tasks import commands
+from tasks.exceptions import ChecklistItemNotFound, TaskNotFound
 from tests.unit.tasks.conftest import later
 
 

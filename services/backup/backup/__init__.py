@@ -1,0 +1,1 @@
+"""The backup service: scheduled, encrypted, off-site, verified backups of every CRM database."""
