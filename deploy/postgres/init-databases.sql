@@ -4,4 +4,5 @@
 CREATE DATABASE crm_clients;
 CREATE DATABASE crm_deals;
 CREATE DATABASE crm_tasks;
+CREATE DATABASE crm_webhooks;
 CREATE DATABASE crm_gateway;

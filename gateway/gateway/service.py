@@ -24,6 +24,7 @@ from gateway.routes.identity import IdentityRoutes
 from gateway.routes.notifications import NotificationRoutes
 from gateway.routes.system import SystemRoutes
 from gateway.routes.tasks import TaskRoutes
+from gateway.routes.webhooks import WebhookRoutes
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,8 @@ class IdentityDatabase(Database):
             identity.bootstrap_admin(session, self.settings)
 
 
-class GatewayService(IdentityRoutes, ClientRoutes, DealRoutes, TaskRoutes, NotificationRoutes, SystemRoutes):
+class GatewayService(IdentityRoutes, ClientRoutes, DealRoutes, TaskRoutes, NotificationRoutes, WebhookRoutes,
+                     SystemRoutes):
     name = "gateway"
 
     db = IdentityDatabase(Base)
@@ -48,6 +50,7 @@ class GatewayService(IdentityRoutes, ClientRoutes, DealRoutes, TaskRoutes, Notif
     clients_rpc = RpcProxy("clients")
     deals_rpc = RpcProxy("deals")
     tasks_rpc = RpcProxy("tasks")
+    webhooks_rpc = RpcProxy("webhooks")
     services = ClusterRpc(timeout=2)
 
     @timer(interval=3600)

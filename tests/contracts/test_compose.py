@@ -35,7 +35,7 @@ INFRASTRUCTURE = {"rabbitmq", "postgres", "pgbouncer", "haproxy"}
 ENV_EXAMPLE = ROOT / ".env.example"
 CRM_SERVICES = tuple(spec.name for spec in REGISTRY)
 NAMEKO_SERVICES = backend_names()
-REQUIRED_SECRETS = ("CRM_SECRET_KEY", "CRM_ADMIN_PASSWORD", "POSTGRES_PASSWORD", "RABBITMQ_PASSWORD")
+REQUIRED_SECRETS = ("CRM_SECRET_KEY", "CRM_ADMIN_PASSWORD", "POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "CRM_WEBHOOK_KEY")
 TEST_SECRETS = {name: f"test-{name.lower().replace('_', '-')}-0123456789abcdef" for name in REQUIRED_SECRETS}
 
 # Compose's interpolation: $$, ${VAR}, ${VAR-default}, ${VAR:-default}, ${VAR?error}, ${VAR:?error}.

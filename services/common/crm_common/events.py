@@ -17,6 +17,7 @@ from crm_common.contracts.clients import ClientSchema, InteractionSchema
 from crm_common.contracts.deals import DealSchema
 from crm_common.contracts.identity import BranchSchema, UserSchema
 from crm_common.contracts.tasks import ComplaintSchema, PenaltySchema, TaskSchema
+from crm_common.contracts.webhooks import WebhookRefSchema
 from crm_common.schemas import AwareDateTime, iso, new_id
 
 
@@ -156,6 +157,15 @@ class ComplaintEvent(EventSchema):
     complaint = fields.Nested(ComplaintSchema, required=True)
 
 
+class WebhookFailed(EventSchema):
+    """A webhook's delivery failed for the whole retry period: its deliveries are held until it is re-activated."""
+
+    webhook = fields.Nested(WebhookRefSchema, required=True)
+    delivery_id = fields.String(required=True)
+    attempts = fields.Integer(required=True)
+    error = fields.String(required=True)
+
+
 # Every event, once, under the service that owns it (a name from crm_common/registry.py).
 EVENTS_BY_SOURCE: dict[str, dict[str, type[EventSchema]]] = {
     "clients": {
@@ -185,6 +195,9 @@ EVENTS_BY_SOURCE: dict[str, dict[str, type[EventSchema]]] = {
         "penalty_waived": PenaltyWaived,
         "complaint_created": ComplaintEvent,
         "complaint_resolved": ComplaintEvent,
+    },
+    "webhooks": {
+        "webhook_failed": WebhookFailed,
     },
     "gateway": {
         "user_created": UserCreated,

@@ -40,6 +40,7 @@ REGISTRY: tuple[ServiceSpec, ...] = (
     ServiceSpec("clients", "clients.service:ClientsService", "services/clients"),
     ServiceSpec("deals", "deals.service:DealsService", "services/deals"),
     ServiceSpec("tasks", "tasks.service:TasksService", "services/tasks"),
+    ServiceSpec("webhooks", "webhooks.service:WebhooksService", "services/webhooks"),
     ServiceSpec("gateway", "gateway.service:GatewayService", "gateway", http=True),
 )
 

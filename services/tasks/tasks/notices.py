@@ -62,7 +62,9 @@ COMPLAINT = Notice(
 )
 
 # events handled only to tell people: one line each (see the module docstring)
-ON_EVENTS: dict[str, Notice] = {}
+ON_EVENTS: dict[str, Notice] = {
+    "webhook_failed": Notice("webhook_failed", (ADMINS,), "Webhook {webhook[url]:.300} is failing ({error:.200}): fix the receiver, then set it active again", "webhook", "webhook.id"),  # noqa: E501
+}
 
 
 class People:
