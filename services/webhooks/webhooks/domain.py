@@ -100,7 +100,7 @@ def refusal(address, allow_private: bool) -> str | None:
         return f"{address} is a link-local address"
     if address.is_multicast or address.is_unspecified or address.is_reserved:
         return f"{address} is not a unicast address"
-    if address.is_private or not address.is_global:
+    if address.is_private or not address.is_global or getattr(address, "is_site_local", False):
         return f"{address} is a private or special-purpose address"
     return None
 
