@@ -124,3 +124,15 @@ def test_a_closed_port_fails_the_attempt_with_the_reason():
     outcome = sender.Sender(allow_private=True, timeout_s=2).post(f"http://127.0.0.1:{port}/", b"{}", {})
 
     assert not outcome.ok and "refused" in outcome.error.lower()
+
+
+def test_a_host_that_does_not_resolve_is_refused_when_saved_and_fails_a_delivery(monkeypatch):
+    def no_such_host(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
+
+    with pytest.raises(domain.UrlRefused, match="erp.example.com does not resolve"):
+        sender.check_url("https://erp.example.com/in", allow_private=False)
+    outcome = sender.Sender(allow_private=False, timeout_s=2).post("https://erp.example.com/in", b"{}", {})
+    assert not outcome.ok and "does not resolve" in outcome.error

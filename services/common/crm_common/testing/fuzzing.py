@@ -77,11 +77,14 @@ def prepare(api_base: str, admin_token: str) -> Fuzzing:
                            "client_id": client["id"], "due_at": "2099-01-01T00:00:00Z"})
     complaint = post("/complaints", {"client_id": client["id"], "subject": "Fuzzing", "text": "A complaint."})
     automation = post("/automations", {"event": "deal_won", "template_id": template["id"], "assign_to": "owner"})
+    # nothing listens on port 9 (discard): its deliveries fail and are retried, calling nothing but this machine
+    webhook = post("/webhooks", {"url": "http://127.0.0.1:9/fuzzing", "events": ["deal_won"],
+                                 "secret": f"fuzzing-secret-{tag}", "branch_id": branch["id"]})
     login = requests.post(api_base + "/auth/login", json={"email": head["email"], "password": PASSWORD}, timeout=30)
     ids = {"branch_id": branch["id"], "user_id": spare["id"], "client_id": client["id"],
            "pipeline_id": pipeline["id"], "deal_id": deal["id"], "script_id": script["id"],
            "template_id": template["id"], "task_id": task["id"], "complaint_id": complaint["id"],
-           "automation_id": automation["id"]}
+           "automation_id": automation["id"], "webhook_id": webhook["id"]}
     return Fuzzing(ids, login.json()["access_token"])
 
 
