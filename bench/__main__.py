@@ -10,7 +10,8 @@
 5. ``replicas``: GET /clients/{id} at 10 and 50 workers with one and with two processes of every service and of
    the gateway, restarting the CRM between the layouts (bench/replicas.py);
 6. then measures reliability on a CRM of its own (bench/reliability.py): POST /clients with and without the
-   command log, and how fast every service answers after a 10 s broker outage (1 and 2 replicas);
+   command log, and how fast every service answers after a 10 s broker outage (1 and 2 replicas); and outgoing
+   webhooks on another (bench/webhooks.py): deliveries per second, a healthy webhook beside a hanging receiver;
 7. writes bench/results/<time>.json and docs/benchmarks.md (a quick or partial run: bench/results/benchmarks-*.md);
 8. stops everything, also on errors and Ctrl-C.
 
@@ -71,6 +72,9 @@ def parse_args(argv):
                         help="the command-log cost and broker-recovery measurements (on a private RabbitMQ node and "
                              "databases of their own); 'only' runs nothing else, without seeding")
     parser.add_argument("--scans", default="stuck,overdue", help="comma-separated subset of stuck,overdue (or none)")
+    parser.add_argument("--webhooks", choices=("on", "off", "only"), default="on",
+                        help="webhook deliveries per second and a healthy webhook's delay beside a hanging receiver (on "
+                             "a CRM of its own); 'only' runs nothing else, without seeding")
     return parser.parse_args(argv)
 
 
@@ -108,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     say(f"machine: {results['machine']['cpu']} x{results['machine']['cores']}, load average {results['machine']['load_average']}")
     if args.reliability == "only":
         return _reliability_only(results, args, duration, stamp)
+    if args.webhooks == "only":
+        return _webhooks_only(results, stamp)
 
     if not args.reuse:
         system.reset_databases()
@@ -191,10 +197,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.reliability != "off":
         results["reliability"] = reliability.measure(args.load_processes, size.warmup_s, duration, say=say)
         path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+    if args.webhooks != "off":
+        from bench import webhooks
+
+        results["webhooks"] = webhooks.measure(say=say)
+        path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
 
     # only a complete full run may replace docs/benchmarks.md; a quick or partial one reports beside its numbers
     complete = (not args.quick and scenarios == list(SCENARIOS) and levels == [1, 10, 50]
-                and duration == FULL.duration_s and args.reliability == "on" and args.scans == "stuck,overdue")
+                and duration == FULL.duration_s and args.reliability == "on" and args.scans == "stuck,overdue"
+                and args.webhooks == "on")
     target = system.ROOT / "docs" / "benchmarks.md" if complete else system.RESULTS / f"benchmarks-{results['mode']}.md"
     markdown.write(results, target)
     say(f"report: {target}")
@@ -219,6 +231,21 @@ def _reliability_only(results: dict, args, duration: float, stamp: str) -> int:
     for line in report.verdict_lines(results):
         if "command log" in line or "broker outage" in line:
             say(line)
+    return 0
+
+
+def _webhooks_only(results: dict, stamp: str) -> int:
+    """``--webhooks only``: the webhook measurements alone; report in bench/results/."""
+    from bench import markdown, system, webhooks
+
+    results["mode"] = "webhooks"
+    results["webhooks"] = webhooks.measure(say=say)
+    results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    path = system.RESULTS / f"{stamp}-webhooks.json"
+    path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+    target = system.RESULTS / "benchmarks-webhooks.md"
+    markdown.write(results, target)
+    say(f"raw numbers: {path}; report: {target}")
     return 0
 
 

@@ -1,9 +1,9 @@
 """Use cases of the webhooks service. Each takes the unit of work (``uow``: session, emit, commit, ...), the
 caller and raw input; the entrypoint or the delivery worker around it commits.
 
-Delivering is three short transactions per attempt, none held open while a receiver is called:
-``claim`` leases due webhooks, ``prepare`` builds the signed request of a leased webhook's first pending
-delivery, ``finish`` records the attempt's outcome and ends the lease.
+Delivering takes short transactions, none held open while a receiver is called: ``claim`` leases due webhooks
+and builds the signed request of each one's first pending delivery; ``finish`` records an attempt's outcome and
+either ends the lease or, when the webhook's next delivery is already due, builds that one under the same lease.
 """
 
 from __future__ import annotations
@@ -193,21 +193,21 @@ class Job:
     unreadable: str | None = None  # why the secret could not be opened: the attempt fails without a request
 
 
-def claim(uow, limit: int, policy: Policy) -> list[tuple[str, str]]:
+def claim(uow, limit: int, policy: Policy, box: SecretBox) -> list[Job]:
+    """Lease up to ``limit`` due webhooks and prepare the request of each one's first pending delivery."""
     now = utcnow()
     tokens = (str(uuid.uuid4()) for _ in itertools.count())
-    return repo.claim(uow.session, limit, now, now + timedelta(seconds=policy.lease_s), tokens)
+    jobs = []
+    for webhook_id, token in repo.claim(uow.session, limit, now, now + timedelta(seconds=policy.lease_s), tokens):
+        job = _next_job(uow.session, uow.session.get(Webhook, webhook_id), token, box, now)
+        if job is not None:
+            jobs.append(job)
+    return jobs
 
 
-def prepare(uow, webhook_id: str, token: str, box: SecretBox) -> Job | None:
-    """The request for the leased webhook's first pending delivery; None (and the lease ended) when there is
-    nothing due after all, or the lease was lost."""
-    session = uow.session
-    hook = repo.leased(session, webhook_id, token)
-    if hook is None:
-        return None
-    first = repo.head(session, webhook_id)
-    now = utcnow()
+def _next_job(session, hook: Webhook, token: str, box: SecretBox, now: datetime) -> Job | None:
+    """The request for the leased webhook's first pending delivery if it is due; else the lease ends."""
+    first = repo.head(session, hook.id)
     if first is None or (first.next_attempt_at is not None and first.next_attempt_at > now):
         repo.release(session, hook)
         return None
@@ -220,17 +220,21 @@ def prepare(uow, webhook_id: str, token: str, box: SecretBox) -> Job | None:
     return Job(hook.id, token, first.seq, first.id, first.event_type, hook.url, body, headers, unreadable)
 
 
-def finish(uow, job: Job, outcome, at: datetime, policy: Policy) -> str:
+def finish(uow, job: Job, outcome, at: datetime, policy: Policy, box: SecretBox | None = None) -> tuple[str, Job | None]:
     """Record one attempt: delivered, or tried again later, or given up (the webhook is then failing, its
-    other deliveries held, and ``webhook_failed`` tells the administrators). Returns what happened."""
+    other deliveries held, and ``webhook_failed`` tells the administrators).
+
+    Returns what happened and, given ``box``, the webhook's next delivery if it is due now: the worker keeps the
+    lease and sends it next (one transaction per delivery while a webhook has a backlog); otherwise the lease ends.
+    """
     session = uow.session
     hook = repo.leased(session, job.webhook_id, job.token)
     if hook is None:
-        return "lost"  # deleted meanwhile, or the lease ran out and another worker took over
+        return "lost", None  # deleted meanwhile, or the lease ran out and another worker took over
     delivery = session.get(Delivery, job.seq)
     if delivery is None or delivery.status != "pending":
         repo.release(session, hook)
-        return "lost"
+        return "lost", None
     now = utcnow()
     delivery.attempt_count += 1
     session.add(Attempt(delivery_seq=delivery.seq, number=delivery.attempt_count, at=at,
@@ -252,8 +256,11 @@ def finish(uow, job: Job, outcome, at: datetime, policy: Policy) -> str:
             _mark_failing(uow, hook, delivery, outcome.error or "failed", now)
             result = "failed"
     session.flush()
+    if box is not None and result == "delivered":
+        hook.lease_until = now + timedelta(seconds=policy.lease_s)
+        return result, _next_job(session, hook, job.token, box, now)
     repo.release(session, hook)
-    return result
+    return result, None
 
 
 def _mark_failing(uow, hook: Webhook, delivery: Delivery, error: str, now: datetime) -> None:

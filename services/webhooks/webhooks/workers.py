@@ -27,6 +27,7 @@ from webhooks.sender import Outcome, Sender
 log = logging.getLogger(__name__)
 
 RETRY_MAX_S = 5.0
+DRAIN = 50  # deliveries a worker sends in a row for one webhook before its lease goes back
 
 
 class DeliveryWorkers(DependencyProvider):
@@ -97,32 +98,38 @@ class DeliveryWorkers(DependencyProvider):
             free = self.pool.free()
             if free <= 0:
                 break
-            claims = self._transaction(lambda uow, free=free: commands.claim(uow, free, self.policy))
-            for webhook_id, token in claims:
-                self.pool.spawn_n(self._deliver, webhook_id, token)
-            handed += len(claims)
-            if len(claims) < free:
+            jobs = self._transaction(lambda uow, free=free: commands.claim(uow, free, self.policy, self.box))
+            for job in jobs:
+                self.pool.spawn_n(self._deliver, job)
+            handed += len(jobs)
+            if len(jobs) < free:
                 break
         return handed
 
-    def _deliver(self, webhook_id: str, token: str) -> None:
+    def _deliver(self, job: commands.Job) -> None:
+        """Send the job; while the webhook's next delivery is due at once, send that too, up to ``DRAIN``
+        in a row (then the lease goes back, so webhooks with a backlog take turns when workers are short)."""
         try:
-            job = self._transaction(lambda uow: commands.prepare(uow, webhook_id, token, self.box))
-            if job is None:
-                return
-            at = utcnow()
-            if job.unreadable:
-                outcome = Outcome(False, None, job.unreadable, 0.0)
-            else:
-                outcome = self.sender.post(job.url, job.payload, job.headers)
-            result = self._transaction(lambda uow: commands.finish(uow, job, outcome, at, self.policy))
-            if result == "failed":
-                log.warning("webhook %s is failing: delivery %s gave up after its retry period (%s)",
-                            webhook_id, job.delivery_id, outcome.error)
+            for sent in range(1, DRAIN + 1):
+                at = utcnow()
+                if job.unreadable:
+                    outcome = Outcome(False, None, job.unreadable, 0.0)
+                else:
+                    outcome = self.sender.post(job.url, job.payload, job.headers)
+                box = self.box if sent < DRAIN and self._running else None
+                result, following = self._transaction(
+                    lambda uow, job=job, outcome=outcome, at=at, box=box: commands.finish(uow, job, outcome, at,
+                                                                                          self.policy, box))
+                if result == "failed":
+                    log.warning("webhook %s is failing: delivery %s gave up after its retry period (%s)",
+                                job.webhook_id, job.delivery_id, outcome.error)
+                if following is None:
+                    return
+                job = following
         except Exception:  # its lease runs out and the delivery is tried again
-            log.exception("delivering for webhook %s failed", webhook_id)
+            log.exception("delivering for webhook %s failed", job.webhook_id)
         finally:
-            self.wake()  # its next delivery may be due now
+            self.wake()  # its next delivery may be due now, or another webhook may use this worker
 
     def _transaction(self, command):
         uow = WorkerDatabase(self.database)

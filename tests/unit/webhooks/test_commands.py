@@ -26,15 +26,12 @@ def deliveries(office, webhook_id, **query):
 
 
 def attempt(office, outcome, now=None):
-    """What a delivery worker does once: lease one due webhook, prepare its request, record the outcome."""
-    claims = office.uow.call(commands.claim, 1, POLICY)
-    if not claims:
+    """What a delivery worker does once: lease one due webhook with its request, record the outcome."""
+    jobs = office.uow.call(commands.claim, 1, POLICY, office.box)
+    if not jobs:
         return None
-    job = office.uow.call(commands.prepare, *claims[0], office.box)
-    if job is None:
-        return None
-    office.uow.call(commands.finish, job, outcome, now or datetime.now(UTC), POLICY)
-    return job
+    office.uow.call(commands.finish, jobs[0], outcome, now or datetime.now(UTC), POLICY)
+    return jobs[0]
 
 
 def make_due(office, period_over=False):
@@ -171,12 +168,12 @@ def test_a_delivery_is_sent_signed_and_recorded_with_its_attempt(office):
     hook = office.webhook()
     event = office.event()
     office.record("client_created", event)
-    claims = office.uow.call(commands.claim, 10, POLICY)
-    assert [webhook_id for webhook_id, _ in claims] == [hook["id"]]
-    assert office.uow.call(commands.claim, 10, POLICY) == []  # leased: no second worker takes it
+    jobs = office.uow.call(commands.claim, 10, POLICY, office.box)
+    assert [job.webhook_id for job in jobs] == [hook["id"]]
+    assert office.uow.call(commands.claim, 10, POLICY, office.box) == []  # leased: no second worker takes it
 
-    job = office.uow.call(commands.prepare, *claims[0], office.box)
-    office.uow.call(commands.finish, job, OK, datetime.now(UTC), POLICY)
+    job = jobs[0]
+    assert office.uow.call(commands.finish, job, OK, datetime.now(UTC), POLICY) == ("delivered", None)
 
     assert domain.verify(SECRET, job.headers["X-CRM-Signature"], job.payload, now=datetime.now(UTC).timestamp())
     (delivery,) = deliveries(office, hook["id"])
@@ -202,6 +199,24 @@ def test_deliveries_of_a_webhook_go_one_at_a_time_in_order_and_a_failure_holds_t
     assert sent[0].delivery_id == first.delivery_id
     assert [by_id[job.delivery_id] for job in sent] == [event["event_id"] for event in events]
     assert [d["status"] for d in deliveries(office, hook["id"])] == ["delivered"] * 3
+
+
+def test_a_worker_sends_a_webhooks_backlog_under_one_lease_and_ends_it_when_nothing_is_due(office):
+    hook = office.webhook()
+    for _ in range(3):
+        office.record()
+    (job,) = office.uow.call(commands.claim, 5, POLICY, office.box)
+
+    sent = [job.delivery_id]
+    while job is not None:
+        result, job = office.uow.call(commands.finish, job, OK, datetime.now(UTC), POLICY, office.box)
+        assert result == "delivered"
+        if job is not None:
+            sent.append(job.delivery_id)
+            assert office.uow.call(commands.claim, 5, POLICY, office.box) == []  # still leased
+
+    assert sent == [d["id"] for d in reversed(deliveries(office, hook["id"]))]
+    assert office.uow.read(lambda s: s.get(Webhook, hook["id"]).lease_token) is None
 
 
 def test_a_failed_attempt_is_retried_later_with_its_error_recorded(office):
@@ -258,13 +273,12 @@ def test_re_activating_a_failing_webhook_sends_what_it_held_with_a_new_retry_per
 def test_a_lost_lease_records_nothing(office):
     office.webhook()
     office.record()
-    webhook_id, token = office.uow.call(commands.claim, 1, POLICY)[0]
-    job = office.uow.call(commands.prepare, webhook_id, token, office.box)
+    (job,) = office.uow.call(commands.claim, 1, POLICY, office.box)
     with office.uow.transaction() as session:  # the lease ran out and another worker took the webhook
         session.execute(update(Webhook).values(lease_token="another-worker"))
     office.uow.close()
 
-    assert office.uow.call(commands.finish, job, OK, datetime.now(UTC), POLICY) == "lost"
+    assert office.uow.call(commands.finish, job, OK, datetime.now(UTC), POLICY) == ("lost", None)
     assert office.uow.read(lambda s: s.scalars(select(Delivery.attempt_count)).one()) == 0
 
 
@@ -274,9 +288,8 @@ def test_a_secret_no_key_opens_fails_the_attempt_without_calling_the_receiver(of
     hook = office.webhook()
     office.record()
     office.box = SecretBox("a-different-key-nobody-kept-0123456789")
-    claims = office.uow.call(commands.claim, 1, POLICY)
 
-    job = office.uow.call(commands.prepare, *claims[0], office.box)
+    (job,) = office.uow.call(commands.claim, 1, POLICY, office.box)
 
     assert job.unreadable and "not configured" in job.unreadable
     assert deliveries(office, hook["id"])[0]["status"] == "pending"
