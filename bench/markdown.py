@@ -52,7 +52,8 @@ def write(results: dict, path: Path) -> None:
         f"(bench/) on {results['started_at']} at commit {m['commit'] or 'unknown'}; "
         "raw numbers in `bench/results/` (not in git). Run it again to refresh this page; the notes section is kept.\n")
     add("`make bench` takes about 18 minutes (5 of them the reliability part: `--reliability only` runs it alone, "
-        "`--reliability off` skips it; 3 the replicas, with four restarts of the CRM); "
+        "`--reliability off` skips it; 3 the replicas, with four restarts of the CRM; 2 the outgoing webhooks, "
+        "`--webhooks only|off`); "
         "`.venv/bin/python -m bench --quick` (5,000 clients, 20,000 deals, 3 s "
         "per run, report in bench/results/) about 2. `--reuse` skips the reset and seeding, `--scenarios`, "
         "`--concurrency` and `--scans` pick a subset (`python -m bench --help`); `CRM_BENCH_ID=x` keeps a "
