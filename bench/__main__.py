@@ -13,7 +13,8 @@
    the gateway, restarting the CRM between the layouts (bench/replicas.py);
 7. imports a CSV file of 10,000 and one of 100,000 rows through the API (bench/imports.py);
 8. then measures reliability on a CRM of its own (bench/reliability.py): POST /clients with and without the
-   command log, and how fast every service answers after a 10 s broker outage (1 and 2 replicas);
+   command log, and how fast every service answers after a 10 s broker outage (1 and 2 replicas); and outgoing
+   webhooks on another (bench/webhooks.py): deliveries per second, a healthy webhook beside a hanging receiver;
 9. writes bench/results/<time>.json and docs/benchmarks.md (a quick or partial run: bench/results/benchmarks-*.md);
 10. stops everything, also on errors and Ctrl-C.
 
@@ -85,6 +86,9 @@ def parse_args(argv):
                         help="rows of the CSV files imported, comma-separated, smallest first (empty: no import)")
     parser.add_argument("--only-import", action="store_true",
                         help="seed only the clients (no deals) and run only the import benchmark")
+    parser.add_argument("--webhooks", choices=("on", "off", "only"), default="on",
+                        help="webhook deliveries per second and a healthy webhook's delay beside a hanging receiver (on "
+                             "a CRM of its own); 'only' runs nothing else, without seeding")
     return parser.parse_args(argv)
 
 
@@ -123,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     say(f"machine: {results['machine']['cpu']} x{results['machine']['cores']}, load average {results['machine']['load_average']}")
     if args.reliability == "only":
         return _reliability_only(results, args, duration, stamp)
+    if args.webhooks == "only":
+        return _webhooks_only(results, stamp)
 
     if not args.reuse:
         system.reset_databases()
@@ -242,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.reliability != "off" and not args.only_import and not args.backup_only:
         results["reliability"] = reliability.measure(args.load_processes, size.warmup_s, duration, say=say)
         path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+    if args.webhooks != "off" and not args.only_import and not args.backup_only:
+        from bench import webhooks
+
+        results["webhooks"] = webhooks.measure(say=say)
+        path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
 
     # only a complete full run may replace docs/benchmarks.md; a quick or partial one reports beside its numbers
     if args.backup_only:
@@ -251,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     complete = (not args.quick and scenarios == list(SCENARIOS) and levels == [1, 10, 50]
                 and duration == FULL.duration_s and args.reliability == "on" and args.scans == "stuck,overdue"
-                and not args.only_import)
+                and not args.only_import and args.webhooks == "on")
     target = system.ROOT / "docs" / "benchmarks.md" if complete else system.RESULTS / f"benchmarks-{results['mode']}.md"
     markdown.write(results, target)
     say(f"report: {target}")
@@ -276,6 +287,21 @@ def _reliability_only(results: dict, args, duration: float, stamp: str) -> int:
     for line in report.verdict_lines(results):
         if "command log" in line or "broker outage" in line:
             say(line)
+    return 0
+
+
+def _webhooks_only(results: dict, stamp: str) -> int:
+    """``--webhooks only``: the webhook measurements alone; report in bench/results/."""
+    from bench import markdown, system, webhooks
+
+    results["mode"] = "webhooks"
+    results["webhooks"] = webhooks.measure(say=say)
+    results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    path = system.RESULTS / f"{stamp}-webhooks.json"
+    path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+    target = system.RESULTS / "benchmarks-webhooks.md"
+    markdown.write(results, target)
+    say(f"raw numbers: {path}; report: {target}")
     return 0
 
 

@@ -60,13 +60,15 @@ def write(results: dict, path: Path) -> None:
     add = out.append
     m = results["machine"]
     add("# Benchmarks\n")
-    command = {"quick": "python -m bench --quick", "reliability": "python -m bench --reliability only"}
+    command = {"quick": "python -m bench --quick", "reliability": "python -m bench --reliability only",
+               "webhooks": "python -m bench --webhooks only"}
     add(f"Written by `{command.get(results['mode'], 'make bench')}` "
         f"(bench/) on {results['started_at']} at commit {m['commit'] or 'unknown'}; "
         "raw numbers in `bench/results/` (not in git). Run it again to refresh this page; the notes section is kept.\n")
-    add("`make bench` takes about 45 minutes (the reports' rebuild of 1,000,000 deals about 10 of them, the "
+    add("`make bench` takes about 50 minutes (the reports' rebuild of 1,000,000 deals about 10 of them, the "
         "reliability part 5: `--reliability only` runs it alone, `--reliability off` skips it; the replicas 3, with "
-        "four restarts of the CRM); `.venv/bin/python -m bench --quick` (5,000 clients, 20,000 deals, 3 s "
+        "four restarts of the CRM; the outgoing webhooks 2, `--webhooks only|off`); "
+        "`.venv/bin/python -m bench --quick` (5,000 clients, 20,000 deals, 3 s "
         "per run, report in bench/results/) about 5. `--reuse` skips the reset and seeding, `--scenarios`, "
         "`--concurrency` and `--scans` pick a subset (`python -m bench --help`); `CRM_BENCH_ID=x` keeps a "
         "run's databases and vhost (`crm_bench_x_*`, `crm-bench-x`) apart from another's on the same machine.\n")
@@ -96,6 +98,7 @@ def write(results: dict, path: Path) -> None:
     for line in backup_section(results):
         add(line)
     _reliability(results, add)
+    _webhooks(results, add)
     _overdue(results, add)
     _imports(results, add)
     _plans(results, add)
@@ -370,6 +373,42 @@ def _reliability(results: dict, add) -> None:
                 add(f"| {count} | {t['trial']} | {_v(t['health_s'])} | {_v(t['consumers_s'])} | {_v(t['write_s'])} | "
                     f"{_v(t['every_service_s'])} | {t['exits_during_outage']} |")
         add("")
+def _webhooks(results: dict, add) -> None:
+    measured = results.get("webhooks")
+    if not measured:
+        return
+    add("## Outgoing webhooks\n")
+    if measured.get("error"):
+        add(f"Not measured: {measured['error']}\n")
+        return
+    add("On a CRM of its own (`scripts/run.py` with `CRM_SERVICES=webhooks`: one webhooks process with its 20 "
+        "delivery workers, and the gateway), vhost `crm-bench-hooks`, databases `crm_bench_hooks_*`; `client_created` "
+        "events published straight to the `clients.events` exchange, as the clients service's outbox relay publishes "
+        "them; the receivers are HTTP servers on 127.0.0.1 in the benchmark's process (bench/webhooks.py).\n")
+    add("**Deliveries per second** to a fast receiver (answers 204 at once). N webhooks on the one receiver; "
+        "deliveries/s = all deliveries ÷ (first event published → last delivery received). A webhook has at most one "
+        "delivery in flight (its order), so one webhook is sequential and ten go in parallel. Baseline, same run: "
+        "plain POSTs of the same body to the same receiver from N threads back to back.\n")
+    add("| webhooks | events | deliveries | took s | deliveries/s | baseline POSTs/s | × baseline "
+        "| most requests in flight at the receiver |")
+    add("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for row in measured.get("throughput", []):
+        add(f"| {row['webhooks']} | {row['events']} | {row['deliveries']} | {row['took_s']} | {row['deliveries_per_s']} "
+            f"| {row['baseline_posts_per_s']} | {_v(row['ratio'])} | {row['max_in_flight_per_receiver']} |")
+    hanging = measured.get("hanging")
+    if hanging:
+        add(f"\n**A healthy webhook beside a hanging receiver.** {hanging['rate_per_s']} events/s for "
+            f"{hanging['seconds']:g} s; delay = event published → delivery received by the healthy webhook's "
+            "receiver. In the second run another webhook takes the same events and its receiver accepts each request "
+            "and never answers (each attempt holds a worker until the 10 s timeout, then waits for its retry).\n")
+        add("| healthy webhook | events | p50 ms | p99 ms | max ms | requests the hanging receiver got |")
+        add("|---|---:|---:|---:|---:|---:|")
+        for arm, row in hanging["arms"].items():
+            add(f"| {arm} | {row['events']} | {row['p50_ms']} | {row['p99_ms']} | {row['max_ms']} | "
+                f"{_v(row['hanging_requests'])} |")
+        add(f"\np99 with ÷ without the hanging receiver: {_v(hanging['p99_ratio'])}.\n")
+
+
 def _overdue(results: dict, add) -> None:
     overdue = results.get("overdue")
     if not overdue:

@@ -6,4 +6,5 @@ CREATE DATABASE crm_deals;
 CREATE DATABASE crm_tasks;
 CREATE DATABASE crm_reports;
 CREATE DATABASE crm_backup;
+CREATE DATABASE crm_webhooks;
 CREATE DATABASE crm_gateway;

@@ -28,6 +28,7 @@ from gateway.routes.notifications import NotificationRoutes
 from gateway.routes.reports import ReportRoutes
 from gateway.routes.system import SystemRoutes
 from gateway.routes.tasks import TaskRoutes
+from gateway.routes.webhooks import WebhookRoutes
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class IdentityDatabase(Database):
 
 
 class GatewayService(IdentityRoutes, ClientRoutes, MergeRoutes, ImportRoutes, DealRoutes, TaskRoutes, NotificationRoutes,
-                     ReportRoutes, BackupRoutes, SystemRoutes):
+                     ReportRoutes, BackupRoutes, WebhookRoutes, SystemRoutes):
     name = "gateway"
 
     db = IdentityDatabase(Base)
@@ -55,6 +56,7 @@ class GatewayService(IdentityRoutes, ClientRoutes, MergeRoutes, ImportRoutes, De
     tasks_rpc = RpcProxy("tasks")
     reports_rpc = RpcProxy("reports")
     backup_rpc = RpcProxy("backup")
+    webhooks_rpc = RpcProxy("webhooks")
     services = ClusterRpc(timeout=2)
 
     @rpc

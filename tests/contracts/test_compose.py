@@ -35,7 +35,8 @@ INFRASTRUCTURE = {"rabbitmq", "postgres", "pgbouncer", "haproxy"}
 ENV_EXAMPLE = ROOT / ".env.example"
 CRM_SERVICES = tuple(spec.name for spec in REGISTRY)
 NAMEKO_SERVICES = backend_names()
-REQUIRED_SECRETS = ("CRM_SECRET_KEY", "CRM_ADMIN_PASSWORD", "CRM_BACKUP_KEY", "POSTGRES_PASSWORD", "RABBITMQ_PASSWORD")
+REQUIRED_SECRETS = ("CRM_SECRET_KEY", "CRM_ADMIN_PASSWORD", "CRM_BACKUP_KEY", "CRM_WEBHOOK_KEY", "POSTGRES_PASSWORD",
+                    "RABBITMQ_PASSWORD")
 TEST_SECRETS = {name: f"test-{name.lower().replace('_', '-')}-0123456789abcdef" for name in REQUIRED_SECRETS}
 
 # Compose's interpolation: $$, ${VAR}, ${VAR-default}, ${VAR:-default}, ${VAR?error}, ${VAR:?error}.
@@ -499,7 +500,7 @@ def test_postgresql_has_room_for_pgbouncer_the_gateways_listeners_and_starting_m
     command = SERVICES["postgres"]["command"]
     max_connections = int(next(arg.split("=")[1] for arg in command if arg.startswith("max_connections=")))
     containers = sum(SERVICES[name]["deploy"]["replicas"] for name in CRM_SERVICES)
-    future_databases = 6  # clients, deals, gateway; tasks, reports and backup to come
+    future_databases = 7  # clients, deals, tasks, webhooks, gateway; reports and backup to come
     needed = (max(len(CRM_SERVICES), future_databases) * per_database  # PgBouncer's server connections
               + SERVICES["gateway"]["deploy"]["replicas"]            # the gateways' LISTEN connections
               + containers                                           # migrations of containers starting together

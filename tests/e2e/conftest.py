@@ -53,6 +53,11 @@ def system(e2e_amqp_uri, pg_url, run_id, tmp_path_factory):
         "CRM_LOG_LEVEL": "WARNING",
         "CRM_DB_POOL_SIZE": "3",
         "CRM_IMPORT_MAX_MB": "1",  # test_import_bad_input sends a file just over it
+        # webhook receivers started by the tests listen on 127.0.0.1; retries come after a fraction of a second
+        "CRM_WEBHOOK_ALLOW_PRIVATE": "true",
+        "CRM_WEBHOOK_RETRY_BASE_S": "0.3",
+        "CRM_WEBHOOK_POLL_S": "0.2",
+        "CRM_WEBHOOK_TIMEOUT_S": "3",
     }
     running = start_system(env, tmp_path_factory.mktemp("e2e-logs") / "run.log")
     yield running

@@ -29,6 +29,7 @@ from crm_common.registry import REPO_ROOT, backend_names
 # repository, so anyone could sign a token with it: refused everywhere (signing_key() generates one instead).
 DEV_SECRET_KEY = "dev-secret-change-me-0123456789abcdef"
 SECRET_KEY_FILE = "secret_key"
+WEBHOOK_KEY_FILE = "webhook_key"
 MIN_SECRET_KEY_LENGTH = 32
 DEV_ADMIN_EMAIL = "admin@crm.local"
 DEV_ADMIN_PASSWORD = "admin12345"
@@ -101,6 +102,16 @@ class Settings:
     import_max_mb: int = 50
     import_poll_s: float = 2.0
     import_lease_s: float = 30.0
+    # outgoing webhooks (the webhooks service)
+    webhook_allow_private: bool = False  # deliver to private, loopback and link-local addresses too
+    webhook_key: str = ""  # encrypts webhook secrets at rest; empty: development generates one under data_dir
+    webhook_old_keys: tuple[str, ...] = ()  # earlier keys, still read until `reseal_secrets()` has run
+    webhook_retry_base_s: float = 10.0  # the first retry's delay; each next one doubles (with jitter), up to an hour
+    webhook_retry_for_s: float = 24 * 3600.0  # how long a delivery is retried before the webhook is marked failing
+    webhook_timeout_s: float = 10.0  # a receiver's whole answer, connection included
+    webhook_workers: int = 20  # deliveries in flight at once per process (at most one per webhook)
+    webhook_poll_s: float = 1.0  # how often a process looks for due deliveries when nothing woke it
+    webhook_keep_days: int = 30  # finished deliveries are kept this long
     service_database_urls: dict[str, str] = field(default_factory=dict)
     # the backup service (services/backup, docs/operations.md "Backups and restore")
     backup_dir: str = ""  # empty: <data_dir>/backups
@@ -126,7 +137,7 @@ class Settings:
             if f.name not in crm or crm[f.name] in (None, ""):
                 continue
             raw = crm[f.name]
-            if f.name in ("services", "trusted_proxies"):
+            if f.name in ("services", "trusted_proxies", "webhook_old_keys"):
                 raw = tuple(s.strip() for s in str(raw).split(",") if s.strip())
             elif f.name == "service_database_urls":
                 raw = {k: v for k, v in dict(raw).items() if v}
@@ -170,6 +181,7 @@ class Settings:
                 "with it. Unset it (a key is then generated under CRM_DATA_DIR) or set a random one"
             )
         self._check_penalty()
+        self._check_webhooks()
         if not self.is_production:
             return
         problems = []
@@ -192,6 +204,15 @@ class Settings:
         for name in ("task_check_interval_s", "complaint_sla_hours", "stuck_task_hours"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"CRM_{name.upper()} must be a positive number")
+
+    def _check_webhooks(self) -> None:
+        for name in ("webhook_retry_base_s", "webhook_retry_for_s", "webhook_timeout_s", "webhook_poll_s",
+                     "webhook_workers", "webhook_keep_days"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"CRM_{name.upper()} must be a positive number")
+        for key in (self.webhook_key, *self.webhook_old_keys):
+            if key and len(key) < MIN_SECRET_KEY_LENGTH:
+                raise ConfigError(f"CRM_WEBHOOK_KEY and CRM_WEBHOOK_OLD_KEYS need {MIN_SECRET_KEY_LENGTH}+ characters each")
 
     def database_url_for(self, service: str) -> str:
         """The database of one service: its own file under data_dir, or its own PostgreSQL database."""
@@ -221,6 +242,10 @@ class Settings:
     def secret_key_path(self) -> Path:
         return Path(self.data_dir).expanduser().resolve() / SECRET_KEY_FILE
 
+    @property
+    def webhook_key_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve() / WEBHOOK_KEY_FILE
+
 
 _keys: dict[Path, str] = {}
 _keys_lock = threading.Lock()
@@ -236,23 +261,28 @@ def signing_key(settings: Settings) -> str:
     """
     if settings.secret_key:
         return settings.secret_key
-    path = settings.secret_key_path
+    return generated_key(settings.secret_key_path)
+
+
+def generated_key(path: Path, purpose: str = "signing key", setting: str = "CRM_SECRET_KEY") -> str:
+    """The random key kept in ``path``, made on first use as ``signing_key`` describes (mode 600, one winner);
+    ``purpose`` and ``setting`` name it in messages (the webhooks service keeps its encryption key this way)."""
     with _keys_lock:
         if path not in _keys:
-            _keys[path] = _read_or_create_key(path)
+            _keys[path] = _read_or_create_key(path, purpose, setting)
         return _keys[path]
 
 
-def _read_or_create_key(path: Path) -> str:
+def _read_or_create_key(path: Path, purpose: str = "signing key", setting: str = "CRM_SECRET_KEY") -> str:
     try:
-        return _read_key(path)
+        return _read_key(path, purpose, setting)
     except FileNotFoundError:
         pass
     except OSError as exc:
-        raise ConfigError(f"cannot read the signing key in {path} ({exc}): fix it or set CRM_SECRET_KEY") from None
+        raise ConfigError(f"cannot read the {purpose} in {path} ({exc}): fix it or set {setting}") from None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, candidate = tempfile.mkstemp(dir=path.parent, prefix=f".{SECRET_KEY_FILE}.")  # mode 600
+        fd, candidate = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 600
         try:
             with os.fdopen(fd, "w", encoding="ascii") as stream:
                 stream.write(secrets.token_urlsafe(48) + "\n")
@@ -260,17 +290,17 @@ def _read_or_create_key(path: Path) -> str:
                 os.fsync(stream.fileno())
             try:
                 os.link(candidate, path)
-                log.warning("generated a signing key for access tokens in %s (set CRM_SECRET_KEY to choose one)", path)
+                log.warning("generated a %s in %s (set %s to choose one)", purpose, path, setting)
             except FileExistsError:
                 pass  # another process got there first: its key is the one
         finally:
             os.unlink(candidate)
     except OSError as exc:
-        raise ConfigError(f"cannot keep a signing key in {path} ({exc}): set CRM_SECRET_KEY") from None
-    return _read_key(path)
+        raise ConfigError(f"cannot keep a {purpose} in {path} ({exc}): set {setting}") from None
+    return _read_key(path, purpose, setting)
 
 
-def _read_key(path: Path) -> str:
+def _read_key(path: Path, purpose: str = "signing key", setting: str = "CRM_SECRET_KEY") -> str:
     if path.stat().st_mode & 0o077:
         # a copied or restored file may have lost its mode: the key must stay the owner's secret
         os.chmod(path, 0o600)
@@ -278,8 +308,9 @@ def _read_key(path: Path) -> str:
     key = path.read_text(encoding="ascii", errors="replace").strip()
     if len(key) < MIN_SECRET_KEY_LENGTH:
         raise ConfigError(
-            f"{path} holds no usable signing key (under {MIN_SECRET_KEY_LENGTH} characters): delete it to have a "
-            "new one generated (every session ends) or set CRM_SECRET_KEY"
+            f"{path} holds no usable {purpose} (under {MIN_SECRET_KEY_LENGTH} characters): delete it to have a "
+            f"new one generated ({'every session ends' if setting == 'CRM_SECRET_KEY' else 'see docs/operations.md'}) "
+            f"or set {setting}"
         )
     return key
 

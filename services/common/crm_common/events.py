@@ -17,6 +17,7 @@ from crm_common.contracts.clients import ClientSchema, InteractionSchema
 from crm_common.contracts.deals import DealSchema, PipelineSchema, ScriptSchema
 from crm_common.contracts.identity import BranchSchema, UserSchema
 from crm_common.contracts.tasks import ComplaintSchema, PenaltySchema, TaskSchema
+from crm_common.contracts.webhooks import WebhookRefSchema
 from crm_common.schemas import AwareDateTime, iso, new_id
 
 
@@ -203,6 +204,15 @@ class ComplaintEvent(EventSchema):
     complaint = fields.Nested(ComplaintSchema, required=True)
 
 
+class WebhookFailed(EventSchema):
+    """A webhook's delivery failed for the whole retry period: its deliveries are held until it is re-activated."""
+
+    webhook = fields.Nested(WebhookRefSchema, required=True)
+    delivery_id = fields.String(required=True)
+    attempts = fields.Integer(required=True)
+    error = fields.String(required=True)
+
+
 # Every event, once, under the service that owns it (a name from crm_common/registry.py).
 EVENTS_BY_SOURCE: dict[str, dict[str, type[EventSchema]]] = {
     "clients": {
@@ -243,6 +253,9 @@ EVENTS_BY_SOURCE: dict[str, dict[str, type[EventSchema]]] = {
         "backup_completed": BackupCompleted,
         "backup_failed": BackupFailed,
         "backup_verified": BackupVerified,
+    },
+    "webhooks": {
+        "webhook_failed": WebhookFailed,
     },
     "gateway": {
         "user_created": UserCreated,

@@ -43,6 +43,7 @@ REGISTRY: tuple[ServiceSpec, ...] = (
     ServiceSpec("reports", "reports.service:ReportsService", "services/reports"),
     # two replicas take turns: each scheduled tick is leased in the catalogue, so one backup runs per tick
     ServiceSpec("backup", "backup.service:BackupService", "services/backup"),
+    ServiceSpec("webhooks", "webhooks.service:WebhooksService", "services/webhooks"),
     ServiceSpec("gateway", "gateway.service:GatewayService", "gateway", http=True),
 )
 

@@ -66,6 +66,7 @@ ON_EVENTS: dict[str, Notice] = {
     # the backup service's failures (capture, an off-site copy, a verification) reach every administrator
     "backup_failed": Notice("backup_failed", (ADMINS,), "Backup {backup_id} failed ({stage}): {error}", "backup",
                             "backup_id"),
+    "webhook_failed": Notice("webhook_failed", (ADMINS,), "Webhook {webhook[url]:.300} is failing ({error:.200}): fix the receiver, then set it active again", "webhook", "webhook.id"),  # noqa: E501
 }
 
 

@@ -314,7 +314,7 @@ class NotificationSchema(Schema):
     id = fields.String()
     user_id = fields.String()
     kind = fields.String(metadata={"description": "deal_stuck | task_overdue | complaint | penalty | bulk_read | "
-                                                  "backup_failed"})
+                                                  "backup_failed | webhook_failed"})
     text = fields.String()
     ref_type = fields.String(allow_none=True)
     ref_id = fields.String(allow_none=True)

@@ -77,11 +77,18 @@ def prepare(api_base: str, admin_token: str) -> Fuzzing:
                            "client_id": client["id"], "due_at": "2099-01-01T00:00:00Z"})
     complaint = post("/complaints", {"client_id": client["id"], "subject": "Fuzzing", "text": "A complaint."})
     automation = post("/automations", {"event": "deal_won", "template_id": template["id"], "assign_to": "owner"})
+    # nothing listens on port 9 (discard): its deliveries fail and are retried, calling nothing but this machine. A CRM
+    # that refuses private addresses (422) gets no webhook: its {webhook_id} operations then find 404, as documented
+    response = http.post(api_base + "/webhooks", json={"url": "http://127.0.0.1:9/fuzzing", "events": ["deal_won"],
+                                                       "secret": f"fuzzing-secret-{tag}", "branch_id": branch["id"]},
+                         timeout=30)
+    assert response.status_code in (201, 422), f"POST /webhooks → {response.status_code} {response.text}"
+    webhook = response.json() if response.status_code == 201 else {"id": str(uuid.uuid4())}
     login = requests.post(api_base + "/auth/login", json={"email": head["email"], "password": PASSWORD}, timeout=30)
     ids = {"branch_id": branch["id"], "user_id": spare["id"], "client_id": client["id"],
            "pipeline_id": pipeline["id"], "deal_id": deal["id"], "script_id": script["id"],
            "template_id": template["id"], "task_id": task["id"], "complaint_id": complaint["id"],
-           "automation_id": automation["id"]}
+           "automation_id": automation["id"], "webhook_id": webhook["id"]}
     return Fuzzing(ids, login.json()["access_token"])
 
 

@@ -1,0 +1,1 @@
+"""Outgoing webhooks: events delivered, signed, to the URLs integrators give."""
