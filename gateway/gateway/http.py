@@ -30,8 +30,9 @@ from werkzeug.wrappers import Request, Response
 
 from crm_common.bus import BUS_ERRORS
 from crm_common.config import Settings
-from crm_common.errors import BadRequest, CrmError, Forbidden, PayloadTooLarge, ValidationError
+from crm_common.errors import BadRequest, CrmError, PayloadTooLarge, ValidationError
 from crm_common.schemas import find_unstorable
+from gateway.apikeys import check_access
 from gateway.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -206,6 +207,7 @@ class ApiEntrypoint(HttpRequestHandler):
         if_match: bool = False,
         etag: bool = False,
         answers: dict | None = None,
+        scopes: tuple[str, ...] | None = None,
         **kwargs,
     ):
         kwargs.setdefault("expected_exceptions", CrmError)
@@ -224,6 +226,7 @@ class ApiEntrypoint(HttpRequestHandler):
         self.if_match = if_match
         self.etag = etag
         self.answers = answers or {}  # other statuses the route answers with a body of its own: {503: Schema}
+        self.scopes = scopes  # the API-key scopes the route accepts; none: keys are refused (gateway/apikeys.py)
 
     def get_url_rule(self):
         return Rule(self.url, methods=[self.method], strict_slashes=False)
@@ -343,14 +346,15 @@ def api(method: str, path: str, **options):
     def decorate(fn):
         public = options.get("public", False)
         roles = options.get("roles")
+        scopes = options.get("scopes")
+        entrypoint = options.pop("entrypoint", ApiEntrypoint)  # e.g. gateway.streaming.StreamEntrypoint
 
         def route(self, request, **path_values):
             caller = None
             if not public:
                 caller = self.auth.authenticate(request)
                 self.rate_limit.check(caller, request)
-                if roles and caller.role not in roles:
-                    raise Forbidden(f"this needs the role {' or '.join(roles)}")
+                check_access(caller, roles, scopes)  # a user's role, or an API key's scopes
 
             def run():
                 return fn(self, request, caller, **path_values)
@@ -368,6 +372,6 @@ def api(method: str, path: str, **options):
         route.__doc__ = fn.__doc__
         route.__qualname__ = fn.__qualname__
         route.route_body = fn  # not __wrapped__: nameko checks call signatures against the wrapper
-        return ApiEntrypoint.decorator(method, path, **options)(route)
+        return entrypoint.decorator(method, path, **options)(route)
 
     return decorate

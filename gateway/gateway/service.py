@@ -13,7 +13,8 @@ from nameko.timer import timer
 from crm_common.config import SettingsProvider
 from crm_common.db import Database
 from crm_common.rpc import ClusterRpc, RpcProxy
-from gateway import identity, throttle
+from crm_common.timer import settings_timer
+from gateway import identity, recordings, throttle
 from gateway.auth import Auth
 from gateway.idempotency import Idempotency, purge_expired
 from gateway.models import Base
@@ -21,6 +22,7 @@ from gateway.ratelimit import RateLimit
 from gateway.routes.clients import ClientRoutes
 from gateway.routes.deals import DealRoutes
 from gateway.routes.identity import IdentityRoutes
+from gateway.routes.integrations import IntegrationRoutes
 from gateway.routes.notifications import NotificationRoutes
 from gateway.routes.system import SystemRoutes
 from gateway.routes.tasks import TaskRoutes
@@ -37,7 +39,8 @@ class IdentityDatabase(Database):
             identity.bootstrap_admin(session, self.settings)
 
 
-class GatewayService(IdentityRoutes, ClientRoutes, DealRoutes, TaskRoutes, NotificationRoutes, SystemRoutes):
+class GatewayService(IdentityRoutes, ClientRoutes, DealRoutes, TaskRoutes, NotificationRoutes, IntegrationRoutes,
+                     SystemRoutes):
     name = "gateway"
 
     db = IdentityDatabase(Base)
@@ -49,6 +52,7 @@ class GatewayService(IdentityRoutes, ClientRoutes, DealRoutes, TaskRoutes, Notif
     deals_rpc = RpcProxy("deals")
     tasks_rpc = RpcProxy("tasks")
     services = ClusterRpc(timeout=2)
+    recordings = recordings.RecordingStore()
 
     @timer(interval=3600)
     def purge_idempotency_records(self):
@@ -61,3 +65,10 @@ class GatewayService(IdentityRoutes, ClientRoutes, DealRoutes, TaskRoutes, Notif
     def purge_login_attempts(self):
         """Forget login counts whose window and lock-out are over."""
         throttle.purge(self.db.session, self.settings)
+
+    @settings_timer("recording_sweep_interval_s")
+    def delete_old_recordings(self):
+        """Delete call recordings kept longer than CRM_RECORDING_KEEP_DAYS (and uploads a crash left behind)."""
+        removed = recordings.sweep(self.db, self.recordings, self.settings.recording_keep_days)
+        if removed:
+            log.info("deleted %d recording(s) past their keeping time", removed)
