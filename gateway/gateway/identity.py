@@ -53,7 +53,7 @@ def bootstrap_admin(session, settings: Settings) -> User | None:
     admin = User(
         id=new_id(), email=settings.admin_email.lower(), name=settings.admin_name,
         password_hash=hash_password(settings.admin_password), role="admin", branch_id=None,
-        active=True, created_at=now, updated_at=now,
+        active=True, on_shift=True, created_at=now, updated_at=now,
     )
     session.add(admin)
     # announced like any other user, so services that keep a copy of users (tasks: who the admins are) hear of it

@@ -52,6 +52,7 @@ def system(e2e_amqp_uri, pg_url, run_id, tmp_path_factory):
         "CRM_OUTBOX_POLL_S": "0.2",
         "CRM_LOG_LEVEL": "WARNING",
         "CRM_DB_POOL_SIZE": "3",
+        "CRM_RECORDING_MAX_MB": "2",
     }
     running = start_system(env, tmp_path_factory.mktemp("e2e-logs") / "run.log")
     yield running
