@@ -352,7 +352,9 @@ def _operation(service_cls, method_name: str, ep: ApiEntrypoint) -> dict:
     operation["parameters"] = params
     binary = {"type": "string", "format": "binary"}
     if getattr(ep, "upload_types", ()):
-        operation["requestBody"] = {"required": True, "content": {kind: {"schema": binary} for kind in ep.upload_types}}
+        upload = {**binary, "x-server-rule": "the bytes must be what the Content-Type says: a WAV, MP3 or Ogg file "
+                                             "whose header can be read (415 otherwise)"}
+        operation["requestBody"] = {"required": True, "content": {kind: {"schema": upload} for kind in ep.upload_types}}
     elif ep.body is not None:
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": ep.body}}}
     elif ep.method in BODY_METHODS:
