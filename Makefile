@@ -54,6 +54,7 @@ fuzz: venv
 bench: venv
 	scripts/ensure_infra.sh
 	$(PY) -m bench
+	$(PY) -m bench.telephony
 
 lint: venv
 	$(VENV)/bin/ruff check .
