@@ -259,6 +259,9 @@ class RecordingStore(DependencyProvider):
 def receive(request, store, limit: int) -> dict:
     """Stream the body into the store's incoming folder while hashing it; check what it is. Returns
     ``{path, sha256, size_bytes, content_type, duration_s}``; on any failure the temporary file is gone."""
+    if request.mimetype not in AUDIO_TYPES:
+        raise UnsupportedMediaType(f"Content-Type must be one of {', '.join(AUDIO_TYPES)}", fields={
+            "Content-Type": [f"Expected {' or '.join(AUDIO_TYPES)}, got {request.mimetype or 'nothing'}."]})
     path = store.incoming() / f"{uuid.uuid4()}.part"
     digest, size, head = hashlib.sha256(), 0, b""
     try:

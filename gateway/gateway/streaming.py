@@ -2,8 +2,8 @@
 
 ``@api("PUT", path, entrypoint=StreamEntrypoint, upload_types=(...), max_upload_setting="recording_max_mb")``
 declares a route whose body the route itself reads from ``request.environ["wsgi.input"]`` in chunks, so memory
-does not grow with the size of the upload; the entrypoint only checks, before any worker starts, that the
-declared type is one of ``upload_types`` (415) and that a declared length is within the limit (413).
+does not grow with the size of the upload; the entrypoint only checks, before any worker starts, that a declared
+length is within the limit (413); the route checks the type (415, ``upload_types``) once the caller is known.
 ``download_types=(...)`` documents an answer of bytes (with ``Range`` support: 206, 416).
 Authentication, rate limits, roles and scopes are the ``api()`` wrapper's, as for every route.
 """
@@ -49,11 +49,6 @@ class StreamEntrypoint(ApiEntrypoint):
         """Nothing is read here: the route streams the body. Only what the headers already say is checked."""
         if not self.upload_types:
             return None
-        if request.mimetype not in self.upload_types:
-            raise UnsupportedMediaType(
-                f"Content-Type must be one of {', '.join(self.upload_types)}",
-                fields={"Content-Type": [f"Expected {' or '.join(self.upload_types)}, got {request.mimetype or 'nothing'}."]},
-            )
         if (request.content_length or 0) > self.max_upload_bytes:
             raise PayloadTooLarge(f"the body is larger than {self.max_upload_bytes} bytes")
         return None
