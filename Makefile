@@ -62,6 +62,7 @@ bench: venv
 	scripts/ensure_tools.sh
 	scripts/ensure_infra.sh
 	$(PY) -m bench
+	$(PY) -m bench.telephony
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -78,13 +78,20 @@ def bearer_token(request) -> str:
 
 
 class Authenticator:
-    def __init__(self, settings: Settings, worker_ctx, cache: UserCache):
+    def __init__(self, settings: Settings, worker_ctx, cache: UserCache, keys=None):
         self.settings = settings
         self.worker_ctx = worker_ctx
         self.cache = cache
+        self.keys = keys
 
     def authenticate(self, request) -> Caller:
-        """The caller behind the request's bearer token; a deactivated user's tokens fail at once."""
+        """The caller behind the request's bearer token (or API key); a deactivated user's tokens, and a revoked
+        key, fail at once."""
+        from gateway import apikeys  # imported here: apikeys uses this module
+
+        key = apikeys.presented_key(request)
+        if key is not None:
+            return self.keys.authenticate(self.worker_ctx.service.db.reader, key)
         claims = read_token(self.settings, bearer_token(request))
         user = self._user(str(claims["sub"]))
         if user is None or not user.active or user.token_version != claims["ver"]:
@@ -122,6 +129,9 @@ class Auth(DependencyProvider):
         self.settings = Settings.from_config(self.container.config)
         signing_key(self.settings)  # generated (or found wrong) at start, not at the first login
         self.cache = UserCache()
+        from gateway.apikeys import KeyAuthenticator
+
+        self.keys = KeyAuthenticator(self.cache)  # keys' state shares the users' cache and its notifications
 
     def start(self):
         # LISTEN needs a server session of its own: never through a transaction-pooling PgBouncer
@@ -134,7 +144,7 @@ class Auth(DependencyProvider):
         self.cache.stop()
 
     def get_dependency(self, worker_ctx):
-        return Authenticator(self.settings, worker_ctx, self.cache)
+        return Authenticator(self.settings, worker_ctx, self.cache, self.keys)
 
 
 def notify_user_changed(session, user_id: str) -> None:

@@ -30,8 +30,9 @@ from werkzeug.wrappers import Request, Response
 
 from crm_common.bus import BUS_ERRORS
 from crm_common.config import Settings
-from crm_common.errors import BadRequest, CrmError, Forbidden, NotAcceptable, PayloadTooLarge, ValidationError
+from crm_common.errors import BadRequest, CrmError, NotAcceptable, PayloadTooLarge, ValidationError
 from crm_common.schemas import find_unstorable
+from gateway.apikeys import check_access
 from gateway.errors import error_response
 from gateway.uploads import read_upload
 
@@ -211,6 +212,7 @@ class ApiEntrypoint(HttpRequestHandler):
         upload=None,
         produces: str | None = None,
         formats: tuple[str, ...] = (JSON,),
+        scopes: tuple[str, ...] | None = None,
         **kwargs,
     ):
         kwargs.setdefault("expected_exceptions", CrmError)
@@ -232,6 +234,7 @@ class ApiEntrypoint(HttpRequestHandler):
         self.upload = upload  # the form schema of a multipart upload, read by the route's wrapper (uploads.py)
         self.produces = produces  # the media type of a raw route's body, for the OpenAPI document
         self.formats = formats
+        self.scopes = scopes  # the API-key scopes the route accepts; none: keys are refused (gateway/apikeys.py)
 
     def get_url_rule(self):
         return Rule(self.url, methods=[self.method], strict_slashes=False)
@@ -364,14 +367,15 @@ def api(method: str, path: str, **options):
     def decorate(fn):
         public = options.get("public", False)
         roles = options.get("roles")
+        scopes = options.get("scopes")
+        entrypoint = options.pop("entrypoint", ApiEntrypoint)  # e.g. gateway.streaming.StreamEntrypoint
 
         def route(self, request, **path_values):
             caller = None
             if not public:
                 caller = self.auth.authenticate(request)
                 self.rate_limit.check(caller, request)
-                if roles and caller.role not in roles:
-                    raise Forbidden(f"this needs the role {' or '.join(roles)}")
+                check_access(caller, roles, scopes)  # a user's role, or an API key's scopes
             if options.get("upload") is not None:
                 # read only now that the caller may upload; the form (file digests) is what Idempotency-Key keys
                 request.json_body = read_upload(request, self.settings)
@@ -392,6 +396,6 @@ def api(method: str, path: str, **options):
         route.__doc__ = fn.__doc__
         route.__qualname__ = fn.__qualname__
         route.route_body = fn  # not __wrapped__: nameko checks call signatures against the wrapper
-        return ApiEntrypoint.decorator(method, path, **options)(route)
+        return entrypoint.decorator(method, path, **options)(route)
 
     return decorate

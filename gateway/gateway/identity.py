@@ -54,7 +54,7 @@ def bootstrap_admin(session, settings: Settings) -> User | None:
     admin = User(
         id=new_id(), email=settings.admin_email.lower(), name=settings.admin_name,
         password_hash=hash_password(settings.admin_password), role="admin", branch_id=None,
-        active=True, created_at=now, updated_at=now,
+        active=True, on_shift=True, created_at=now, updated_at=now,
     )
     session.add(admin)
     # announced like any other user, so services that keep a copy of users (tasks: who the admins are) hear of it
@@ -187,6 +187,7 @@ def create_user(uow, caller: Caller, raw: dict) -> dict:
     user = User(
         id=new_id(), email=email, name=data["name"], password_hash=password_hash,
         role=data["role"], branch_id=data["branch_id"], active=True, created_at=now, updated_at=now,
+        phone=data["phone"], extension=data["extension"], on_shift=data["on_shift"],
     )
     session.add(user)
     try:
@@ -205,8 +206,8 @@ def update_user(uow, caller: Caller, user_id: str, raw: dict) -> dict:
     user = _visible_user(session, caller, user_id)
     is_self = user.id == caller.id
     if caller.is_manager or (caller.is_head and is_self):
-        if not is_self or set(changes) - {"name", "password"}:
-            raise Forbidden("you may change only your own name and password")
+        if not is_self or set(changes) - SELF_SERVICE:
+            raise Forbidden("you may change only your own name, password, phone, extension and shift")
     elif caller.is_head:
         if user.role != "manager":
             raise Forbidden("a head of sales may only manage managers of their own branch")
@@ -222,7 +223,7 @@ def update_user(uow, caller: Caller, user_id: str, raw: dict) -> dict:
     new_hash = hash_password(changes["password"]) if "password" in changes else None
 
     changed = []
-    for name in ("name", "role", "branch_id", "active"):
+    for name in ("name", "role", "branch_id", "active", "phone", "extension", "on_shift"):
         if name in changes and changes[name] != getattr(user, name):
             setattr(user, name, changes[name])
             changed.append(name)
@@ -240,6 +241,10 @@ def update_user(uow, caller: Caller, user_id: str, raw: dict) -> dict:
     public_changes = [c for c in changed if c != "password"]
     uow.emit("user_updated", {"branch_id": user.branch_id, "actor_id": caller.id, "user": out, "changed": public_changes})
     return out
+
+
+# what anyone may change of their own account: a manager switches their shift and keeps their numbers
+SELF_SERVICE = {"name", "password", "phone", "extension", "on_shift"}
 
 
 def _keep_an_admin(session, user: User) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from crm_common.bookkeeping import OUTBOX, bookkeeping_models
@@ -38,6 +38,10 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     # bumped when the password, role, branch or active flag changes: older tokens stop working
     token_version: Mapped[int] = mapped_column(Integer, default=1)
+    # telephony: whom incoming calls are put through to (gateway/telephony.py)
+    phone: Mapped[str | None] = mapped_column(String(16))
+    extension: Mapped[str | None] = mapped_column(String(10))
+    on_shift: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
@@ -68,6 +72,42 @@ class IdempotencyRecord(Base):
     response: Mapped[dict | None] = mapped_column(json_type())
     headers: Mapped[dict | None] = mapped_column(json_type())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
+
+
+class ApiKey(Base):
+    """A key for a machine (the telephone exchange, the website): only its SHA-256 is kept (gateway/apikeys.py)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    branch_id: Mapped[str | None] = mapped_column(String(36))
+    scopes: Mapped[list] = mapped_column(json_type(), default=list)
+    created_by: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    __table_args__ = (Index("ix_api_keys_created", "created_at", "id"),)
+
+
+class Recording(Base):
+    """A call's recording: where the store keeps it and what it is (the bytes never pass through the bus)."""
+
+    __tablename__ = "recordings"
+
+    call_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(36))
+    branch_id: Mapped[str] = mapped_column(String(36))
+    store_key: Mapped[str] = mapped_column(String(300))
+    content_type: Mapped[str] = mapped_column(String(32))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 (OutboxMessage,) = bookkeeping_models(Base, OUTBOX)

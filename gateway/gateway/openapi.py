@@ -40,7 +40,8 @@ _PATH_PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 # the error codes each status carries: every shared error class, and what the HTTP layer answers itself
 # errors the gateway raises itself (never sent by a service, so not wire classes)
 GATEWAY_CODES = {400: ["bad_request"], 404: ["not_found"], 405: ["method_not_allowed"], 406: ["not_acceptable"],
-                 414: ["uri_too_long"], 431: ["headers_too_large"]}
+                 414: ["uri_too_long"], 415: ["unsupported_media_type"], 416: ["range_not_satisfiable"],
+                 431: ["headers_too_large"]}
 
 
 def error_codes() -> dict[int, list[str]]:
@@ -65,6 +66,8 @@ STATUS_TEXT = {
     409: "Conflict with the current state (see the code)",
     413: "The body is larger than the limit (1 MiB by default)",
     414: "The request line (method, path and query string) is longer than 8,192 bytes",
+    415: "The body is not of a type this route takes (its Content-Type, or what its first bytes are)",
+    416: "The range asked for is outside the content (Content-Range: bytes */<size> says its size)",
     422: "Invalid fields: `fields` names each with its messages",
     429: "Too many requests: wait Retry-After seconds",
     431: "A header line or all the headers together are too large",
@@ -90,6 +93,10 @@ RESPONSE_HEADERS = {
                         "schema": {"type": "integer", "minimum": 0}},
     "Location": {"description": "Where the record is now: the same path of the client this one was merged into",
                  "schema": {"type": "string"}},
+    "Accept-Ranges": {"description": "`bytes`: the content may be asked for in parts (Range)",
+                      "schema": {"type": "string", "enum": ["bytes"]}},
+    "Content-Range": {"description": "Which bytes of how many this is (`bytes 0-1023/48000`), or the size after a "
+                                     "416 (`bytes */48000`)", "schema": {"type": "string"}},
 }
 RATE_LIMIT_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 
@@ -239,13 +246,21 @@ def wrapper_statuses(ep: ApiEntrypoint) -> dict[int, str]:
         503: "a service, the bus or a database did not answer",
     }
     if not ep.public:
-        statuses[401] = "no, bad or expired token"
+        statuses[401] = "no, bad or expired token, or an unknown, malformed or revoked API key"
         statuses[429] = "over the per-user rate limit"
+        statuses[403] = (f"an API key without the scope {' or '.join(ep.scopes)}" if ep.scopes
+                         else "an API key (this route takes none)")
     if ep.roles:
         statuses[403] = f"a role other than {', '.join(ep.roles)}"
     if ep.method in BODY_METHODS:
         statuses[400] = "a body that is not a JSON object, or not application/json"
         statuses[413] = "a body over the size limit"
+    if getattr(ep, "upload_types", ()):
+        statuses[400] = "a body cut short before its Content-Length"
+        statuses[415] = "a Content-Type other than " + ", ".join(ep.upload_types) + ", or a body that is not one"
+    if getattr(ep, "download_types", ()):
+        statuses[206] = "a part of the content (Range)"
+        statuses[416] = "a range outside the content"
     if ep.body is not None:
         statuses[422] = "invalid fields"
     if ep.upload is not None:
@@ -267,7 +282,7 @@ def wrapper_statuses(ep: ApiEntrypoint) -> dict[int, str]:
 
 
 def operation_statuses(ep: ApiEntrypoint) -> set[int]:
-    return set(wrapper_statuses(ep)) | set(ep.errors)
+    return {status for status in set(wrapper_statuses(ep)) | set(ep.errors) if status >= 300}
 
 
 def _header_refs(names) -> dict:
@@ -288,12 +303,16 @@ def _response_headers(ep: ApiEntrypoint, status: int) -> dict:
         headers.update(_header_refs(["Retry-After"]))
     if status == 301:
         headers.update(_header_refs(["Location"]))
+    if getattr(ep, "download_types", ()) and status in (200, 206, 416):
+        headers.update(_header_refs(["Accept-Ranges"] + (["Content-Range"] if status != 200 else [])))
     return headers
 
 
 def _required_headers(headers: dict, status: int, ep: ApiEntrypoint) -> dict:
     """Header objects, with ``required`` on those every such answer carries."""
     required = {"X-Request-Id"} | ({"Location"} if status == 301 else set())
+    if getattr(ep, "download_types", ()) and status in (200, 206, 416):
+        required |= {"Accept-Ranges"} | ({"Content-Range"} if status != 200 else set())
     if status == ep.status and ep.etag:
         required.add("ETag")
     if status == 401:
@@ -349,7 +368,12 @@ def _operation(service_cls, method_name: str, ep: ApiEntrypoint) -> dict:
     if ep.if_match:
         params.append("If-Match")
     operation["parameters"] = params
-    if ep.body is not None:
+    binary = {"type": "string", "format": "binary"}
+    if getattr(ep, "upload_types", ()):
+        upload = {**binary, "x-server-rule": "the bytes must be what the Content-Type says: a WAV, MP3 or Ogg file "
+                                             "whose header can be read (415 otherwise)"}
+        operation["requestBody"] = {"required": True, "content": {kind: {"schema": upload} for kind in ep.upload_types}}
+    elif ep.body is not None:
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": ep.body}}}
     elif ep.upload is not None:
         operation["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": ep.upload}}}
@@ -365,6 +389,13 @@ def _operation(service_cls, method_name: str, ep: ApiEntrypoint) -> dict:
             success["content"][media_type] = {"schema": {"type": "string"}}
     elif ep.produces:
         success["content"] = {ep.produces: {"schema": {"type": "string"}}}
+    if getattr(ep, "download_types", ()):
+        success["content"] = {kind: {"schema": binary} for kind in ep.download_types}
+        operation["responses"]["206"] = {
+            "description": "Partial content: the bytes Content-Range names",
+            "headers": _required_headers(_response_headers(ep, 206), 206, ep),
+            "content": {kind: {"schema": binary} for kind in ep.download_types},
+        }
     operation["responses"][str(ep.status)] = success
     for status, schema in ep.answers.items():
         operation["responses"][str(status)] = {
@@ -384,6 +415,12 @@ def _operation(service_cls, method_name: str, ep: ApiEntrypoint) -> dict:
         }
     if not ep.public:
         operation["security"] = [{"bearer": []}]
+        if ep.scopes:
+            # OpenAPI 3.0 gives scopes to OAuth only: the API-key scopes a route accepts are an extension
+            operation["security"].append({"apiKey": []})
+            operation["x-api-key-scopes"] = list(ep.scopes)
+            operation["description"] = (operation.get("description", "") + "\n\nAPI keys with the scope "
+                                        + " or ".join(f"`{scope}`" for scope in ep.scopes) + " may call it.").strip()
     return operation
 
 
@@ -416,7 +453,12 @@ def build_spec(service_cls, title: str = "Sales CRM API", version: str = "1.0.0"
         AwareDateTime: ("string", "date-time"),
         Scalar: (None, None),
     })
-    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+    spec.components.security_scheme("bearer", {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+        "description": "A token from POST /auth/login, or an API key (`crm_...`) on routes that take one"})
+    spec.components.security_scheme("apiKey", {
+        "type": "apiKey", "in": "header", "name": "X-Api-Key",
+        "description": "An API key (`crm_...`, POST /api-keys), on routes listing its scope in x-api-key-scopes"})
     _error_schemas(spec)
     for name, header in RESPONSE_HEADERS.items():
         spec.components.header(name, header)

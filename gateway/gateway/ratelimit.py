@@ -77,7 +77,8 @@ class RateLimit(DependencyProvider):
 
     def take(self, caller: Caller) -> Budget | None:
         """Count one request of the caller; their budget after it, or None when their role has no limit."""
-        buckets = self.admins if caller.is_admin else self.users
+        # an API key of no branch acts as an administrator but is limited like a user (getattr: KeyCaller)
+        buckets = self.admins if caller.is_admin and not getattr(caller, "scopes", None) else self.users
         if buckets is None:
             return None
         wait = buckets.take(caller.id)

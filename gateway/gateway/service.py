@@ -13,7 +13,8 @@ from nameko.timer import timer
 from crm_common.config import SettingsProvider
 from crm_common.db import Database
 from crm_common.rpc import ClusterRpc, RpcProxy, rpc
-from gateway import identity, throttle
+from crm_common.timer import settings_timer
+from gateway import identity, recordings, throttle
 from gateway.auth import Auth
 from gateway.idempotency import Idempotency, purge_expired
 from gateway.models import Base
@@ -23,6 +24,7 @@ from gateway.routes.clients import ClientRoutes
 from gateway.routes.deals import DealRoutes
 from gateway.routes.identity import IdentityRoutes
 from gateway.routes.imports import ImportRoutes
+from gateway.routes.integrations import IntegrationRoutes
 from gateway.routes.merges import MergeRoutes
 from gateway.routes.notifications import NotificationRoutes
 from gateway.routes.reports import ReportRoutes
@@ -43,7 +45,7 @@ class IdentityDatabase(Database):
 
 
 class GatewayService(IdentityRoutes, ClientRoutes, MergeRoutes, ImportRoutes, DealRoutes, TaskRoutes, NotificationRoutes,
-                     ReportRoutes, BackupRoutes, WebhookRoutes, SystemRoutes):
+                     ReportRoutes, BackupRoutes, WebhookRoutes, IntegrationRoutes, SystemRoutes):
     name = "gateway"
 
     db = IdentityDatabase(Base)
@@ -58,6 +60,7 @@ class GatewayService(IdentityRoutes, ClientRoutes, MergeRoutes, ImportRoutes, De
     backup_rpc = RpcProxy("backup")
     webhooks_rpc = RpcProxy("webhooks")
     services = ClusterRpc(timeout=2)
+    recordings = recordings.RecordingStore()
 
     @rpc
     def export(self, kind, cursor=None, limit=500):
@@ -76,3 +79,10 @@ class GatewayService(IdentityRoutes, ClientRoutes, MergeRoutes, ImportRoutes, De
     def purge_login_attempts(self):
         """Forget login counts whose window and lock-out are over."""
         throttle.purge(self.db.session, self.settings)
+
+    @settings_timer("recording_sweep_interval_s")
+    def delete_old_recordings(self):
+        """Delete call recordings kept longer than CRM_RECORDING_KEEP_DAYS (and uploads a crash left behind)."""
+        removed = recordings.sweep(self.db, self.recordings, self.settings.recording_keep_days)
+        if removed:
+            log.info("deleted %d recording(s) past their keeping time", removed)

@@ -78,7 +78,8 @@ def sample_value(name: str, field: fields.Field):
 
 
 def sample_payload(schema: Schema) -> dict:
-    payload = {name: sample_value(field.data_key or name, field) for name, field in schema.fields.items()}
+    # keyed as on the wire: a field's data_key ("from") when it has one
+    payload = {field.data_key or name: sample_value(field.data_key or name, field) for name, field in schema.fields.items()}
     if "kind" in payload and "phones" in payload:
         payload["kind"] = CLIENT_KIND
     return payload

@@ -45,7 +45,12 @@ def test_the_document_is_openapi_3_0_with_the_error_schema_and_bearer_security()
     assert re.fullmatch(r"3\.0\.\d+", SPEC["openapi"])
     assert SPEC["info"]["title"] and SPEC["info"]["version"]
     assert "Error" in SPEC["components"]["schemas"]
-    assert SPEC["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    bearer = SPEC["components"]["securitySchemes"]["bearer"]
+    assert {k: bearer[k] for k in ("type", "scheme", "bearerFormat")} == {"type": "http", "scheme": "bearer",
+                                                                          "bearerFormat": "JWT"}
+    assert SPEC["components"]["securitySchemes"]["apiKey"] == {
+        "type": "apiKey", "in": "header", "name": "X-Api-Key", "description": SPEC["components"]["securitySchemes"][
+            "apiKey"]["description"]}
 
 
 def test_the_error_schema_is_the_documented_error_shape_and_open_to_more_members():
@@ -123,7 +128,9 @@ def test_operation_ids_are_unique():
 def test_every_non_public_route_needs_a_bearer_token_and_documents_401(name, ep):
     op = operation(ep)
 
-    assert op["security"] == [{"bearer": []}]
+    assert op["security"] == ([{"bearer": []}, {"apiKey": []}] if ep.scopes else [{"bearer": []}])
+    assert op.get("x-api-key-scopes") == (list(ep.scopes) if ep.scopes else None)
+    assert "403" in op["responses"]  # an API key without a scope the route takes
     assert op["responses"]["401"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error401"}
     assert op["responses"]["401"]["headers"]["WWW-Authenticate"]["required"] is True
 

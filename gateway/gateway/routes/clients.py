@@ -18,6 +18,7 @@ from crm_common.contracts.clients import (
 from crm_common.errors import Conflict, NotFound, ValidationError
 from crm_common.schemas import page_schema
 from gateway import identity
+from gateway.apikeys import is_key
 from gateway.http import api
 from gateway.routes.common import check_named_branch, etag, if_match, owner_directory, query_args
 from gateway.routes.merges import redirect_if_merged
@@ -42,7 +43,7 @@ class ClientRoutes:
         client = self.clients_rpc.create_client(caller.dump(), body, owner_directory(self.db.reader, body))
         return 201, client, etag(client)
 
-    @api("GET", "/clients", query=ClientQuerySchema, response=ClientPage, errors=(400,),
+    @api("GET", "/clients", scopes=("clients:read",), query=ClientQuerySchema, response=ClientPage, errors=(400,),
          summary="List and search clients", tag="clients")
     def list_clients(self, request, caller):
         """``?q=`` matches name, phone (any format) or email; filters tag, source, owner_id, created_from/to.
@@ -51,8 +52,8 @@ class ClientRoutes:
         """
         return self.clients_rpc.list_clients(caller.dump(), query_args(request))
 
-    @api("GET", "/clients/<client_id>", etag=True, response=ClientSchema, answers={301: MergedRedirectSchema},
-         errors=(404,), summary="One client", tag="clients")
+    @api("GET", "/clients/<client_id>", scopes=("clients:read",), etag=True, response=ClientSchema,
+         answers={301: MergedRedirectSchema}, errors=(404,), summary="One client", tag="clients")
     def get_client(self, request, caller, client_id):
         """A client the caller may see; any other is 404. The ETag is the version for If-Match.
         A client merged into another answers 301 with ``Location`` and ``{"merged_into": id}``."""
@@ -110,8 +111,8 @@ class ClientRoutes:
         except NotFound:
             raise ValidationError("unknown script", fields={"script_id": ["No such script in your branch."]}) from None
 
-    @api("GET", "/clients/<client_id>/timeline", query=TimelineQuerySchema, response=TimelinePage,
-         answers={301: MergedRedirectSchema}, errors=(400, 404),
+    @api("GET", "/clients/<client_id>/timeline", scopes=("clients:read",), query=TimelineQuerySchema,
+         response=TimelinePage, answers={301: MergedRedirectSchema}, errors=(400, 404),
          summary="A client's timeline", tag="clients")
     def get_timeline(self, request, caller, client_id):
         """Every interaction, touchpoint, change, deal and task event of the client, newest first
@@ -121,8 +122,8 @@ class ClientRoutes:
         except Conflict as exc:
             return redirect_if_merged(exc, request, client_id)
 
-    @api("POST", "/touchpoints", status=201, body=TouchpointCreateSchema, response=TouchpointResultSchema,
-         errors=(403, 422), summary="Record a touchpoint", tag="clients")
+    @api("POST", "/touchpoints", status=201, scopes=("touchpoints:write",), body=TouchpointCreateSchema,
+         response=TouchpointResultSchema, errors=(403, 422), summary="Record a touchpoint", tag="clients")
     def record_touchpoint(self, request, caller):
         """A contact captured anywhere (web form, call, messenger, walk-in).
 
@@ -133,5 +134,7 @@ class ClientRoutes:
         body = request.json_body
         check_named_branch(self.db.reader, body)
         branch_id = body.get("branch_id") if caller.is_admin else caller.branch_id
-        directory = {"managers": identity.active_managers(self.db.reader, branch_id or caller.branch_id)}
+        # an API key (the website's form) owns nothing: with no manager, the new client waits for the head
+        directory = {"managers": identity.active_managers(self.db.reader, branch_id or caller.branch_id),
+                     "machine": is_key(caller)}
         return 201, self.clients_rpc.record_touchpoint(caller.dump(), body, directory)

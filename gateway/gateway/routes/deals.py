@@ -46,13 +46,14 @@ class DealRoutes:
         pipeline = self.deals_rpc.create_pipeline(caller.dump(), body)
         return 201, pipeline, etag(pipeline)
 
-    @api("GET", "/pipelines", query=PipelineQuerySchema, response=PipelinePage, errors=(400,),
+    @api("GET", "/pipelines", scopes=("deals:read",), query=PipelineQuerySchema, response=PipelinePage, errors=(400,),
          summary="List pipelines", tag="deals")
     def list_pipelines(self, request, caller):
         """The pipelines of the caller's branch (every branch for an admin, or ``?branch_id=``)."""
         return self.deals_rpc.list_pipelines(caller.dump(), query_args(request))
 
-    @api("GET", "/pipelines/<pipeline_id>", etag=True, response=PipelineSchema, errors=(404,), summary="One pipeline",
+    @api("GET", "/pipelines/<pipeline_id>", scopes=("deals:read",),
+         etag=True, response=PipelineSchema, errors=(404,), summary="One pipeline",
          tag="deals")
     def get_pipeline(self, request, caller, pipeline_id):
         """A pipeline with its current stages in order."""
@@ -79,14 +80,15 @@ class DealRoutes:
         deal = self.deals_rpc.create_deal(caller.dump(), body, owner_directory(self.db.reader, body))
         return 201, deal, etag(deal)
 
-    @api("GET", "/deals", query=DealQuerySchema, response=DealPage, errors=(400,), summary="List deals",
+    @api("GET", "/deals", scopes=("deals:read",), query=DealQuerySchema, response=DealPage, errors=(400,), summary="List deals",
          tag="deals")
     def list_deals(self, request, caller):
         """Filters: pipeline_id, stage_id, status, owner_id, client_id, ``stuck=true`` (past the stage's
         max_days). Newest first; ``sort=stage_entered_at`` puts the longest waiting first."""
         return self.deals_rpc.list_deals(caller.dump(), query_args(request))
 
-    @api("GET", "/deals/<deal_id>", etag=True, response=DealSchema, errors=(404,), summary="One deal", tag="deals")
+    @api("GET", "/deals/<deal_id>", scopes=("deals:read",),
+         etag=True, response=DealSchema, errors=(404,), summary="One deal", tag="deals")
     def get_deal(self, request, caller, deal_id):
         """The deal with its current stage and that stage's script for the manager."""
         deal = self.deals_rpc.get_deal(caller.dump(), deal_id)
@@ -113,7 +115,8 @@ class DealRoutes:
         deal = self.deals_rpc.move_deal(caller.dump(), deal_id, request.json_body, if_match(request))
         return 200, deal, etag(deal)
 
-    @api("GET", "/deals/<deal_id>/history", query=PageQuerySchema, response=HistoryPage, errors=(400, 404),
+    @api("GET", "/deals/<deal_id>/history", scopes=("deals:read",),
+         query=PageQuerySchema, response=HistoryPage, errors=(400, 404),
          summary="A deal's stage history", tag="deals")
     def deal_history(self, request, caller, deal_id):
         """Every stage the deal entered, oldest first: entered_at, exited_at, time_spent_s, who moved it."""

@@ -19,8 +19,9 @@ from gateway.routes.common import check_named_branch, query_args
 
 WebhookPage = page_schema(WebhookSchema, "WebhookPage")
 DeliveryPage = page_schema(DeliverySchema, "WebhookDeliveryPage")
-# who may manage webhooks: with API keys, add scopes=("webhooks:manage",) here
-MANAGE = {"roles": ("admin",)}
+# who may manage webhooks: administrators, and API keys with the scope webhooks:manage (a key of a branch only
+# that branch's webhooks: the webhooks service applies the caller's branch)
+MANAGE = {"roles": ("admin",), "scopes": ("webhooks:manage",)}
 
 
 class WebhookRoutes:

@@ -267,7 +267,8 @@ def _record_touchpoint(uow, caller, data, branch_id, phones, emails, directory) 
     if created:
         cursor = repo.round_robin_cursor(session, branch_id)
         owner_id = domain.next_owner((directory or {}).get("managers") or [], cursor.last_owner_id)
-        if owner_id is None and not caller.is_admin:
+        # no manager to take it: the user recording it (an API key is nobody's owner: it stays unowned)
+        if owner_id is None and not caller.is_admin and not (directory or {}).get("machine"):
             owner_id = caller.id
         cursor.last_owner_id = owner_id or cursor.last_owner_id
         name = data["name"] or (emails[0] if emails else phones[0])

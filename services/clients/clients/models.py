@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, event, text, true
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, event, text, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from clients.domain import name_key
@@ -239,6 +239,44 @@ class ImportContact(Base):
     value: Mapped[str] = mapped_column(String(254), primary_key=True)
     row_no: Mapped[int] = mapped_column(Integer)
     client_id: Mapped[str | None] = mapped_column(String(36))
+class Call(Base):
+    """A telephone call: one interaction on the client's timeline (same id), changed by the exchange's events."""
+
+    __tablename__ = "calls"
+
+    id: Mapped[str] = mapped_column(ForeignKey("interactions.id", ondelete="CASCADE"), primary_key=True)
+    branch_id: Mapped[str] = mapped_column(String(36))
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), index=True)
+    external_id: Mapped[str] = mapped_column(String(100))  # the exchange's call_id
+    direction: Mapped[str] = mapped_column(String(3))
+    from_number: Mapped[str] = mapped_column(String(40))
+    to_number: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    duration_s: Mapped[int | None] = mapped_column(Integer)
+    user_id: Mapped[str | None] = mapped_column(String(36))
+    route_user_id: Mapped[str | None] = mapped_column(String(36))
+    route_phone: Mapped[str | None] = mapped_column(String(40))
+    route_extension: Mapped[str | None] = mapped_column(String(20))
+    client_created: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("branch_id", "external_id", name="uq_calls_branch_external"),
+                      Index("ix_calls_external", "external_id"))
+
+
+class CallEvent(Base):
+    """Each event of a call once: the exchange may send an event again, and it changes nothing the second time."""
+
+    __tablename__ = "call_events"
+
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True)
+    event: Mapped[str] = mapped_column(String(16), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 OutboxMessage, ProcessedEvent, CommandLog = bookkeeping_models(Base)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clients import commands, exports, imports, merging
+from clients import calls, commands, exports, imports, merging
 from clients import repository as repo
 from clients.domain import search_term
 from clients.models import Base, Client
@@ -174,6 +174,23 @@ class ClientsService:
     def process_imports(self):
         """Process started imports in batches (one replica per import at a time); True while work remains."""
         return imports.work(self.db, self.replica, self.settings.import_lease_s, self.region)
+    @rpc
+    def record_call_event(self, caller, data, directory=None):
+        """One event of the telephone exchange on its call (an interaction on the client's timeline), once per
+        call and event. ``record_call_event(caller, {"call_id": "1700000000.42", "event": "ringing",
+        "direction": "in", "from": "+79161234567", "to": "101", "at": "2026-11-30T10:00:00Z"},
+        {"branch_id": ..., "users": {...}, "managers": [...]})`` → the call, with ``route_to`` for an incoming one."""
+        return self.db.write(lambda: calls.record_event(self.db, Caller.load(caller), data, directory, self.region))
+
+    @rpc
+    def get_call(self, caller, call_id):
+        """A call whose client the caller may see. ``get_call(caller, "6f1c...")`` → the call."""
+        return calls.get_call(self.db.reader, Caller.load(caller), call_id)
+
+    @event_handler("gateway", "call_recorded")
+    def handle_call_recorded(self, payload):
+        with self.db.transaction():
+            return calls.add_recording(self.db, payload)
 
     @event_handler("deals", "deal_created")
     def handle_deal_created(self, payload):

@@ -127,6 +127,19 @@ class Settings:
     backup_replay_window_s: int = 3600
     backup_rclone_retries: int = 3
     backup_pg_bin: str = ""  # folder of pg_dump/pg_restore; empty: found on PATH
+    # telephony and call recordings (docs/integrations.md)
+    callback_sla_minutes: float = 15.0
+    recording_max_mb: float = 100.0
+    recording_keep_days: float = 365.0  # 0: kept for ever
+    recording_sweep_interval_s: float = 3600.0
+    recordings_dir: str = ""  # empty: <data_dir>/recordings
+    recording_s3_endpoint: str = ""  # host[:port] of an S3-compatible store; empty: the recordings folder
+    recording_s3_bucket: str = ""
+    recording_s3_access_key: str = ""
+    recording_s3_secret_key: str = ""
+    recording_s3_region: str = ""
+    recording_s3_secure: bool = True
+    recording_s3_prefix: str = "recordings/"
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> Settings:
@@ -201,9 +214,14 @@ class Settings:
             raise ConfigError(f"CRM_DEFAULT_PENALTY must be an amount like 500.00, not {self.default_penalty!r}")
         if not re.fullmatch(r"[A-Z]{3}", self.default_currency):
             raise ConfigError(f"CRM_DEFAULT_CURRENCY must be an ISO 4217 code like RUB, not {self.default_currency!r}")
-        for name in ("task_check_interval_s", "complaint_sla_hours", "stuck_task_hours"):
+        for name in ("task_check_interval_s", "complaint_sla_hours", "stuck_task_hours", "callback_sla_minutes",
+                     "recording_max_mb", "recording_sweep_interval_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"CRM_{name.upper()} must be a positive number")
+        if self.recording_keep_days < 0:
+            raise ConfigError("CRM_RECORDING_KEEP_DAYS must be 0 (keep for ever) or a positive number of days")
+        if bool(self.recording_s3_endpoint) != bool(self.recording_s3_bucket):
+            raise ConfigError("CRM_RECORDING_S3_ENDPOINT and CRM_RECORDING_S3_BUCKET go together (or neither: a folder)")
 
     def _check_webhooks(self) -> None:
         for name in ("webhook_retry_base_s", "webhook_retry_for_s", "webhook_timeout_s", "webhook_poll_s",
@@ -237,6 +255,11 @@ class Settings:
         return Settings(database_url=self.database_direct_url, database_prefix=self.database_prefix).database_url_for(
             service
         )
+
+    @property
+    def recordings_path(self) -> Path:
+        """The folder of call recordings (when no S3 bucket is configured): what a backup must copy too."""
+        return Path(self.recordings_dir or Path(self.data_dir) / "recordings").expanduser().resolve()
 
     @property
     def secret_key_path(self) -> Path:

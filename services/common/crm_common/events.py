@@ -16,6 +16,7 @@ from marshmallow import RAISE, Schema, fields
 from crm_common.contracts.clients import ClientSchema, InteractionSchema
 from crm_common.contracts.deals import DealSchema, PipelineSchema, ScriptSchema
 from crm_common.contracts.identity import BranchSchema, UserSchema
+from crm_common.contracts.integrations import CallSchema, RecordingSchema
 from crm_common.contracts.tasks import ComplaintSchema, PenaltySchema, TaskSchema
 from crm_common.contracts.webhooks import WebhookRefSchema
 from crm_common.schemas import AwareDateTime, iso, new_id
@@ -72,6 +73,21 @@ class TouchpointRecorded(EventSchema):
     created = fields.Boolean(required=True)
     owner_id = fields.String(allow_none=True)
     utm = fields.Dict()
+
+
+class CallMissed(EventSchema):
+    """An incoming call nobody answered: the tasks service gives the client's owner a call-back task."""
+
+    call = fields.Nested(CallSchema, required=True)
+    client_id = fields.String(required=True)
+    owner_id = fields.String(allow_none=True)
+
+
+class CallRecorded(EventSchema):
+    """A call's recording was stored (its metadata only: recordings never travel over the bus)."""
+
+    recording = fields.Nested(RecordingSchema, required=True)
+    client_id = fields.String(required=True)
 
 
 class UserCreated(EventSchema):
@@ -223,6 +239,7 @@ EVENTS_BY_SOURCE: dict[str, dict[str, type[EventSchema]]] = {
         "client_merged": ClientMerged,
         "interaction_logged": InteractionLogged,
         "touchpoint_recorded": TouchpointRecorded,
+        "call_missed": CallMissed,
     },
     "deals": {
         "deal_created": DealCreated,
@@ -261,6 +278,7 @@ EVENTS_BY_SOURCE: dict[str, dict[str, type[EventSchema]]] = {
         "user_created": UserCreated,
         "user_updated": UserUpdated,
         "branch_created": BranchCreated,
+        "call_recorded": CallRecorded,
     },
 }
 

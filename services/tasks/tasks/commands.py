@@ -10,7 +10,7 @@ transaction, so these functions never make remote calls.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import update
@@ -56,11 +56,12 @@ class Policy:
     default_penalty: Amount
     complaint_sla_hours: float = 24.0
     stuck_task_hours: float = 24.0
+    callback_sla_minutes: float = 15.0
 
     @classmethod
     def from_settings(cls, settings) -> Policy:
         penalty = Amount(domain.to_minor(Decimal(settings.default_penalty)), settings.default_currency)
-        return cls(penalty, settings.complaint_sla_hours, settings.stuck_task_hours)
+        return cls(penalty, settings.complaint_sla_hours, settings.stuck_task_hours, settings.callback_sla_minutes)
 
 
 def _require_process_manager(caller: Caller, what: str) -> None:
@@ -487,6 +488,29 @@ def deal_stuck(uow, payload: dict, policy: Policy) -> bool:
         )
     notices.notify(uow.session, people, notices.DEAL_STUCK, payload, now)
     Automations(uow, people, now).schedule("deal_stuck", payload)
+    return True
+
+
+def call_missed(uow, payload: dict, policy: Policy) -> bool:
+    """A missed incoming call: a task to call the client back for its owner (the head's, if the owner is gone),
+    due ``CRM_CALLBACK_SLA_MINUTES`` after the CRM learnt of it, and a notice to the same person."""
+    if not uow.first_delivery(payload["event_id"], "call_missed"):
+        return False
+    now = utcnow()
+    people = notices.People(uow.session)
+    call = payload["call"]
+    owner = people.usable(payload.get("owner_id"), call["branch_id"])
+    assignee = domain.choose_assignee("owner", owner, people.heads(call["branch_id"]))
+    if assignee is None:
+        return True
+    learnt_at = occurred_at(payload)
+    _, task = _new_task(
+        uow, branch_id=call["branch_id"], title=f"Call back {call['from']}", assignee_id=assignee,
+        due_at=learnt_at + timedelta(minutes=policy.callback_sla_minutes), now=now, client_id=payload["client_id"],
+        description=f"Missed incoming call from {call['from']} at {call['started_at'][:16]} UTC. Call the client back.",
+        checklist=["Call the client back", "Write down the outcome"],
+    )
+    notices.notify(uow.session, people, notices.CALL_MISSED, {**payload, "assignee_id": assignee, "task": task}, now)
     return True
 
 

@@ -61,6 +61,11 @@ COMPLAINT = Notice(
     "complaint", "complaint.id", owner_path="complaint.owner_id",
 )
 
+CALL_MISSED = Notice(
+    "call_missed", (OWNER,), "Missed call from {call[from]}: call back by {task[due_at]:.16} UTC",
+    "task", "task.id", owner_path="assignee_id",
+)
+
 # events handled only to tell people: one line each (see the module docstring)
 ON_EVENTS: dict[str, Notice] = {
     # the backup service's failures (capture, an off-site copy, a verification) reach every administrator

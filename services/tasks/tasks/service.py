@@ -280,6 +280,11 @@ class TasksService:
         with self.db.transaction():
             commands.deal_stuck(self.db, payload, self.policy)
 
+    @event_handler("clients", "call_missed")
+    def handle_call_missed(self, payload):
+        with self.db.transaction():
+            commands.call_missed(self.db, payload, self.policy)
+
     def _follow(self, event_type, payload):
         with self.db.transaction():
             commands.follow_event(self.db, event_type, payload)

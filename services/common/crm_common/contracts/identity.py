@@ -20,6 +20,11 @@ from crm_common.schemas import (
 BRANCH_CODE = r"^[A-Za-z0-9_-]+$"
 EMAIL_RULE = "a valid email address, stored lower-case (422); unique among users (409)"
 USER_BRANCH_RULE = "an existing branch (422), required for a head or manager; a head names only their own (403)"
+# what the telephony routes calls by (gateway/telephony.py): a user's own phone and extension on the exchange
+USER_PHONE = r"^\+[1-9][0-9]{6,14}$"
+USER_EXTENSION = r"^[0-9]{1,10}$"
+ON_SHIFT = ("incoming calls of the user's clients are put through to them only while true (else to the branch's "
+            "head); they switch it themselves (a day off, leave), or their head does")
 
 
 def _password(**kwargs):
@@ -48,8 +53,22 @@ class UserSchema(Schema):
     role = fields.String()
     branch_id = fields.String(allow_none=True)
     active = fields.Boolean()
+    phone = fields.String(allow_none=True)
+    extension = fields.String(allow_none=True)
+    on_shift = fields.Boolean(metadata={"description": ON_SHIFT})
     created_at = AwareDateTime()
     updated_at = AwareDateTime()
+
+
+def _phone(**kwargs):
+    return fields.String(validate=validate.Regexp(USER_PHONE, error="An E.164 number: + and 7-15 digits."),
+                         metadata={"description": "the user's phone, E.164 (+79161234567)", "maxLength": 16}, **kwargs)
+
+
+def _extension(**kwargs):
+    return fields.String(validate=validate.Regexp(USER_EXTENSION, error="1-10 digits."),
+                         metadata={"description": "the user's extension on the telephone exchange", "maxLength": 10},
+                         **kwargs)
 
 
 class UserCreateSchema(StrictSchema):
@@ -60,6 +79,9 @@ class UserCreateSchema(StrictSchema):
     role = fields.String(required=True, validate=validate.OneOf(ROLES), metadata={
         "x-server-rule": "a head creates managers only (403)"})
     branch_id = Id(allow_none=True, load_default=None, metadata={"x-server-rule": USER_BRANCH_RULE})
+    phone = _phone(allow_none=True, load_default=None)
+    extension = _extension(allow_none=True, load_default=None)
+    on_shift = StrictBoolean(load_default=True, metadata={"description": ON_SHIFT})
 
 
 class UserUpdateSchema(UpdateSchema):
@@ -69,6 +91,9 @@ class UserUpdateSchema(UpdateSchema):
     branch_id = Id(allow_none=True, metadata={"x-server-rule": USER_BRANCH_RULE})
     active = StrictBoolean(metadata={"x-server-rule": "you cannot deactivate yourself, nor the last active admin (409)"})
     password = _password()
+    phone = _phone(allow_none=True)
+    extension = _extension(allow_none=True)
+    on_shift = StrictBoolean(metadata={"description": ON_SHIFT})
 
 
 class UserQuerySchema(PageQuerySchema):
