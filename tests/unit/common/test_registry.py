@@ -39,3 +39,15 @@ def test_a_service_list_naming_an_unknown_service_or_the_gateway_is_refused():
 
 def test_the_default_service_list_is_every_service_on_by_default():
     assert Settings().services == tuple(s.name for s in registry.REGISTRY if s.on_by_default and not s.http)
+
+
+@pytest.mark.parametrize("spec", registry.REGISTRY, ids=lambda s: s.name)
+def test_every_migration_history_has_one_head(spec):
+    """Two branches that each add a revision after the same one leave two heads: `migrate` then fails."""
+    from alembic.script import ScriptDirectory
+
+    from crm_common.migrate import alembic_config
+
+    heads = ScriptDirectory.from_config(alembic_config(spec.name, "sqlite://")).get_heads()
+
+    assert len(heads) == 1, f"{spec.name} has several migration heads: {heads}"

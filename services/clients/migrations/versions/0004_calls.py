@@ -1,7 +1,7 @@
 """calls: telephone calls kept as interactions, and each exchange event of a call once
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-30 23:00:00.000000
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 import crm_common.columns
 
 
-revision = '0003'
-down_revision = '0002'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
