@@ -1,5 +1,5 @@
 # One image for every CRM process; docker-compose.yml picks the process with the command, e.g.
-#   sh -c "python -m crm_common.migrate clients && exec nameko run --config config.yml clients.service:ClientsService"
+#   sh -c "python -m crm_common.migrate clients && exec python -m crm_common.serve run --config config.yml clients.service:ClientsService"
 # trixie: its postgresql-client (17) can dump the compose file's PostgreSQL 16; bookworm's 15 cannot
 FROM python:3.11-slim-trixie
 
@@ -38,4 +38,4 @@ RUN pip install --no-deps --no-build-isolation --config-settings editable_mode=c
 USER 10001:10001
 
 EXPOSE 8000
-CMD ["sh", "-c", "python -m crm_common.migrate gateway && exec nameko run --config config.yml gateway.service:GatewayService"]
+CMD ["sh", "-c", "python -m crm_common.migrate gateway && exec python -m crm_common.serve run --config config.yml gateway.service:GatewayService"]

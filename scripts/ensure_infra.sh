@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure RabbitMQ and PostgreSQL answer on this machine, starting the local servers if they are down.
+# Make sure RabbitMQ and PostgreSQL answer on this machine, installing (Debian/Ubuntu) and starting the local servers
+# if they are missing or down (scripts/infra.py).
 # Used by `make test`, `make bench` and .ci/run. Addresses: AMQP_HOST/AMQP_PORT, PGHOST/PGPORT.
 set -euo pipefail
 
@@ -10,37 +11,14 @@ pg_port=${PGPORT:-5432}
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
-wait_port() {  # host port seconds
-  local deadline=$((SECONDS + $3))
-  while ((SECONDS < deadline)); do port_open "$1" "$2" && return 0; sleep 1; done
-  port_open "$1" "$2"
-}
-
-if ! port_open "$amqp_host" "$amqp_port"; then
-  if command -v rabbitmq-server >/dev/null; then
-    echo "[infra] starting RabbitMQ"
-    rabbitmq-server -detached || true
-    wait_port "$amqp_host" "$amqp_port" 90 || { echo "[infra] RabbitMQ did not come up" >&2; exit 1; }
-  else
-    echo "[infra] RabbitMQ is not running at $amqp_host:$amqp_port and rabbitmq-server is not installed" >&2
-    exit 1
-  fi
-fi
+# not answering: installed from the distribution's packages if missing (apt-get, with sudo when not root) and
+# started; where that cannot work, scripts/infra.py says what to install and this stops
+python3 "$(dirname "$0")/infra.py" rabbitmq postgresql
 # the broker accepts TCP before it accepts logins: wait until rabbitmqctl can talk to it
 if command -v rabbitmqctl >/dev/null; then
   for _ in $(seq 1 60); do rabbitmqctl -q status >/dev/null 2>&1 && break; sleep 1; done
 fi
 
-if ! port_open "$pg_host" "$pg_port"; then
-  if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
-    echo "[infra] starting PostgreSQL"
-    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main start || true
-    wait_port "$pg_host" "$pg_port" 60 || { echo "[infra] PostgreSQL did not come up" >&2; exit 1; }
-  else
-    echo "[infra] PostgreSQL is not running at $pg_host:$pg_port and pg_ctlcluster is not installed" >&2
-    exit 1
-  fi
-fi
 # A test run holds a few dozen connections at its peak; on a server shared with other runs, say so up front and
 # wait for room rather than failing test after test with "too many clients" (CRM_TEST_PG_CONNECTIONS, CRM_TEST_PG_WAIT_S).
 need=${CRM_TEST_PG_CONNECTIONS:-30}

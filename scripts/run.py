@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,11 +25,15 @@ from urllib.parse import urlparse
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from crm_common.serve import quiet_start_notices  # noqa: E402
+
+quiet_start_notices()  # before anything below imports eventlet
+
+import infra  # noqa: E402  (scripts/infra.py)
+
 from crm_common import registry  # noqa: E402
 from crm_common.config import DEV_ADMIN_PASSWORD, ConfigError, Settings, load_config, signing_key  # noqa: E402
 
-# eventlet and nameko's use of pkg_resources warn on every start; the warnings say nothing to an operator
-QUIET_WARNINGS = "ignore::DeprecationWarning,ignore:pkg_resources is deprecated:UserWarning"
 LEVEL_COLOURS = {"error": "\033[31m", "warning": "\033[33m", "critical": "\033[31m"}
 
 
@@ -77,10 +80,10 @@ def wait_until(check, seconds: float, step: float = 0.5) -> bool:
 def ensure_rabbitmq(amqp_uri: str) -> None:
     url = urlparse(amqp_uri)
     host, port = url.hostname or "127.0.0.1", url.port or 5672
-    if not port_open(host, port) and host in ("127.0.0.1", "localhost") and shutil.which("rabbitmq-server"):
-        say("RabbitMQ is not running; starting the local rabbitmq-server")
-        subprocess.run(["rabbitmq-server", "-detached"], check=False)
-        wait_until(lambda: port_open(host, port), 90, 1.0)
+    if not port_open(host, port) and host in infra.LOCAL:
+        # installed from the distribution's packages if missing, and started (scripts/infra.py)
+        if infra.ensure(["rabbitmq"], infra.Machine(), {"AMQP_HOST": host, "AMQP_PORT": str(port)}):
+            sys.exit(1)
     problem = broker_answers(amqp_uri)
     if problem and port_open(host, port):
         wait_until(lambda: broker_answers(amqp_uri) is None, 30, 1.0)
@@ -100,12 +103,8 @@ def ensure_postgres(database_url: str | None) -> None:
     host, port = url.hostname or "127.0.0.1", url.port or 5432
     if port_open(host, port):
         return
-    if host in ("127.0.0.1", "localhost") and shutil.which("pg_ctlcluster") and Path("/etc/postgresql").exists():
-        version = max(os.listdir("/etc/postgresql"), key=lambda v: [int(part) for part in v.split(".") if part.isdigit()])
-        say(f"PostgreSQL is not running; starting cluster {version}/main")
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], check=False)
-        if wait_until(lambda: port_open(host, port), 60, 1.0):
-            return
+    if host in infra.LOCAL and infra.ensure(["postgresql"], infra.Machine(), {"PGHOST": host, "PGPORT": str(port)}) == 0:
+        return
     sys.exit(
         f"[run] PostgreSQL does not answer at {host}:{port}. Start it, or unset CRM_DATABASE_URL to use SQLite files."
     )
@@ -121,7 +120,8 @@ class Child:
         self.next_start = 0.0
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "nameko", "run", "--config", str(self.config_path), self.module]
+        # `nameko run` without eventlet's and pkg_resources' deprecation notices (crm_common/serve.py)
+        command = [sys.executable, "-m", "crm_common.serve", "run", "--config", str(self.config_path), self.module]
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, bufsize=1, start_new_session=True,
@@ -292,7 +292,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     os.chdir(ROOT)  # relative paths (CRM_DATA_DIR=./var) mean the same to this script and the services
-    os.environ.setdefault("PYTHONWARNINGS", QUIET_WARNINGS)
     for name in ("CRM_HTTP_HOST", "CRM_HTTP_PORT"):
         if not os.environ.get(name):
             # config.yml's plain ${VAR:default} would take an empty value as given (":8000" is no address)

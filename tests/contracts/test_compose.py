@@ -99,8 +99,8 @@ def script_of(service: str) -> str:
 
 
 def nameko_target(service: str) -> tuple[str, str, str]:
-    match = re.search(r"exec nameko run --config (\S+) ([\w.]+):(\w+)$", script_of(service))
-    assert match, f"{service} should end its command with `exec nameko run --config <file> <module>:<class>`"
+    match = re.search(r"exec python -m crm_common.serve run --config (\S+) ([\w.]+):(\w+)$", script_of(service))
+    assert match, f"{service} should end its command with `exec python -m crm_common.serve run --config <file> <module>:<class>`"
     return match.group(1), match.group(2), match.group(3)
 
 

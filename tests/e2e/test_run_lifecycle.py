@@ -43,7 +43,7 @@ def service_processes(system):
     return {
         child.pid: " ".join(child.cmdline())
         for child in runner.children(recursive=True)
-        if "nameko" in " ".join(child.cmdline())
+        if "crm_common.serve" in " ".join(child.cmdline())
     }
 
 

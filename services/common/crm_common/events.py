@@ -25,7 +25,6 @@ from crm_common.schemas import AwareDateTime, iso, new_id
 class EventSchema(Schema):
     class Meta:
         unknown = RAISE
-        ordered = True
 
     event_id = fields.String(required=True)
     occurred_at = AwareDateTime(required=True)

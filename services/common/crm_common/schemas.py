@@ -88,7 +88,6 @@ class StrictSchema(Schema):
 
     class Meta:
         unknown = RAISE
-        ordered = True
 
 
 class UpdateSchema(StrictSchema):
