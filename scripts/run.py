@@ -33,6 +33,7 @@ import infra  # noqa: E402  (scripts/infra.py)
 
 from crm_common import registry  # noqa: E402
 from crm_common.config import DEV_ADMIN_PASSWORD, ConfigError, Settings, load_config, signing_key  # noqa: E402
+from crm_common.vhost import VhostError, ensure_vhost, refuse_if_taken  # noqa: E402
 
 LEVEL_COLOURS = {"error": "\033[31m", "warning": "\033[33m", "critical": "\033[31m"}
 
@@ -48,24 +49,19 @@ def printable(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def printable_amqp(amqp_uri: str) -> str:
+    """The broker's URI without its password."""
+    url = urlparse(amqp_uri)
+    host = f"{url.hostname}:{url.port}" if url.port else str(url.hostname)
+    return url._replace(netloc=f"{url.username}@{host}" if url.username else host).geturl()
+
+
 def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return True
     except OSError:
         return False
-
-
-def broker_answers(amqp_uri: str) -> str | None:
-    """None if we can log in to the broker, else why not."""
-    from kombu import Connection
-
-    try:
-        with Connection(amqp_uri, connect_timeout=3) as conn:
-            conn.ensure_connection(max_retries=1)
-        return None
-    except Exception as exc:  # noqa: BLE001 - reported to the operator
-        return f"{exc.__class__.__name__}: {exc}"
 
 
 def wait_until(check, seconds: float, step: float = 0.5) -> bool:
@@ -77,23 +73,35 @@ def wait_until(check, seconds: float, step: float = 0.5) -> bool:
     return check()
 
 
-def ensure_rabbitmq(amqp_uri: str) -> None:
+def ensure_rabbitmq(amqp_uri: str) -> str:
     url = urlparse(amqp_uri)
     host, port = url.hostname or "127.0.0.1", url.port or 5672
     if not port_open(host, port) and host in infra.LOCAL:
         # installed from the distribution's packages if missing, and started (scripts/infra.py)
         if infra.ensure(["rabbitmq"], infra.Machine(), {"AMQP_HOST": host, "AMQP_PORT": str(port)}):
             sys.exit(1)
-    problem = broker_answers(amqp_uri)
-    if problem and port_open(host, port):
-        wait_until(lambda: broker_answers(amqp_uri) is None, 30, 1.0)
-        problem = broker_answers(amqp_uri)
-    if problem:
+    outcome: list = [None]
+
+    def usable() -> bool:
+        """The URI's vhost exists (created now if it was missing and we may) and lets us in."""
+        try:
+            outcome[0] = ensure_vhost(amqp_uri)
+            return True
+        except VhostError as exc:
+            outcome[0] = exc
+            return exc.final  # a final answer ends the wait; a broker still starting is asked again
+
+    if not usable() and port_open(host, port):
+        wait_until(usable, 30, 1.0)
+    if isinstance(outcome[0], VhostError) and outcome[0].final:
+        sys.exit(f"[run] {outcome[0]}")
+    if isinstance(outcome[0], VhostError):
         sys.exit(
-            f"[run] RabbitMQ does not answer at {url.hostname}:{port} ({problem}).\n"
+            f"[run] RabbitMQ does not answer at {url.hostname}:{port} ({outcome[0]}).\n"
             "      The CRM needs it: `sudo apt install rabbitmq-server` (Debian/Ubuntu), or\n"
             "      `docker compose up -d rabbitmq`, or set AMQP_URI to a broker you have."
         )
+    return outcome[0]
 
 
 def ensure_postgres(database_url: str | None) -> None:
@@ -316,12 +324,18 @@ def main(argv: list[str] | None = None) -> int:
         signing_key(settings)  # made once here, before the gateway processes start and read it
     except ConfigError as exc:
         sys.exit(f"[run] {exc}")
-    ensure_rabbitmq(settings.amqp_uri)
+    bus = ensure_rabbitmq(settings.amqp_uri)
+    processes = registry.processes(settings.services)
+    try:
+        # one vhost per deployment: a second system on these queues would mix the two systems' data
+        refuse_if_taken(settings.amqp_uri, [spec.name for spec in processes])
+    except VhostError as exc:
+        sys.exit(f"[run] {exc}")
+    say(f"message bus: {printable_amqp(settings.amqp_uri)}, {bus}")
     ensure_postgres(settings.database_url)
 
     from crm_common.migrate import migrate
 
-    processes = registry.processes(settings.services)
     for spec in processes:
         say(f"{spec.name}: database {migrate(spec.name, config)} ({printable(settings.database_url_for(spec.name))})")
     from crm_common.queues import declare_consumer_queues

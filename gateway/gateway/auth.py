@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -11,13 +12,15 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from eventlet import tpool
 from nameko.extensions import DependencyProvider
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.engine import make_url
 
 from crm_common.caller import Caller
+from crm_common.clock import utcnow
 from crm_common.config import Settings, signing_key
 from crm_common.errors import Unauthorized
-from gateway.models import User
+from crm_common.schemas import new_id
+from gateway.models import RevokedToken, User
 from gateway.usercache import CHANNEL, UserCache, UserState
 
 _hasher = PasswordHasher()
@@ -49,6 +52,7 @@ def issue_token(settings: Settings, user) -> tuple[str, int]:
     claims = {
         "sub": user.id,
         "ver": user.token_version,
+        "jti": new_id(),  # what POST /auth/logout revokes
         "iat": now,
         "exp": now + timedelta(seconds=settings.token_ttl_s),
     }
@@ -65,6 +69,12 @@ def read_token(settings: Settings, token: str) -> dict:
     except jwt.PyJWTError:
         raise Unauthorized("the token is not valid") from None
     return claims
+
+
+def token_id(claims: dict, token: str) -> str:
+    """The id logging out revokes: the token's ``jti``, or for a token issued before tokens had one, its SHA-256."""
+    jti = claims.get("jti")
+    return str(jti)[:64] if jti else hashlib.sha256(token.encode()).hexdigest()
 
 
 def bearer_token(request) -> str:
@@ -92,11 +102,25 @@ class Authenticator:
         key = apikeys.presented_key(request)
         if key is not None:
             return self.keys.authenticate(self.worker_ctx.service.db.reader, key)
-        claims = read_token(self.settings, bearer_token(request))
+        token = bearer_token(request)
+        claims = read_token(self.settings, token)
         user = self._user(str(claims["sub"]))
         if user is None or not user.active or user.token_version != claims["ver"]:
             raise Unauthorized("the token is no longer valid")
+        if token_id(claims, token) in user.revoked:
+            raise Unauthorized("the token was ended by logging out; log in again")
         return Caller(id=user.id, role=user.role, branch_id=user.branch_id)
+
+    def revoke(self, session, request, caller: Caller) -> None:
+        """End the bearer token of ``request`` (the caller's own): recorded until it would expire, and every
+        gateway told to forget the user when the transaction commits; the caller then calls ``forget``."""
+        token = bearer_token(request)
+        claims = read_token(self.settings, token)
+        jti = token_id(claims, token)
+        if session.get(RevokedToken, jti) is None:
+            expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
+            session.add(RevokedToken(jti=jti, user_id=caller.id, expires_at=expires))
+        notify_user_changed(session, caller.id)
 
     def forget(self, user_id: str) -> None:
         """This process drops what it knows of the user at once; other gateways learn it from the notification."""
@@ -114,7 +138,11 @@ class Authenticator:
         ).first()
         if row is None:
             return None
-        state = UserState(row.id, row.role, row.branch_id, row.active, row.token_version, time.monotonic())
+        revoked = self.worker_ctx.service.db.reader.scalars(
+            select(RevokedToken.jti).where(RevokedToken.user_id == user_id, RevokedToken.expires_at > utcnow())
+        ).all()
+        state = UserState(row.id, row.role, row.branch_id, row.active, row.token_version, time.monotonic(),
+                          frozenset(revoked))
         self.cache.put(state, generation)
         return state
 
@@ -151,3 +179,10 @@ def notify_user_changed(session, user_id: str) -> None:
     """Tell every gateway to forget what it knows of this user, when the transaction commits."""
     if session.bind.dialect.name == "postgresql":
         session.execute(text("SELECT pg_notify(:channel, :user_id)"), {"channel": CHANNEL, "user_id": user_id})
+
+
+def purge_revoked_tokens(session) -> int:
+    """Forget revoked tokens that have expired anyway (they fail on their ``exp``)."""
+    removed = session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= utcnow())).rowcount
+    session.commit()
+    return removed

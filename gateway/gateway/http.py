@@ -32,6 +32,7 @@ from crm_common.bus import BUS_ERRORS
 from crm_common.config import Settings
 from crm_common.errors import BadRequest, CrmError, NotAcceptable, PayloadTooLarge, ValidationError
 from crm_common.schemas import find_unstorable
+from gateway import cors
 from gateway.apikeys import check_access
 from gateway.errors import error_response
 from gateway.uploads import read_upload
@@ -80,10 +81,18 @@ def _http_error(exc: HTTPException) -> Response:
 
 
 class JsonWsgiApp(WsgiApp):
-    """Unknown routes and wrong methods answer in the API's JSON error shape too."""
+    """Unknown routes and wrong methods answer in the API's JSON error shape too; CORS for the listed origins
+    (gateway/cors.py)."""
+
+    def __init__(self, server):
+        super().__init__(server)
+        self.cors_origins = Settings.from_config(server.container.config).cors_origins
 
     def __call__(self, environ, start_response):
         request = Request(environ, shallow=True)
+        origin = cors.allowed_origin(environ, self.cors_origins, API_PREFIX)
+        if origin is not None and cors.is_preflight(environ):
+            return cors.preflight_response(origin)(environ, start_response)
         adapter = self.url_map.bind_to_environ(environ)
         try:
             provider, values = adapter.match()
@@ -92,6 +101,7 @@ class JsonWsgiApp(WsgiApp):
         except HTTPException as exc:
             response = _http_error(exc)
             response.headers["X-Request-Id"] = request_id_of(request.headers)
+        cors.add_headers(response, origin, self.cors_origins)
         return response(environ, start_response)
 
 

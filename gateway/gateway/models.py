@@ -111,3 +111,13 @@ class Recording(Base):
 
 
 (OutboxMessage,) = bookkeeping_models(Base, OUTBOX)
+
+
+class RevokedToken(Base):
+    """Bearer tokens ended by ``POST /auth/logout`` before they expire (gateway/auth.py); purged once expired."""
+
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)  # the token's jti (a SHA-256 for older tokens)
+    user_id: Mapped[str] = mapped_column(String(36), index=True)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)

@@ -381,7 +381,7 @@ def _operation(service_cls, method_name: str, ep: ApiEntrypoint) -> dict:
         # nothing to send; an empty object (or no body) is accepted, anything else is 400
         empty = {"type": "object", "maxProperties": 0, "additionalProperties": False}
         operation["requestBody"] = {"required": False, "content": {"application/json": {"schema": empty}}}
-    success: dict = {"description": {200: "OK", 201: "Created", 202: "Accepted"}.get(ep.status, "OK"),
+    success: dict = {"description": {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content"}.get(ep.status, "OK"),
                      "headers": _required_headers(_response_headers(ep, ep.status), ep.status, ep)}
     if ep.response is not None:
         success["content"] = {"application/json": {"schema": ep.response}}

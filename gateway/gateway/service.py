@@ -14,6 +14,7 @@ from crm_common.config import SettingsProvider
 from crm_common.db import Database
 from crm_common.rpc import ClusterRpc, RpcProxy, rpc
 from crm_common.timer import settings_timer
+from gateway import auth as tokens
 from gateway import identity, recordings, throttle
 from gateway.auth import Auth
 from gateway.idempotency import Idempotency, purge_expired
@@ -79,6 +80,11 @@ class GatewayService(IdentityRoutes, ClientRoutes, MergeRoutes, ImportRoutes, De
     def purge_login_attempts(self):
         """Forget login counts whose window and lock-out are over."""
         throttle.purge(self.db.session, self.settings)
+
+    @timer(interval=3600)
+    def purge_revoked_tokens(self):
+        """Forget logged-out tokens that have expired anyway."""
+        tokens.purge_revoked_tokens(self.db.session)
 
     @settings_timer("recording_sweep_interval_s")
     def delete_old_recordings(self):

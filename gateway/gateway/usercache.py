@@ -40,6 +40,7 @@ class UserState:
     active: bool
     token_version: int
     cached_at: float
+    revoked: frozenset[str] = frozenset()  # ids of the user's tokens ended by logging out, not yet expired
 
 
 class UserCache:

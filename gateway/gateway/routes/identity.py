@@ -35,6 +35,16 @@ class IdentityRoutes:
         address = client_address(request, self.settings.trusted_proxies)
         return identity.login(self.db, self.settings, request.json_body, address)
 
+    @api("POST", "/auth/logout", status=204, errors=(401,), summary="Log out: end the token in use", tag="identity")
+    def logout(self, request, caller):
+        """The bearer token this request carries stops working at once, on every gateway: from now on it gets 401.
+        The user's other sessions (tokens of other logins) keep working. 204, no body. API keys are not tokens
+        (403): an administrator revokes them (``DELETE /api-keys/{id}``)."""
+        with self.db.transaction():
+            self.auth.revoke(self.db.session, request, caller)
+        self.auth.forget(caller.id)
+        return 204, None
+
     @api("GET", "/me", response=UserSchema, errors=(404,), summary="The caller", tag="identity")
     def me(self, request, caller):
         """The user behind the token: ``{id, email, name, role, branch_id, active}``."""

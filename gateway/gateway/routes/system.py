@@ -45,8 +45,24 @@ class HealthSchema(Schema):
     checked_in_ms = fields.Float()
 
 
+class ApiIndexSchema(Schema):
+    name = fields.String()
+    version = fields.String()
+    docs = fields.String(metadata={"description": "the API's documentation, readable in a browser"})
+    openapi = fields.String(metadata={"description": "the OpenAPI 3 document"})
+    health = fields.String()
+    login = fields.String(metadata={"description": "POST email and password here for a bearer token"})
+
+
 class SystemRoutes:
     _spec_cache: dict | None = None
+
+    @api("GET", "", public=True, response=ApiIndexSchema, summary="Where the API's documents are", tag="system")
+    def index(self, request, caller):
+        """The address ``make run`` prints: ``{"name": "Sales CRM API", "version": "v1", "docs": "/api/v1/docs",
+        "openapi": "/api/v1/openapi.json", "health": "/health", "login": "/api/v1/auth/login"}``."""
+        return {"name": "Sales CRM API", "version": "v1", "docs": "/api/v1/docs", "openapi": "/api/v1/openapi.json",
+                "health": "/health", "login": "/api/v1/auth/login"}
 
     @api("GET", "/health", prefix="", public=True, response=HealthSchema, answers={503: HealthSchema},
          summary="Health of the bus and every service", tag="system")

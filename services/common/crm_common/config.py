@@ -33,7 +33,8 @@ WEBHOOK_KEY_FILE = "webhook_key"
 MIN_SECRET_KEY_LENGTH = 32
 DEV_ADMIN_EMAIL = "admin@crm.local"
 DEV_ADMIN_PASSWORD = "admin12345"
-DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
+CORS_ORIGIN = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
+DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/crm"
 DEFAULT_CONFIG_PATH = REPO_ROOT / "config.yml"
 TRUE_WORDS = ("1", "true", "yes", "on")
 
@@ -93,6 +94,8 @@ class Settings:
     login_lockout_s: int = 300
     # proxies (addresses or networks) whose X-Forwarded-For names the client; nobody else's is believed
     trusted_proxies: tuple[str, ...] = ()
+    # web origins (scheme://host[:port]) whose pages may call the API from a browser (gateway/cors.py)
+    cors_origins: tuple[str, ...] = ()
     # several gateway processes of one machine share the HTTP port (SO_REUSEPORT); off, the port is exclusive
     http_reuse_port: bool = False
     max_body_bytes: int = 1024 * 1024
@@ -150,7 +153,7 @@ class Settings:
             if f.name not in crm or crm[f.name] in (None, ""):
                 continue
             raw = crm[f.name]
-            if f.name in ("services", "trusted_proxies", "webhook_old_keys"):
+            if f.name in ("services", "trusted_proxies", "webhook_old_keys", "cors_origins"):
                 raw = tuple(s.strip() for s in str(raw).split(",") if s.strip())
             elif f.name == "service_database_urls":
                 raw = {k: v for k, v in dict(raw).items() if v}
@@ -188,6 +191,10 @@ class Settings:
                 raise ConfigError(
                     f"CRM_TRUSTED_PROXIES: {proxy!r} is not an IP address or network (e.g. 10.0.0.5, 172.30.89.0/24)"
                 ) from None
+        for origin in self.cors_origins:
+            if not CORS_ORIGIN.fullmatch(origin):
+                raise ConfigError(f"CRM_CORS_ORIGINS: {origin!r} is not a web origin (scheme://host[:port], e.g. "
+                                  "https://www.example.ru, with no path and no trailing slash)")
         if self.secret_key == DEV_SECRET_KEY:
             raise ConfigError(
                 "CRM_SECRET_KEY is the development key published in this repository: anyone could sign tokens "

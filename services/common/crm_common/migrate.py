@@ -107,7 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         outcome = migrate(service, config, args.revision)
         log.info("%s: database %s", service, outcome)
     from crm_common.queues import declare_consumer_queues
+    from crm_common.vhost import VhostError, ensure_vhost
 
+    try:
+        log.info("message bus: %s", ensure_vhost(config["AMQP_URI"]))  # make run's vhost, created if we may
+    except VhostError as exc:
+        log.warning("%s", exc)
     log.info("event queues declared: %d", declare_consumer_queues(config))
     return 0
 
