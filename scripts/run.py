@@ -265,10 +265,13 @@ def announce(settings: Settings, http: Http, gateways: list[Child], args: argpar
         flush=True,
     )
     if args.demo and up:
-        from demo import seed
+        from demo import DemoStepFailed, seed
 
+        say("loading the demo data (what is already there is kept)")
         try:
             say(seed(f"{http.url}/api/v1", settings.admin_email, settings.admin_password))
+        except DemoStepFailed as exc:  # the system keeps running; the message names the step and what to do
+            say(str(exc))
         except Exception as exc:  # noqa: BLE001 - the system keeps running
             say(f"demo data could not be loaded: {exc}")
 
