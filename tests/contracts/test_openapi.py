@@ -140,10 +140,11 @@ def test_a_public_route_needs_no_token(name, ep):
     assert "security" not in operation(ep)
 
 
-def test_login_and_health_are_the_only_public_routes():
+def test_login_health_and_the_api_index_are_the_only_public_routes():
     assert {(ep.method, ep.url) for _, ep in DOCUMENTED if ep.public} == {
         ("POST", "/api/v1/auth/login"),
         ("GET", "/health"),
+        ("GET", "/api/v1"),  # where the docs are: the address make run prints
     }
 
 
