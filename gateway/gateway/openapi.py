@@ -424,7 +424,8 @@ def _operation(service_cls, method_name: str, ep: ApiEntrypoint) -> dict:
     return operation
 
 
-DESCRIPTION = """The CRM's HTTP API. Every route but login, health and the index (`GET /api/v1`) needs `Authorization: Bearer <token>`.
+DESCRIPTION = """The CRM's HTTP API. Every route but login, health and the index (`GET /api/v1`) needs
+`Authorization: Bearer <token>`.
 
 Every answer is JSON and carries `X-Request-Id`. Errors are `{"error": {"code", "message", "fields"?, ...}}`:
 each status's codes and extra members are in its `Error<status>` schema. Besides the answers each operation
