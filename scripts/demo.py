@@ -141,9 +141,13 @@ class Report:
             self.order.append(kind)
         (self.made if created else self.found)[kind] += n
 
+    @staticmethod
+    def _counted(n: int, kind: str) -> str:
+        return f"{n} {kind if n != 1 else kind.removesuffix('es' if kind.endswith('ches') else 's')}"
+
     def __str__(self) -> str:
-        made = ", ".join(f"{self.made[k]} {k}" for k in self.order if self.made[k]) or "nothing"
-        found = ", ".join(f"{self.found[k]} {k}" for k in self.order if self.found[k]) or "nothing"
+        made = ", ".join(self._counted(self.made[k], k) for k in self.order if self.made[k]) or "nothing"
+        found = ", ".join(self._counted(self.found[k], k) for k in self.order if self.found[k]) or "nothing"
         return f"created {made}; already there {found}"
 
 
@@ -221,16 +225,18 @@ def ensure_people(base: str, admin: Api, branch: dict, code: str, fake, report: 
 
 
 def ensure_pipeline(head: Api, report: Report) -> dict:
-    for pipeline in head.every("/pipelines"):
-        if pipeline["name"] == "Продажи":
-            missing = {s["name"] for s in STAGES} - {s["name"] for s in pipeline["stages"]}
-            if missing:
-                raise RuntimeError(f"the branch has a pipeline 'Продажи' without the stages {sorted(missing)}; rename "
-                                   "it, so the demo makes its own")
+    """The branch's pipeline with the demo's stages: one that has them all is used (it is "there"); otherwise
+    "Продажи" is made, or "Продажи (демо)" when the branch has its own "Продажи" with other stages (the README's)."""
+    pipelines = head.every("/pipelines")
+    wanted = {stage["name"] for stage in STAGES}
+    for pipeline in pipelines:
+        if wanted <= {stage["name"] for stage in pipeline["stages"]}:
             report.count("pipelines", False)
             return pipeline
+    taken = {pipeline["name"] for pipeline in pipelines}
     report.count("pipelines", True)
-    return head.call("POST", "/pipelines", {"name": "Продажи", "stages": STAGES})
+    name = "Продажи" if "Продажи" not in taken else "Продажи (демо)"
+    return head.call("POST", "/pipelines", {"name": name, "stages": STAGES})
 
 
 def ensure_scripts(head: Api, pipeline: dict, report: Report) -> list[str]:

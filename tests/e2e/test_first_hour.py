@@ -72,12 +72,20 @@ def test_the_readme_first_flow_works_as_written(system):
     poll(timeline_has_the_deal_and_its_move, timeout=20, message="the deal and its stage move on the timeline")
 
 
-def test_the_demo_loads_on_top_of_what_is_there_and_a_second_run_adds_nothing(system):
+def test_the_demo_loads_on_top_of_what_is_there_and_a_second_run_adds_nothing(system, admin):
     demo = load_script("demo")
+    # what the README's first hour leaves: the branch MSK with a pipeline "Продажи" of other stages
+    branch = next((b for b in admin.pages("/branches") if b["code"] == "MSK"), None) or admin.ok(
+        "POST", "/branches", {"name": "Москва", "code": "MSK"})
+    admin.ok("POST", "/pipelines", {"name": "Продажи", "branch_id": branch["id"], "stages": [
+        {"name": "Новая заявка", "kind": "open", "max_days": 2}, {"name": "Оплачено", "kind": "won"},
+        {"name": "Отказ", "kind": "lost"}]}, status=201)
+
     first = demo.Report()
     said = demo.seed(system.base_url, DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, clients_per_branch=3, report=first)
     assert said.startswith("demo data: created") and "already there" in said
     assert first.made["clients"] + first.found["clients"] == 6
+    assert first.found["branches"] >= 1 and first.made["pipelines"] + first.found["pipelines"] == 2
 
     second = demo.Report()
     said = demo.seed(system.base_url, DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, clients_per_branch=3, report=second)
