@@ -71,7 +71,8 @@ Pick = Callable[[object, str, int], list]
 Move = Callable[[list, dict], None]
 
 
-def transfer_batch(uow, model, raw_transfer: dict, limit, pick: Pick, move: Move, finish: Callable[[dict], None] | None = None) -> dict:
+def transfer_batch(uow, model, raw_transfer: dict, limit, pick: Pick, move: Move,
+                   finish: Callable[[dict], None] | None = None) -> dict:
     """Move the next ``limit`` records of the transfer; ``{"moved": total so far, "done": bool}``.
 
     ``finish(transfer)`` runs once more with the last batch (records without a count of their own: pending
