@@ -15,6 +15,7 @@ leaver's.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 import time
@@ -36,7 +37,8 @@ def measure(say=print, batch: int = 1000) -> dict:
     _vhost("add_vhost")
     _drop_databases()
     system = None
-    results: dict = {"clients": CLIENTS, "deals": DEALS, "tasks": TASKS, "closed": CLOSED, "batch": batch}
+    results: dict = {"clients": CLIENTS, "deals": DEALS, "tasks": TASKS, "closed": CLOSED, "batch": batch,
+                     "load_average": [round(x, 2) for x in os.getloadavg()]}
     try:
         system = _start(folder, batch)
         say("offboarding: the CRM is up (clients, deals, tasks and the gateway)")
@@ -212,7 +214,8 @@ def section(measured: dict | None) -> list[str]:
                f"{measured['deals']:,} open deals and {measured['tasks']:,} open tasks (and {measured['closed']:,} won "
                f"deals and {measured['closed']:,} done tasks that stay theirs), on a CRM of its own (clients, deals, "
                "tasks and the gateway, one process each; the records inserted with SQL; bench/offboarding.py; "
-               "`python -m bench --offboarding only`). Each step moves "
+               "`python -m bench --offboarding only`; load average of the machine at the start "
+               f"{' / '.join(map(str, measured.get('load_average', [])))}). Each step moves "
                f"{measured['batch']:,} records per RPC: one UPDATE, one event per record written to the outbox in one "
                "statement, the count in the same transaction (decisions.md 64-65).\n")
     if measured.get("error"):
@@ -231,8 +234,10 @@ def section(measured: dict | None) -> list[str]:
     moved = measured["moved"]
     out.append(f"Moved {moved['clients']:,} clients, {moved['deals']:,} deals, {moved['tasks']:,} tasks "
                f"({measured['records_per_s']:,} records/s); every open record the heir's and every closed one still "
-               f"the leaver's afterwards: **{'yes' if measured['correct'] else 'NO'}**. The consumers (the clients' "
-               "timeline, reports, webhooks) work through the events after that at their own pace.\n")
+               f"the leaver's afterwards: **{'yes' if measured['correct'] else 'NO'}**. The steps share the machine with "
+               "the consumers of their events, which start on the first batch (the clients service writes a timeline "
+               "entry per `deal_updated` and `task_updated`, one transaction each), so the later steps run slower "
+               "than the first; reports and webhooks, not running here, would add theirs.\n")
     return out
 
 
