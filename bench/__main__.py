@@ -15,6 +15,8 @@
 8. then measures reliability on a CRM of its own (bench/reliability.py): POST /clients with and without the
    command log, and how fast every service answers after a 10 s broker outage (1 and 2 replicas); and outgoing
    webhooks on another (bench/webhooks.py): deliveries per second, a healthy webhook beside a hanging receiver;
+   and offboarding a manager of 10,000 clients and 20,000 deals on a third (bench/offboarding.py; alone:
+   ``--offboarding only``, which rewrites only its section of docs/benchmarks.md);
 9. writes bench/results/<time>.json and docs/benchmarks.md (a quick or partial run: bench/results/benchmarks-*.md);
 10. stops everything, also on errors and Ctrl-C.
 
