@@ -15,6 +15,8 @@
 8. then measures reliability on a CRM of its own (bench/reliability.py): POST /clients with and without the
    command log, and how fast every service answers after a 10 s broker outage (1 and 2 replicas); and outgoing
    webhooks on another (bench/webhooks.py): deliveries per second, a healthy webhook beside a hanging receiver;
+   and offboarding a manager of 10,000 clients and 20,000 deals on a third (bench/offboarding.py; alone:
+   ``--offboarding only``, which rewrites only its section of docs/benchmarks.md);
 9. writes bench/results/<time>.json and docs/benchmarks.md (a quick or partial run: bench/results/benchmarks-*.md);
 10. stops everything, also on errors and Ctrl-C.
 
@@ -89,6 +91,9 @@ def parse_args(argv):
     parser.add_argument("--webhooks", choices=("on", "off", "only"), default="on",
                         help="webhook deliveries per second and a healthy webhook's delay beside a hanging receiver (on "
                              "a CRM of its own); 'only' runs nothing else, without seeding")
+    parser.add_argument("--offboarding", choices=("on", "off", "only"), default="on",
+                        help="offboarding a manager of 10,000 clients and 20,000 deals (on a CRM of its own); 'only' "
+                             "runs nothing else and writes its section of docs/benchmarks.md")
     return parser.parse_args(argv)
 
 
@@ -129,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         return _reliability_only(results, args, duration, stamp)
     if args.webhooks == "only":
         return _webhooks_only(results, stamp)
+    if args.offboarding == "only":
+        return _offboarding_only(results, stamp)
 
     if not args.reuse:
         system.reset_databases()
@@ -253,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
 
         results["webhooks"] = webhooks.measure(say=say)
         path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+    if args.offboarding != "off" and not args.only_import and not args.backup_only:
+        from bench import offboarding
+
+        results["offboarding"] = offboarding.measure(say=say)
+        path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
 
     # only a complete full run may replace docs/benchmarks.md; a quick or partial one reports beside its numbers
     if args.backup_only:
@@ -262,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     complete = (not args.quick and scenarios == list(SCENARIOS) and levels == [1, 10, 50]
                 and duration == FULL.duration_s and args.reliability == "on" and args.scans == "stuck,overdue"
-                and not args.only_import and args.webhooks == "on")
+                and not args.only_import and args.webhooks == "on" and args.offboarding == "on")
     target = system.ROOT / "docs" / "benchmarks.md" if complete else system.RESULTS / f"benchmarks-{results['mode']}.md"
     markdown.write(results, target)
     say(f"report: {target}")
@@ -303,6 +315,21 @@ def _webhooks_only(results: dict, stamp: str) -> int:
     markdown.write(results, target)
     say(f"raw numbers: {path}; report: {target}")
     return 0
+
+
+def _offboarding_only(results: dict, stamp: str) -> int:
+    """``--offboarding only``: the offboarding measurement alone; its section of docs/benchmarks.md is replaced."""
+    from bench import offboarding, system
+
+    results["mode"] = "offboarding"
+    results["offboarding"] = offboarding.measure(say=say)
+    results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    path = system.RESULTS / f"{stamp}-offboarding.json"
+    path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+    target = system.ROOT / "docs" / "benchmarks.md"
+    offboarding.write_section(results["offboarding"], target)
+    say(f"raw numbers: {path}; report: {target} (section Offboarding)")
+    return 0 if not results["offboarding"].get("error") else 1
 
 
 def say(message: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench import offboarding
 from bench.report import PROCESSES, ratio, targets
 
 NOTES_START, NOTES_END = "<!-- notes:start -->", "<!-- notes:end -->"
@@ -99,6 +100,8 @@ def write(results: dict, path: Path) -> None:
         add(line)
     _reliability(results, add)
     _webhooks(results, add)
+    for line in offboarding.section(results.get("offboarding")):
+        add(line)
     _overdue(results, add)
     _imports(results, add)
     _plans(results, add)

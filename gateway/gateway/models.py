@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, String, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from crm_common.bookkeeping import OUTBOX, bookkeeping_models
@@ -108,6 +108,38 @@ class Recording(Base):
     duration_s: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
     deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class Offboarding(Base):
+    """A saga handing a leaving user's clients, open deals and open tasks to another user (gateway/offboarding.py):
+    its state survives any process; a gateway holds a running one under a lease while it runs its steps."""
+
+    __tablename__ = "offboardings"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(String(36))
+    to_user_id: Mapped[str] = mapped_column(String(36))
+    branch_id: Mapped[str | None] = mapped_column(String(36))
+    requested_by: Mapped[str | None] = mapped_column(String(36))
+    status: Mapped[str] = mapped_column(String(8), default="running")  # running | done | failed
+    step: Mapped[str | None] = mapped_column(String(8))  # clients | deals | tasks; null once finished
+    clients: Mapped[int] = mapped_column(Integer, default=0)
+    deals: Mapped[int] = mapped_column(Integer, default=0)
+    tasks: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # step calls that failed, in a row
+    error: Mapped[str | None] = mapped_column(String(1000))
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    __table_args__ = (
+        Index("ix_offboardings_started", "started_at", "id"),
+        Index("ix_offboardings_user", "user_id", "started_at"),
+        # one running saga per user: two requests at once, one wins
+        Index("uq_offboardings_running_user", "user_id", unique=True,
+              postgresql_where=text("status = 'running'"), sqlite_where=text("status = 'running'")),
+    )
 
 
 (OutboxMessage,) = bookkeeping_models(Base, OUTBOX)

@@ -28,6 +28,7 @@ from gateway.routes.imports import ImportRoutes
 from gateway.routes.integrations import IntegrationRoutes
 from gateway.routes.merges import MergeRoutes
 from gateway.routes.notifications import NotificationRoutes
+from gateway.routes.offboarding import OffboardingRoutes
 from gateway.routes.reports import ReportRoutes
 from gateway.routes.system import SystemRoutes
 from gateway.routes.tasks import TaskRoutes
@@ -46,7 +47,7 @@ class IdentityDatabase(Database):
 
 
 class GatewayService(IdentityRoutes, ClientRoutes, MergeRoutes, ImportRoutes, DealRoutes, TaskRoutes, NotificationRoutes,
-                     ReportRoutes, BackupRoutes, WebhookRoutes, IntegrationRoutes, SystemRoutes):
+                     ReportRoutes, BackupRoutes, WebhookRoutes, IntegrationRoutes, OffboardingRoutes, SystemRoutes):
     name = "gateway"
 
     db = IdentityDatabase(Base)

@@ -12,6 +12,7 @@ from crm_common.bookkeeping import bookkeeping_models
 from crm_common.clock import utcnow
 from crm_common.columns import UtcDateTime, json_type
 from crm_common.schemas import new_id
+from crm_common.transfers import owner_transfer_model
 
 
 class Base(DeclarativeBase):
@@ -280,6 +281,8 @@ class CallEvent(Base):
 
 
 OutboxMessage, ProcessedEvent, CommandLog = bookkeeping_models(Base)
+OwnerTransfer = owner_transfer_model(Base)  # the clients step of each offboarding (crm_common/transfers.py)
+Index("ix_clients_owner", Client.owner_id)
 # An import writes events by the hundred thousand, and published ones stay a week: without this index the
 # relay's "the oldest unpublished rows" read every published row first (0.5 s per batch of 200 at 300,000).
 Index("ix_outbox_unpublished", OutboxMessage.id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clients import calls, commands, exports, imports, merging
+from clients import calls, commands, exports, imports, merging, offboarding
 from clients import repository as repo
 from clients.domain import search_term
 from clients.models import Base, Client
@@ -88,6 +88,12 @@ class ClientsService:
     def restore_client(self, caller, client_id):
         """Bring an archived client back. ``restore_client(caller, id)``"""
         return self.db.write(lambda: commands.set_archived(self.db, Caller.load(caller), client_id, False))
+
+    @rpc
+    def transfer_clients(self, transfer, limit=1000):
+        """An offboarding's clients step, one batch per call (crm_common/transfers.py): ``transfer_clients({"id":
+        offboarding id, "from_user_id", "to_user_id", "actor_id"}, 1000)`` → ``{"moved": total, "done": bool}``."""
+        return self.db.write(lambda: offboarding.transfer_clients(self.db, transfer, limit))
 
     @rpc
     def log_interaction(self, caller, client_id, data):

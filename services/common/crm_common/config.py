@@ -105,6 +105,11 @@ class Settings:
     import_max_mb: int = 50
     import_poll_s: float = 2.0
     import_lease_s: float = 30.0
+    # offboarding sagas (gateway/offboarding.py): records per step call, how often running sagas are resumed,
+    # how long a gateway holds one it is running
+    offboard_batch: int = 1000
+    offboard_poll_s: float = 5.0
+    offboard_lease_s: float = 60.0
     # outgoing webhooks (the webhooks service)
     webhook_allow_private: bool = False  # deliver to private, loopback and link-local addresses too
     webhook_key: str = ""  # encrypts webhook secrets at rest; empty: development generates one under data_dir

@@ -11,6 +11,7 @@ from crm_common.bookkeeping import bookkeeping_models
 from crm_common.clock import utcnow
 from crm_common.columns import UtcDateTime
 from crm_common.schemas import new_id
+from crm_common.transfers import owner_transfer_model
 
 
 class Base(DeclarativeBase):
@@ -143,3 +144,4 @@ class ScriptVersion(Base):
 
 
 OutboxMessage, ProcessedEvent, CommandLog = bookkeeping_models(Base)
+OwnerTransfer = owner_transfer_model(Base)  # the deals step of each offboarding (crm_common/transfers.py)

@@ -13,7 +13,7 @@ from crm_common.handlers import event_handler
 from crm_common.rpc import RpcProxy, rpc
 from crm_common.schemas import PageQuerySchema, is_uuid, load_or_raise
 from crm_common.timer import settings_timer
-from deals import commands, exports, views
+from deals import commands, exports, offboarding, views
 from deals import repository as repo
 from deals.models import Base, Deal
 from deals.schemas import DealQuerySchema, PipelineQuerySchema, ScriptQuerySchema, script_out, script_version_out
@@ -114,6 +114,13 @@ class DealsService:
         """For the clients service: whether a deal is open now (False if unknown)."""
         deal = self.db.reader.get(Deal, deal_id) if is_uuid(deal_id) else None
         return deal is not None and deal.status == "open"
+
+    @rpc
+    def transfer_deals(self, transfer, limit=1000):
+        """An offboarding's deals step, one batch per call (crm_common/transfers.py): ``transfer_deals({"id":
+        offboarding id, "from_user_id", "to_user_id", "actor_id"}, 1000)`` → ``{"moved": total, "done": bool}``.
+        Open deals only: won and lost deals keep their owner."""
+        return self.db.write(lambda: offboarding.transfer_deals(self.db, transfer, limit))
 
     @rpc
     def open_deals_of_client(self, client_id):

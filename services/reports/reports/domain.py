@@ -251,14 +251,14 @@ def touchpoint_contributions(item: TouchpointFact, out: Contributions | None = N
 
 
 def task_contributions(task: TaskState | None, out: Contributions | None = None) -> Contributions:
-    """Done on time counts in the month of completion; overdue in the month the task was due."""
+    """Done on time counts in the month of completion, for whoever completed it. An overdue task counts through
+    its penalty (``penalty_contributions``): for the assignee who missed the deadline, even once the task has
+    been handed to someone else (an offboarding, a head's reassignment)."""
     out = {} if out is None else out
     if task is None or not task.assignee_id:
         return out
     if task.status == "done" and task.completed_at is not None and task.on_time:
         _add(out, "c_activity", (task.branch_id, month_of(task.completed_at), task.assignee_id), tasks_on_time=1)
-    if task.overdue and task.due_at is not None:
-        _add(out, "c_activity", (task.branch_id, month_of(task.due_at), task.assignee_id), tasks_overdue=1)
     return out
 
 
@@ -270,7 +270,12 @@ def task_on_time(completed_at: datetime | None, due_at: datetime | None) -> bool
 
 def penalty_contributions(penalty: PenaltyState | None, out: Contributions | None = None) -> Contributions:
     out = {} if out is None else out
-    if penalty is None or penalty.status != "active":
+    if penalty is None:
+        return out
+    # one penalty per overdue task, against its assignee then, in the UTC month of its due_at (decision 28);
+    # a waived penalty leaves the task overdue
+    _add(out, "c_activity", (penalty.branch_id, penalty.month, penalty.user_id), tasks_overdue=1)
+    if penalty.status != "active":
         return out
     _add(out, "c_penalty", (penalty.branch_id, penalty.month, penalty.user_id, penalty.currency),
          penalties=1, amount_minor=penalty.amount_minor)

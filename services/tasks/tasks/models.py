@@ -13,6 +13,7 @@ from crm_common.bookkeeping import bookkeeping_models
 from crm_common.clock import utcnow
 from crm_common.columns import UtcDateTime, json_type
 from crm_common.schemas import new_id
+from crm_common.transfers import owner_transfer_model
 from tasks.domain import ComplaintRules, PenaltyRules, TaskRules, TemplateRules
 
 
@@ -252,3 +253,4 @@ class Notification(Base):
 
 
 OutboxMessage, ProcessedEvent, CommandLog = bookkeeping_models(Base)
+OwnerTransfer = owner_transfer_model(Base)  # the tasks step of each offboarding (crm_common/transfers.py)

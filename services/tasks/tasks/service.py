@@ -15,7 +15,7 @@ from crm_common.handlers import event_handler
 from crm_common.rpc import RpcProxy, rpc
 from crm_common.schemas import load_or_raise
 from crm_common.timer import settings_timer
-from tasks import commands, notices, views
+from tasks import commands, notices, offboarding, views
 from tasks import repository as repo
 from tasks.models import Base
 from tasks.schemas import (
@@ -55,6 +55,13 @@ class TasksService:
         client = self._visible("clients", caller, data.get("client_id"))
         deal = self._visible("deals", caller, data.get("deal_id"))
         return self.db.write(lambda: commands.create_task(self.db, caller, data, client, deal, directory))
+
+    @rpc
+    def transfer_tasks(self, transfer, limit=1000):
+        """An offboarding's tasks step, one batch per call (crm_common/transfers.py): ``transfer_tasks({"id":
+        offboarding id, "from_user_id", "to_user_id", "actor_id"}, 1000)`` → ``{"moved": total, "done": bool}``.
+        Open tasks only; the last batch also hands over unresolved complaints and automations' pending tasks."""
+        return self.db.write(lambda: offboarding.transfer_tasks(self.db, transfer, limit))
 
     def _visible(self, service: str, caller: Caller, record_id: str | None):
         """A client or deal as its service shows the caller, asked before the transaction; None if there is no

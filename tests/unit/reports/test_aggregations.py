@@ -318,7 +318,9 @@ def test_the_managers_report_counts_calls_meetings_tasks_penalties_moves_and_win
     fine = {"id": "00000000-0000-4000-8000-0000000000aa", "user_id": desk.manager.id, "task_id": late["id"],
             "branch_id": NORTH, "amount": "500.00", "currency": "RUB", "reason": "просрочка", "month": "2026-11",
             "status": "active", "waived_at": None, "waive_reason": None, "created_at": "2026-11-05T10:00:00Z"}
-    waived = {**fine, "id": "00000000-0000-4000-8000-0000000000bb", "status": "waived"}
+    # another task's penalty, waived: that task stays overdue (one penalty per overdue task, decision 28)
+    waived = {**fine, "id": "00000000-0000-4000-8000-0000000000bb", "status": "waived",
+              "task_id": "00000000-0000-4000-8000-0000000000cc"}
     events += [desk.event("penalty_recorded", {"penalty": fine}, at(5)),
                desk.event("penalty_waived", {"penalty": waived, "reason": "болел"}, at(6)),
                desk.event("penalty_recorded", {"penalty": {**waived, "status": "active"}}, at(5))]  # late: stays waived
@@ -328,13 +330,30 @@ def test_the_managers_report_counts_calls_meetings_tasks_penalties_moves_and_win
 
     anna = next(line for line in report["managers"] if line["user_id"] == desk.manager.id)
     assert (anna["name"], anna["calls"], anna["meetings"], anna["interactions"]) == ("Анна", 2, 1, 4)
-    assert (anna["tasks_done_on_time"], anna["tasks_overdue"]) == (1, 1)
+    assert (anna["tasks_done_on_time"], anna["tasks_overdue"]) == (1, 2)
     assert (anna["penalties"], anna["penalty_amounts"]) == (1, [{"amount": "500.00", "currency": "RUB"}])
     assert (anna["deals_moved"], anna["deals_won"], anna["revenue"]) == (2, 1, [{"amount": "700.00", "currency": "RUB"}])
     boris = next(line for line in report["managers"] if line["user_id"] == desk.other.id)
     assert (boris["calls"], boris["deals_won"], boris["revenue"]) == (0, 0, [])
     mine = desk.report("managers", desk.manager, month="2026-11")["managers"]
     assert [line["user_id"] for line in mine] == [desk.manager.id] and mine[0]["calls"] == 2
+
+
+def test_an_overdue_task_handed_to_someone_else_stays_overdue_for_who_missed_it(desk):
+    events = desk.people()
+    late = task(desk, "open", at(5), overdue=True)
+    fine = {"id": "00000000-0000-4000-8000-0000000000dd", "user_id": desk.manager.id, "task_id": late["id"],
+            "branch_id": NORTH, "amount": "500.00", "currency": "RUB", "reason": "просрочка", "month": "2026-11",
+            "status": "active", "waived_at": None, "waive_reason": None, "created_at": "2026-11-05T10:00:00Z"}
+    done = {**late, "assignee_id": desk.other.id, "status": "done", "completed_at": at(9).isoformat(), "version": 4}
+    events += [desk.event("task_overdue", {"task": late}, at(5)), desk.event("penalty_recorded", {"penalty": fine}, at(5)),
+               desk.event("task_completed", {"task": done, "on_time": False}, at(9))]  # by the heir of an offboarding
+    desk.apply(events)
+
+    lines = {line["user_id"]: line for line in desk.report("managers", month="2026-11")["managers"]}
+
+    assert (lines[desk.manager.id]["tasks_overdue"], lines[desk.manager.id]["penalties"]) == (1, 1)
+    assert (lines[desk.other.id]["tasks_overdue"], lines[desk.other.id]["tasks_done_on_time"]) == (0, 0)
 
 
 def task(desk, status, due, completed=None, overdue=False) -> dict:

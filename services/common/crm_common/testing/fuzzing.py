@@ -12,7 +12,7 @@ in tests/e2e/schemathesis.toml, loading this module as its hooks (``SCHEMATHESIS
 
 Operations on one record get real records made before the run (``prepare``: a branch with a head, a spare
 manager, a client, a pipeline, a deal, a script), named in the toml; PATCH /users/{id} gets the spare
-manager, so the run never changes the user it runs as.
+manager, so the run never changes the user it runs as; POST /users/{id}/offboard another one.
 
 The document is fetched from the system and made strict before the run (``strict_copy``): every response
 schema forbids members it does not list, so an undocumented member in an answer fails the run, while the
@@ -88,11 +88,20 @@ def prepare(api_base: str, admin_token: str) -> Fuzzing:
     ringing = {"call_id": f"fuzz-{tag}", "event": "ringing", "direction": "in", "from": "+79161234567", "to": "101",
                "at": "2026-11-30T10:00:00Z", "branch_id": branch["id"]}
     call = http.post(api_base + "/telephony/events", json=ringing, timeout=30).json()
+    # offboarding: one done already (GET /offboardings/{id}), and a manager of its own for POST .../offboard
+    leaver = post("/users", {"email": f"fuzz-leaver-{tag}@crm.test", "name": "Leaving manager", "password": PASSWORD,
+                             "role": "manager", "branch_id": branch["id"]})
+    response = http.post(f"{api_base}/users/{leaver['id']}/offboard", json={"to_user_id": head["id"]}, timeout=30)
+    assert response.status_code == 202, f"POST /users/{{id}}/offboard → {response.status_code} {response.text}"
+    offboarding = response.json()
+    to_offboard = post("/users", {"email": f"fuzz-offboard-{tag}@crm.test", "name": "Manager to offboard",
+                                  "password": PASSWORD, "role": "manager", "branch_id": branch["id"]})
     login = requests.post(api_base + "/auth/login", json={"email": head["email"], "password": PASSWORD}, timeout=30)
     ids = {"branch_id": branch["id"], "user_id": spare["id"], "client_id": client["id"],
            "pipeline_id": pipeline["id"], "deal_id": deal["id"], "script_id": script["id"],
            "template_id": template["id"], "task_id": task["id"], "complaint_id": complaint["id"],
-           "automation_id": automation["id"], "webhook_id": webhook["id"], "key_id": key["id"], "call_id": call["id"]}
+           "automation_id": automation["id"], "webhook_id": webhook["id"], "key_id": key["id"], "call_id": call["id"],
+           "offboarding_id": offboarding["id"], "offboard_user_id": to_offboard["id"]}
     return Fuzzing(ids, login.json()["access_token"])
 
 
