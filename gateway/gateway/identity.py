@@ -54,7 +54,7 @@ def bootstrap_admin(session, settings: Settings) -> User | None:
     admin = User(
         id=new_id(), email=settings.admin_email.lower(), name=settings.admin_name,
         password_hash=hash_password(settings.admin_password), role="admin", branch_id=None,
-        active=True, on_shift=True, created_at=now, updated_at=now,
+        active=True, on_shift=True, can_export=False, created_at=now, updated_at=now,
     )
     session.add(admin)
     # announced like any other user, so services that keep a copy of users (tasks: who the admins are) hear of it
@@ -187,7 +187,7 @@ def create_user(uow, caller: Caller, raw: dict) -> dict:
     user = User(
         id=new_id(), email=email, name=data["name"], password_hash=password_hash,
         role=data["role"], branch_id=data["branch_id"], active=True, created_at=now, updated_at=now,
-        phone=data["phone"], extension=data["extension"], on_shift=data["on_shift"],
+        phone=data["phone"], extension=data["extension"], on_shift=data["on_shift"], can_export=False,
     )
     session.add(user)
     try:
