@@ -90,8 +90,9 @@ def test_an_expired_file_is_deleted_by_the_timer_and_answers_410(container_facto
 
 
 def test_the_daily_cap_holds_across_two_gateways_asked_at_once(container_factory, config, clients_service):
-    first = start_gateway(container_factory, config, export_daily_rows=10)
-    second = start_gateway(container_factory, config, export_daily_rows=10)
+    # small pools: PostgreSQL's 100 connections are shared by every test run on the machine
+    first = start_gateway(container_factory, config, export_daily_rows=10, db_pool_size=2)
+    second = start_gateway(container_factory, config, export_daily_rows=10, db_pool_size=2)
     admin = as_user(first, **ADMIN)
     branch_id = branch_with_clients(first, admin, 4)
     email = f"exporter-{time.monotonic_ns()}@crm.test"
@@ -105,7 +106,7 @@ def test_the_daily_cap_holds_across_two_gateways_asked_at_once(container_factory
         base = (first, second)[index % 2]
         return heads[index % 2].post(f"{base}/exports", json={"filter": {}}).status_code
 
-    with ThreadPoolExecutor(6) as pool:
-        statuses = list(pool.map(ask, range(6)))
+    with ThreadPoolExecutor(4) as pool:
+        statuses = list(pool.map(ask, range(4)))
 
-    assert sorted(statuses) == [202, 202, 429, 429, 429, 429], "4 + 4 rows fit in 10; a third export of 4 does not"
+    assert sorted(statuses) == [202, 202, 429, 429], "4 + 4 rows fit in 10; a third export of 4 does not"
