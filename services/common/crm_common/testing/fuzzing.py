@@ -88,12 +88,13 @@ def prepare(api_base: str, admin_token: str) -> Fuzzing:
     ringing = {"call_id": f"fuzz-{tag}", "event": "ringing", "direction": "in", "from": "+79161234567", "to": "101",
                "at": "2026-11-30T10:00:00Z", "branch_id": branch["id"]}
     call = http.post(api_base + "/telephony/events", json=ringing, timeout=30).json()
-    # the head may export (its runs reach the export routes); the administrator's export is the {export_id}
+    # the head may export, and its export is the {export_id} (the administrator sees it too)
     granted = http.patch(api_base + f"/users/{head['id']}", json={"can_export": True}, timeout=30)
     assert granted.status_code == 200, f"PATCH /users/{head['id']} → {granted.status_code} {granted.text}"
-    exported = http.post(api_base + "/exports", json={"filter": {"branch_id": branch["id"]}}, timeout=30)
-    assert exported.status_code == 202, f"POST /exports → {exported.status_code} {exported.text}"
     login = requests.post(api_base + "/auth/login", json={"email": head["email"], "password": PASSWORD}, timeout=30)
+    exported = requests.post(api_base + "/exports", json={"filter": {}}, timeout=30,
+                             headers={"Authorization": f"Bearer {login.json()['access_token']}"})
+    assert exported.status_code == 202, f"POST /exports → {exported.status_code} {exported.text}"
     ids = {"branch_id": branch["id"], "user_id": spare["id"], "client_id": client["id"],
            "pipeline_id": pipeline["id"], "deal_id": deal["id"], "script_id": script["id"],
            "template_id": template["id"], "task_id": task["id"], "complaint_id": complaint["id"],
