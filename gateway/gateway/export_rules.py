@@ -193,6 +193,7 @@ _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # a phone as people write it: digits with spaces, dashes, dots or brackets between, perhaps a leading +
 _PHONE = re.compile(r"\+?\d[\d\s().\-]{8,20}\d")
+_DIGITS = re.compile(r"\d{10,15}")
 
 
 def phone_key(value: str) -> str | None:
@@ -208,7 +209,10 @@ def trace_values(phones=(), emails=(), client_ids=(), text: str = "") -> set[tup
     if text:
         emails += _EMAIL.findall(text)
         client_ids += _UUID.findall(text)
-        phones += _PHONE.findall(_UUID.sub(" ", text))
+        plain = _UUID.sub(" ", text)
+        # as people write them (8 (916) 123-45-67), and bare runs of digits, which a joined list of phones
+        # ("+79161234567 +79161234568") would otherwise run together
+        phones += _PHONE.findall(plain) + _DIGITS.findall(plain)
     for phone in phones:
         key = phone_key(phone)
         if key:

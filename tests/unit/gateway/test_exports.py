@@ -311,6 +311,8 @@ def test_phones_are_compared_on_their_last_ten_digits():
     assert rules.phone_key("+7 (916) 123-45-67") == rules.phone_key("89161234567") == "9161234567"
     assert rules.phone_key("12345") is None
     assert ("email", "a.b@x.org") in rules.trace_values(text="write to A.B@x.org today")
+    joined = rules.trace_values(text="+79161234567 +79161234568")
+    assert {("phone", "9161234567"), ("phone", "9161234568")} <= joined
 
 
 # ---- expiry
