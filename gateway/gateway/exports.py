@@ -92,8 +92,8 @@ def client_query(filter_: dict) -> dict:
 
 def prepare(reader, caller: Caller, raw: dict) -> dict:
     """Check the body and the caller before anything is counted: ``{"filter": <as stored>, "query": ...}``."""
-    data = load_or_raise(ExportCreateSchema, raw)
     require_permission(reader, caller)
+    data = load_or_raise(ExportCreateSchema, raw)
     stored = filter_out.dump(data["filter"])
     return {"filter": stored, "query": client_query(stored)}
 
@@ -169,8 +169,8 @@ def get_export(reader, caller: Caller, export_id: str) -> dict:
 
 
 def list_exports(reader, caller: Caller, raw: dict) -> dict:
-    filters = load_or_raise(ExportQuerySchema, raw, BadRequest)
     require_permission(reader, caller)
+    filters = load_or_raise(ExportQuerySchema, raw, BadRequest)
     query = select(Export)
     if not caller.is_admin:
         query = query.where(Export.user_id == caller.id)
