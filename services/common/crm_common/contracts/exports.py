@@ -23,8 +23,6 @@ PAGING_KEYS = ("cursor", "limit")
 MAX_TRACE_VALUES = 1000
 MAX_TRACE_TEXT = 900_000  # the body limit is 1 MiB: a pasted file up to about that
 
-PERMISSION_RULE = ("administrators, and heads an administrator granted can_export (PATCH /users/{id}); anyone else "
-                   "403")
 CAP_RULE = ("the clients the filter matches now are counted first and reserved against the caller's daily cap "
             "(CRM_EXPORT_DAILY_ROWS per UTC day): past it 429 export_cap with Retry-After until midnight UTC")
 
