@@ -508,3 +508,12 @@ def test_postgresql_has_room_for_pgbouncer_the_gateways_listeners_and_starting_m
     assert needed <= max_connections, f"{needed} connections needed, max_connections is {max_connections}"
     # every process's two pools (CRM_DB_POOL_SIZE 12 and a third more each) fit PgBouncer's clients
     assert containers * 2 * 16 <= int(bouncer["max_client_conn"])
+
+
+def test_every_gateway_replica_and_the_backup_service_share_one_recordings_folder():
+    folder = COMPOSE["x-crm-environment"]["CRM_RECORDINGS_DIR"]
+    for service in ("gateway", "backup"):
+        mounts = {v.split(":")[1]: v.split(":")[0] for v in SERVICES[service]["volumes"]}
+        assert mounts.get(folder) in COMPOSE["volumes"], f"{service} does not mount a named volume at {folder}"
+    assert len({dict((v.split(":")[1], v.split(":")[0]) for v in SERVICES[s]["volumes"])[folder]
+                for s in ("gateway", "backup")}) == 1

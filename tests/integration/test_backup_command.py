@@ -230,3 +230,26 @@ def test_retention_removes_old_backups_locally_and_off_site_but_keeps_the_newest
     assert {name.split("-", 3)[3].removesuffix(".crmbak") for name in local} == {verified, newest}
     listed = crm_backup(env, "list").stdout
     assert first_unverified not in listed and verified in listed and newest in listed
+
+
+def test_the_call_recordings_come_back_with_the_databases_and_only_those_backed_up(install):
+    env, _, _ = install
+    recordings = Path(env["CRM_DATA_DIR"]) / "recordings"
+    (recordings / "call-1").mkdir(parents=True)
+    (recordings / "call-1" / "a1.mp3").write_bytes(b"ID3" + bytes(range(256)) * 40)
+    (recordings / ".incoming").mkdir()
+    (recordings / ".incoming" / "half.part").write_bytes(b"an upload in progress")
+    add_branch(env, "FIRST")
+    backup_id = backed_up(env)
+    (recordings / "call-1" / "a1.mp3").write_bytes(b"changed")
+    (recordings / "call-2").mkdir()
+    (recordings / "call-2" / "b2.wav").write_bytes(b"RIFF later")
+
+    verified = crm_backup(env, "verify", backup_id)
+    done = crm_backup(env, "restore", backup_id, "--yes")
+
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert done.returncode == 0, done.stderr
+    assert (recordings / "call-1" / "a1.mp3").read_bytes() == b"ID3" + bytes(range(256)) * 40
+    assert not (recordings / "call-2").exists() and not (recordings / ".incoming").exists()
+    assert sorted(p.name for p in recordings.parent.iterdir() if p.name.startswith("recordings")) == ["recordings"]

@@ -261,7 +261,7 @@ def test_a_rebuild_from_the_owning_services_gives_the_reports_built_live(contain
         return (sum(s["entered"] for s in now["funnel"]["stages"]) == 6 + 6 + 2 + 2 + 2
                 and now["channels"]["channels"] and now["scripts"]["scripts"] and now["scripts"]["scripts"][0]["uses"] == 6)
 
-    poll(applied, timeout=20, message="every event applied live")
+    poll(applied, timeout=60, message="every event applied live")
     before = live()
 
     settings = Settings.from_config(config)

@@ -29,7 +29,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from backup import commands, domain, offsite
+from backup import commands, domain, folders, offsite
 from backup.archive import (
     ArchiveError,
     EncryptingWriter,
@@ -199,6 +199,12 @@ def capture(job: Job, backup_id: str, started_at: datetime, trigger: str) -> tup
                 entries.end()
                 parts[name] = {"engine": engine, "size_bytes": sink.size, "sha256": sink.digest.hexdigest(),
                                "snapshot_at": taken_at, "database": database_label(urls[name])}
+            carried = {}
+            for name, path in folders.captured_folders(settings).items():
+                entries.begin({"kind": "files", "name": name})
+                with job.progress.task(f"{name}: files of {path}"):
+                    carried[name] = folders.write_folder(path, entries.write).as_dict()
+                entries.end()
             with job.progress.task("counting rows and checksumming every table"):
                 stats = counting.result()
             for name in names:
@@ -207,6 +213,7 @@ def capture(job: Job, backup_id: str, started_at: datetime, trigger: str) -> tup
             manifest = {
                 "format": 1, "backup_id": backup_id, "trigger": trigger, "started_at": iso(started_at),
                 "captured_at": iso(datetime.now(UTC)), "key_id": job.keyring.current_id, "services": parts,
+                "folders": carried,
             }
             entries.begin({"kind": "manifest"})
             entries.write(json.dumps(manifest, sort_keys=True).encode())
@@ -304,14 +311,18 @@ class Restored:
     stats: dict[str, dict] = field(default_factory=dict)
     sha256: dict[str, str] = field(default_factory=dict)
     engines: dict[str, str] = field(default_factory=dict)
+    folders: dict[str, str] = field(default_factory=dict)  # folder name -> scratch folder beside the live one
+    folder_stats: dict[str, dict] = field(default_factory=dict)
 
 
 def restore_to_scratch(job: Job, archive: Path, backup_id: str, only: set[str] | None,
-                       restored: Restored, label: str = "scratch") -> Restored:
-    """Decrypt the archive and restore its databases (``only`` some) into scratch databases or files,
-    recording what each holds. Raises ``ArchiveError``/``CaptureError``; the caller drops the scratch."""
+                       restored: Restored, label: str = "scratch", with_folders: bool = True) -> Restored:
+    """Decrypt the archive and restore its databases (``only`` some) into scratch databases or files, and its
+    folders (``with_folders``) into scratch folders, recording what each holds. Raises
+    ``ArchiveError``/``CaptureError``; the caller drops the scratch."""
     settings = job.settings
     token = secrets.token_hex(4)
+    live_folders = folders.captured_folders(settings)
     with open(archive, "rb") as raw:
         stream = HashingFile(raw)
         total = archive.stat().st_size
@@ -320,6 +331,16 @@ def restore_to_scratch(job: Job, archive: Path, backup_id: str, only: set[str] |
             for meta, data in read_entries(chunks):
                 if meta.get("kind") == "manifest":
                     restored.manifest = json.loads(b"".join(data))
+                    continue
+                if meta.get("kind") == "files":
+                    name = meta.get("name")
+                    if with_folders and name in live_folders:
+                        scratch = folders.scratch_beside(live_folders[name], label, token)
+                        restored.folders[name] = str(scratch)
+                        restored.folder_stats[name] = folders.unpack(data, scratch).as_dict()
+                    elif with_folders:
+                        log.warning("the archive holds the folder %r, which this installation keeps elsewhere "
+                                    "(an S3 bucket?): not restored", name)
                     continue
                 service = meta.get("service")
                 if meta.get("kind") != "part" or (only is not None and service not in only):
@@ -378,6 +399,9 @@ def drop_scratch(job: Job, restored: Restored, attempts: int = 4) -> None:
                 else:
                     time.sleep(2 ** attempt)
     restored.scratch.clear()
+    for scratch in restored.folders.values():
+        folders.remove(Path(scratch))
+    restored.folders.clear()
 
 
 def compare(restored: Restored, expected_sha256: str | None = None) -> list[dict]:
@@ -389,6 +413,14 @@ def compare(restored: Restored, expected_sha256: str | None = None) -> list[dict
     for service, digest in restored.sha256.items():
         if manifest.get(service, {}).get("sha256") != digest:
             found.append({"service": service, "table": None, "problem": "dump sha256 differs from the manifest"})
+    carried = restored.manifest.get("folders") or {}
+    for name, stats in restored.folder_stats.items():
+        if name not in carried:
+            found.append({"service": name, "table": None, "problem": "folder not in the manifest"})
+        elif (stats["files"], stats["sha256"]) != (carried[name]["files"], carried[name]["sha256"]):
+            found.append({"service": name, "table": None,
+                          "problem": f"folder holds {stats['files']} files, the manifest {carried[name]['files']}"
+                                     + ("" if stats["sha256"] == carried[name]["sha256"] else "; its sha256 differs")})
     expected = {s: manifest[s] for s in restored.stats if s in manifest}
     return found + domain.mismatches(expected, restored.stats, compare_checksums=same_server(expected, restored.stats))
 
@@ -594,7 +626,9 @@ def restore(job: Job, backup_id: str, only: str | None = None, from_offsite: boo
     archive, expected, downloaded = locate(job, backup_id, from_offsite)
     restored = Restored()
     try:
-        restore_to_scratch(job, archive, backup_id, set(candidates), restored, label="restore")
+        # one service's database alone is put back without the folders; a whole restore brings them back too
+        restore_to_scratch(job, archive, backup_id, set(candidates), restored, label="restore",
+                           with_folders=only is None)
         missing = [s for s in candidates if s not in restored.scratch and s in restored.manifest["services"]]
         if only and only not in restored.scratch:
             raise RestoreRefused(f"backup {backup_id} holds no database of {only}")
@@ -647,10 +681,26 @@ def mark_for_replay(job: Job, restored: Restored) -> dict[str, int]:
 
 
 def swap_in(job: Job, restored: Restored) -> None:
-    """Put every scratch database in place of its live one; if one swap fails, undo the ones done."""
+    """Put every scratch database and folder in place of its live one; if one swap fails, undo the ones done."""
     token = secrets.token_hex(4)
     done: list[tuple[str, str, str | None]] = []  # (service, live, old name or None)
+    moved: list[tuple[Path, Path | None]] = []  # (live folder, old folder or None)
+    live_folders = folders.captured_folders(job.settings)
     try:
+        for name, scratch in list(restored.folders.items()):
+            live = live_folders[name]
+            old = None
+            if live.exists():
+                old = folders.scratch_beside(live, "old", token)
+                os.replace(live, old)
+            try:
+                os.replace(scratch, live)
+            except BaseException:
+                if old is not None:
+                    os.replace(old, live)
+                raise
+            moved.append((live, old))
+            del restored.folders[name]
         for service, scratch in list(restored.scratch.items()):
             url = job.settings.direct_database_url_for(service)
             if restored.engines[service] == "postgresql":
@@ -671,6 +721,10 @@ def swap_in(job: Job, restored: Restored) -> None:
             done.append((service, live, old))
             del restored.scratch[service]
     except BaseException:
+        for live, old in reversed(moved):
+            folders.remove(live)
+            if old is not None:
+                os.replace(old, live)
         for service, live, old in reversed(done):
             url = job.settings.direct_database_url_for(service)
             if restored.engines[service] == "postgresql":
@@ -680,6 +734,9 @@ def swap_in(job: Job, restored: Restored) -> None:
             elif old:
                 os.replace(old, live)
         raise
+    for _live, old in moved:
+        if old is not None:
+            folders.remove(old)
     for service, _live, old in done:
         if old is None:
             continue

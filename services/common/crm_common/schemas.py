@@ -190,6 +190,8 @@ class QueryInteger(fields.Integer):
     _DIGITS = re.compile(r"-?[0-9]{1,18}")
 
     def _validated(self, value):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value  # a service's RPC caller passes the number itself
         if not isinstance(value, str) or not self._DIGITS.fullmatch(value):
             raise self.make_error("invalid")
         return int(value)

@@ -619,6 +619,32 @@ def read_notification(uow, caller: Caller, notification_id: str) -> dict:
     return views.notification(notification)
 
 
+# ---- clients merged elsewhere
+
+def repoint_merged_client(uow, payload: dict) -> int:
+    """``client_merged``: the merged client's tasks, complaints and scheduled tasks now belong to the client it
+    became; one ``task_updated`` (``changed: ["client_id"]``) per task. Idempotent: a repeated event is skipped,
+    and a late one finds nothing left to move."""
+    if not uow.first_delivery(payload["event_id"], "client_merged"):
+        return 0
+    kept_id, merged_id = payload["client"]["id"], payload["merged_id"]
+    session = uow.session
+    now = utcnow()
+    for model in (Complaint, ScheduledTask):
+        values = {"client_id": kept_id}
+        if model is Complaint:
+            values.update(updated_at=now, version=Complaint.version + 1)
+        session.execute(update(model).where(model.client_id == merged_id).values(**values)
+                        .execution_options(synchronize_session=False))
+    tasks = repo.tasks_of_client(session, merged_id, for_update=True)
+    for task in tasks:
+        task.client_id, task.updated_at = kept_id, now
+    _flush(session)
+    for task in tasks:
+        uow.emit("task_updated", _event("task", views.task(task), payload.get("actor_id"), changed=["client_id"]))
+    return len(tasks)
+
+
 # ---- export
 
 def export(session, kind: str, cursor: str | None, limit: int) -> dict:

@@ -75,6 +75,12 @@ def complaint_visibility(caller: Caller):
 
 # ---- tasks
 
+def tasks_of_client(session: Session, client_id: str, for_update: bool = False) -> list[Task]:
+    """Every task of a client, in id order (the order locks are taken in), whoever may see them."""
+    query = select(Task).where(Task.client_id == client_id).order_by(Task.id)
+    return list(session.scalars(_locked(session, query, for_update)))
+
+
 def get_task(session: Session, caller: Caller, task_id: str, for_update: bool = False) -> Task | None:
     if not is_uuid(task_id):
         return None

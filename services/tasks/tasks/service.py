@@ -275,6 +275,12 @@ class TasksService:
     def handle_deal_lost(self, payload):
         self._follow("deal_lost", payload)
 
+    @event_handler("clients", "client_merged")
+    def handle_client_merged(self, payload):
+        """A client was merged into another: its tasks, complaints and scheduled tasks follow it."""
+        with self.db.transaction():
+            return commands.repoint_merged_client(self.db, payload)
+
     @event_handler("deals", "deal_stuck")
     def handle_deal_stuck(self, payload):
         with self.db.transaction():

@@ -330,3 +330,18 @@ def test_an_update_needs_something_to_change_and_names_the_field_that_is_wrong()
     assert empty.value.messages == {"body": ["Nothing to change."]}
     assert list(wrong.value.messages) == ["name"]
     assert RenameSchema().load({"name": "Новое"}) == {"name": "Новое"}
+
+
+@pytest.mark.parametrize("raw, loaded", [("0", 0), ("17", 17), ("5000", 5000), (0, 0), (5000, 5000)])
+def test_a_query_integer_takes_decimal_digits_from_a_url_and_the_number_from_a_service(raw, loaded):
+    from crm_common.contracts.imports import ImportErrorsQuerySchema
+
+    assert ImportErrorsQuerySchema().load({"after": raw})["after"] == loaded
+
+
+@pytest.mark.parametrize("raw", [" 1", "+1", "1_0", "١", True, 1.5, None])
+def test_a_query_integer_refuses_anything_else(raw):
+    from crm_common.contracts.imports import ImportErrorsQuerySchema
+
+    with pytest.raises(MarshmallowError):
+        ImportErrorsQuerySchema().load({"after": raw})

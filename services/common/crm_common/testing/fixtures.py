@@ -164,7 +164,9 @@ def rpc_proxy(config):
 
     proxies = []
 
-    def make(service: str, timeout: float = 10):
+    # generous: a whole suite on a loaded two-core machine can keep a service busy for seconds; a hung call
+    # still fails the test, only later
+    def make(service: str, timeout: float = 30):
         proxy = ClusterRpcProxy(config, timeout=timeout)
         proxies.append(proxy)
         return proxy.start()[service]
