@@ -39,6 +39,7 @@ ERROR_STATUSES = {
     404: "not_found",
     406: "not_acceptable",
     409: "conflict",
+    410: "gone",
     413: "payload_too_large",
     422: "validation_error",
     429: "rate_limited",

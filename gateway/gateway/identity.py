@@ -54,7 +54,7 @@ def bootstrap_admin(session, settings: Settings) -> User | None:
     admin = User(
         id=new_id(), email=settings.admin_email.lower(), name=settings.admin_name,
         password_hash=hash_password(settings.admin_password), role="admin", branch_id=None,
-        active=True, on_shift=True, created_at=now, updated_at=now,
+        active=True, on_shift=True, can_export=False, created_at=now, updated_at=now,
     )
     session.add(admin)
     # announced like any other user, so services that keep a copy of users (tasks: who the admins are) hear of it
@@ -187,7 +187,7 @@ def create_user(uow, caller: Caller, raw: dict) -> dict:
     user = User(
         id=new_id(), email=email, name=data["name"], password_hash=password_hash,
         role=data["role"], branch_id=data["branch_id"], active=True, created_at=now, updated_at=now,
-        phone=data["phone"], extension=data["extension"], on_shift=data["on_shift"],
+        phone=data["phone"], extension=data["extension"], on_shift=data["on_shift"], can_export=False,
     )
     session.add(user)
     try:
@@ -215,6 +215,7 @@ def update_user(uow, caller: Caller, user_id: str, raw: dict) -> dict:
         _check_role_and_branch(
             session, caller, changes.get("role", user.role), changes.get("branch_id", user.branch_id)
         )
+    _check_can_export(caller, user, changes)
     if is_self and changes.get("active") is False:
         raise Conflict("you cannot deactivate yourself", fields={"active": ["You cannot deactivate yourself."]})
     if user.role == "admin" and (changes.get("active") is False or changes.get("role", "admin") != "admin"):
@@ -223,10 +224,13 @@ def update_user(uow, caller: Caller, user_id: str, raw: dict) -> dict:
     new_hash = hash_password(changes["password"]) if "password" in changes else None
 
     changed = []
-    for name in ("name", "role", "branch_id", "active", "phone", "extension", "on_shift"):
+    for name in ("name", "role", "branch_id", "active", "phone", "extension", "on_shift", "can_export"):
         if name in changes and changes[name] != getattr(user, name):
             setattr(user, name, changes[name])
             changed.append(name)
+    if user.can_export and user.role != "head":  # a head moved to another role does not keep the grant
+        user.can_export = False
+        changed.append("can_export")
     if "password" in changes:
         user.password_hash = new_hash
         changed.append("password")
@@ -241,6 +245,17 @@ def update_user(uow, caller: Caller, user_id: str, raw: dict) -> dict:
     public_changes = [c for c in changed if c != "password"]
     uow.emit("user_updated", {"branch_id": user.branch_id, "actor_id": caller.id, "user": out, "changed": public_changes})
     return out
+
+
+def _check_can_export(caller: Caller, user: User, changes: dict) -> None:
+    """Only an administrator grants exports, and only to a head (an administrator always may export)."""
+    if "can_export" not in changes:
+        return
+    if not caller.is_admin:
+        raise Forbidden("only an administrator grants or withdraws exports")
+    if changes["can_export"] and changes.get("role", user.role) != "head":
+        raise ValidationError("only a head of sales can be granted exports",
+                              fields={"can_export": ["Only a head can hold it (administrators always may export)."]})
 
 
 # what anyone may change of their own account: a manager switches their shift and keeps their numbers

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, String, text
+from sqlalchemy import BigInteger, Boolean, Date, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from crm_common.bookkeeping import OUTBOX, bookkeeping_models
@@ -42,6 +42,8 @@ class User(Base):
     phone: Mapped[str | None] = mapped_column(String(16))
     extension: Mapped[str | None] = mapped_column(String(10))
     on_shift: Mapped[bool] = mapped_column(Boolean, default=True)
+    # a head may export clients only while an administrator allows it (gateway/exports.py)
+    can_export: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
@@ -140,6 +142,72 @@ class Offboarding(Base):
         Index("uq_offboardings_running_user", "user_id", unique=True,
               postgresql_where=text("status = 'running'"), sqlite_where=text("status = 'running'")),
     )
+
+
+class Export(Base):
+    """A CSV export of clients (gateway/exports.py): who asked, the filter, the rows reserved against their daily cap,
+    the marker rows put in the file; a gateway replica holding the lease builds the file."""
+
+    __tablename__ = "exports"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(String(36))
+    # the caller as it was when asking: the export sees what they saw
+    role: Mapped[str] = mapped_column(String(16))
+    branch_id: Mapped[str | None] = mapped_column(String(36))
+    filter: Mapped[dict] = mapped_column(json_type())
+    status: Mapped[str] = mapped_column(String(16))  # running, done, failed, expired
+    reserved: Mapped[int] = mapped_column(Integer)  # rows counted when asked, reserved against the cap
+    quota_day: Mapped[date] = mapped_column(Date)
+    rows: Mapped[int | None] = mapped_column(Integer)
+    markers: Mapped[list] = mapped_column(json_type(), default=list)  # [{line, id, name, phone, email}]
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    __table_args__ = (
+        Index("ix_exports_created", "created_at", "id"),
+        Index("ix_exports_user_created", "user_id", "created_at", "id"),
+        Index("ix_exports_status", "status"),
+    )
+
+
+class ExportChunk(Base):
+    """An export's file in pieces of at most 256 KiB, in the database so that any gateway replica serves it."""
+
+    __tablename__ = "export_chunks"
+
+    export_id: Mapped[str] = mapped_column(String(36), ForeignKey("exports.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ExportMarker(Base):
+    """The values of an export's marker rows, as a trace looks them up (phone: its last ten digits). Kept after the
+    file is deleted: a leaked copy may turn up much later."""
+
+    __tablename__ = "export_markers"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # phone, email, client_id
+    value: Mapped[str] = mapped_column(String(254), primary_key=True)
+    export_id: Mapped[str] = mapped_column(String(36), ForeignKey("exports.id", ondelete="CASCADE"), primary_key=True)
+
+
+class ExportQuota(Base):
+    """Rows a user has exported (or has running) on a UTC day: one row per user and day, moved by single statements so
+    every gateway replica sees one count."""
+
+    __tablename__ = "export_quota"
+
+    user_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    rows: Mapped[int] = mapped_column(Integer, default=0)
 
 
 (OutboxMessage,) = bookkeeping_models(Base, OUTBOX)

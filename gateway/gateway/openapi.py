@@ -40,8 +40,8 @@ _PATH_PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 # the error codes each status carries: every shared error class, and what the HTTP layer answers itself
 # errors the gateway raises itself (never sent by a service, so not wire classes)
 GATEWAY_CODES = {400: ["bad_request"], 404: ["not_found"], 405: ["method_not_allowed"], 406: ["not_acceptable"],
-                 414: ["uri_too_long"], 415: ["unsupported_media_type"], 416: ["range_not_satisfiable"],
-                 431: ["headers_too_large"]}
+                 410: ["gone"], 414: ["uri_too_long"], 415: ["unsupported_media_type"], 416: ["range_not_satisfiable"],
+                 429: ["export_cap"], 431: ["headers_too_large"]}
 
 
 def error_codes() -> dict[int, list[str]]:
@@ -64,6 +64,7 @@ STATUS_TEXT = {
     404: "No such record, or one the caller may not see",
     406: "Not acceptable: the Accept header takes none of the formats this answer comes in",
     409: "Conflict with the current state (see the code)",
+    410: "Gone: the record's content was deleted when it expired (an export's file)",
     413: "The body is larger than the limit (1 MiB by default)",
     414: "The request line (method, path and query string) is longer than 8,192 bytes",
     415: "The body is not of a type this route takes (its Content-Type, or what its first bytes are)",

@@ -13,9 +13,9 @@ from nameko.timer import timer
 from crm_common.config import SettingsProvider
 from crm_common.db import Database
 from crm_common.rpc import ClusterRpc, RpcProxy, rpc
-from crm_common.timer import settings_timer
+from crm_common.timer import ReplicaName, Wake, settings_timer, wakeable_timer
 from gateway import auth as tokens
-from gateway import identity, recordings, throttle
+from gateway import exports, identity, recordings, throttle
 from gateway.auth import Auth
 from gateway.idempotency import Idempotency, purge_expired
 from gateway.models import Base
@@ -23,6 +23,7 @@ from gateway.ratelimit import RateLimit
 from gateway.routes.backups import BackupRoutes
 from gateway.routes.clients import ClientRoutes
 from gateway.routes.deals import DealRoutes
+from gateway.routes.exports import ExportRoutes
 from gateway.routes.identity import IdentityRoutes
 from gateway.routes.imports import ImportRoutes
 from gateway.routes.integrations import IntegrationRoutes
@@ -47,7 +48,8 @@ class IdentityDatabase(Database):
 
 
 class GatewayService(IdentityRoutes, ClientRoutes, MergeRoutes, ImportRoutes, DealRoutes, TaskRoutes, NotificationRoutes,
-                     ReportRoutes, BackupRoutes, WebhookRoutes, IntegrationRoutes, OffboardingRoutes, SystemRoutes):
+                     ReportRoutes, BackupRoutes, WebhookRoutes, IntegrationRoutes, OffboardingRoutes, ExportRoutes,
+                     SystemRoutes):
     name = "gateway"
 
     db = IdentityDatabase(Base)
@@ -63,6 +65,8 @@ class GatewayService(IdentityRoutes, ClientRoutes, MergeRoutes, ImportRoutes, De
     webhooks_rpc = RpcProxy("webhooks")
     services = ClusterRpc(timeout=2)
     recordings = recordings.RecordingStore()
+    replica = ReplicaName()
+    wake_exports = Wake("run_exports")
 
     @rpc
     def export(self, kind, cursor=None, limit=500):
@@ -93,3 +97,11 @@ class GatewayService(IdentityRoutes, ClientRoutes, MergeRoutes, ImportRoutes, De
         removed = recordings.sweep(self.db, self.recordings, self.settings.recording_keep_days)
         if removed:
             log.info("deleted %d recording(s) past their keeping time", removed)
+
+    @wakeable_timer("export_poll_s")
+    def run_exports(self):
+        """Delete expired export files, then make the next export's file (at once again while there are more)."""
+        removed = exports.expire(self.db)
+        if removed:
+            log.info("deleted the files of %d expired export(s)", removed)
+        return exports.run_next(self.db, self.settings, self.clients_rpc, self.replica)

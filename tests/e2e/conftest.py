@@ -60,6 +60,7 @@ def system(e2e_amqp_uri, pg_url, run_id, tmp_path_factory):
         "CRM_WEBHOOK_TIMEOUT_S": "3",
         "CRM_RECORDING_MAX_MB": "2",
         "CRM_CORS_ORIGINS": "https://shop.example,http://localhost:3000",  # test_first_hour.py
+        "CRM_EXPORT_DAILY_ROWS": "30",  # test_exports_api.py reaches the cap with a few clients
     }
     running = start_system(env, tmp_path_factory.mktemp("e2e-logs") / "run.log")
     yield running

@@ -138,6 +138,19 @@ def visible_clients(session: Session, caller: Caller, ids: list[str]) -> list[Cl
 
 
 def list_clients(session: Session, caller: Caller, filters: dict, search: str | None, dump) -> dict:
+    query = matching_clients(session, caller, filters, search)
+    keys = CLIENT_SORT_KEYS[filters.get("sort", "-created_at")]
+    return paginate(session, query, keys, filters.get("cursor"), filters["limit"], dump)
+
+
+def count_clients(session: Session, caller: Caller, filters: dict, search: str | None) -> int:
+    """How many clients ``list_clients`` would page through with these filters (an export counts them first)."""
+    query = matching_clients(session, caller, filters, search).with_only_columns(func.count(Client.id))
+    return session.scalar(query.order_by(None))
+
+
+def matching_clients(session: Session, caller: Caller, filters: dict, search: str | None):
+    """The clients the caller may see that the filters of ``GET /clients`` match."""
     query = select(Client).where(caller.visibility(Client), Client.merged_into.is_(None))
     if filters.get("archived"):
         query = query.where(Client.archived_at.is_not(None))
@@ -157,8 +170,7 @@ def list_clients(session: Session, caller: Caller, filters: dict, search: str | 
         query = query.where(Client.created_at >= filters["created_from"])
     if filters.get("created_to"):
         query = query.where(Client.created_at < filters["created_to"])
-    keys = CLIENT_SORT_KEYS[filters.get("sort", "-created_at")]
-    return paginate(session, query, keys, filters.get("cursor"), filters["limit"], dump)
+    return query
 
 
 def _has_tag(session: Session, tag: str):

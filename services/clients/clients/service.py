@@ -55,6 +55,15 @@ class ClientsService:
         return repo.list_clients(self.db.reader, caller, filters, term, client_out.dump)
 
     @rpc
+    def count_clients(self, caller, query=None):
+        """How many clients ``list_clients`` would list with these filters (paging ignored), for the gateway's
+        exports. ``count_clients(caller, {"tag": "vip"})`` → ``{"count": 42}``."""
+        caller = Caller.load(caller)
+        filters = load_or_raise(client_query, query or {}, BadRequest)
+        term = search_term(filters["q"], self.region) if filters.get("q") else None
+        return {"count": repo.count_clients(self.db.reader, caller, filters, term)}
+
+    @rpc
     def update_client(self, caller, client_id, changes, expected_version=None, directory=None):
         """Change some fields. ``update_client(caller, id, {"tags": ["vip"]}, expected_version=3)``
 

@@ -135,6 +135,12 @@ class Settings:
     backup_replay_window_s: int = 3600
     backup_rclone_retries: int = 3
     backup_pg_bin: str = ""  # folder of pg_dump/pg_restore; empty: found on PATH
+    # client exports (gateway/exports.py, docs/operations.md "Client exports")
+    export_daily_rows: int = 1000  # clients a user may export per UTC day
+    export_ttl_s: float = 24 * 3600.0  # a file is deleted this long after it was made
+    export_poll_s: float = 5.0  # how often a gateway looks for exports to make when nothing woke it
+    export_lease_s: float = 300.0  # a replica making an export holds it this long (renewed per page)
+    export_marker_domain: str = "example.net"  # the domain of the marker rows' emails: best one the company owns
     # telephony and call recordings (docs/integrations.md)
     callback_sla_minutes: float = 15.0
     recording_max_mb: float = 100.0
@@ -230,6 +236,13 @@ class Settings:
                      "recording_max_mb", "recording_sweep_interval_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"CRM_{name.upper()} must be a positive number")
+        for name in ("export_ttl_s", "export_poll_s", "export_lease_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"CRM_{name.upper()} must be a positive number")
+        if self.export_daily_rows < 0:
+            raise ConfigError("CRM_EXPORT_DAILY_ROWS must be 0 (no exports) or a positive number of rows")
+        if not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", self.export_marker_domain):
+            raise ConfigError(f"CRM_EXPORT_MARKER_DOMAIN must be a domain name, not {self.export_marker_domain!r}")
         if self.recording_keep_days < 0:
             raise ConfigError("CRM_RECORDING_KEEP_DAYS must be 0 (keep for ever) or a positive number of days")
         if bool(self.recording_s3_endpoint) != bool(self.recording_s3_bucket):

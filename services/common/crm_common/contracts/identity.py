@@ -23,6 +23,9 @@ USER_BRANCH_RULE = "an existing branch (422), required for a head or manager; a 
 # what the telephony routes calls by (gateway/telephony.py): a user's own phone and extension on the exchange
 USER_PHONE = r"^\+[1-9][0-9]{6,14}$"
 USER_EXTENSION = r"^[0-9]{1,10}$"
+CAN_EXPORT = "a head may export clients (POST /exports); administrators always may, managers never"
+CAN_EXPORT_RULE = ("an administrator grants or withdraws it (403 for anyone else); only a head can hold it (422 for "
+                   "another role); a head who changes role loses it")
 ON_SHIFT = ("incoming calls of the user's clients are put through to them only while true (else to the branch's "
             "head); they switch it themselves (a day off, leave), or their head does")
 
@@ -56,6 +59,7 @@ class UserSchema(Schema):
     phone = fields.String(allow_none=True)
     extension = fields.String(allow_none=True)
     on_shift = fields.Boolean(metadata={"description": ON_SHIFT})
+    can_export = fields.Boolean(metadata={"description": CAN_EXPORT})
     created_at = AwareDateTime()
     updated_at = AwareDateTime()
 
@@ -94,6 +98,7 @@ class UserUpdateSchema(UpdateSchema):
     phone = _phone(allow_none=True)
     extension = _extension(allow_none=True)
     on_shift = StrictBoolean(metadata={"description": ON_SHIFT})
+    can_export = StrictBoolean(metadata={"description": CAN_EXPORT, "x-server-rule": CAN_EXPORT_RULE})
 
 
 class UserQuerySchema(PageQuerySchema):

@@ -96,12 +96,18 @@ def prepare(api_base: str, admin_token: str) -> Fuzzing:
     offboarding = response.json()
     to_offboard = post("/users", {"email": f"fuzz-offboard-{tag}@crm.test", "name": "Manager to offboard",
                                   "password": PASSWORD, "role": "manager", "branch_id": branch["id"]})
+    # the head may export, and its export is the {export_id} (the administrator sees it too)
+    granted = http.patch(api_base + f"/users/{head['id']}", json={"can_export": True}, timeout=30)
+    assert granted.status_code == 200, f"PATCH /users/{head['id']} → {granted.status_code} {granted.text}"
     login = requests.post(api_base + "/auth/login", json={"email": head["email"], "password": PASSWORD}, timeout=30)
+    exported = requests.post(api_base + "/exports", json={"filter": {}}, timeout=30,
+                             headers={"Authorization": f"Bearer {login.json()['access_token']}"})
+    assert exported.status_code == 202, f"POST /exports → {exported.status_code} {exported.text}"
     ids = {"branch_id": branch["id"], "user_id": spare["id"], "client_id": client["id"],
            "pipeline_id": pipeline["id"], "deal_id": deal["id"], "script_id": script["id"],
            "template_id": template["id"], "task_id": task["id"], "complaint_id": complaint["id"],
            "automation_id": automation["id"], "webhook_id": webhook["id"], "key_id": key["id"], "call_id": call["id"],
-           "offboarding_id": offboarding["id"], "offboard_user_id": to_offboard["id"]}
+           "offboarding_id": offboarding["id"], "offboard_user_id": to_offboard["id"], "export_id": exported.json()["id"]}
     return Fuzzing(ids, login.json()["access_token"])
 
 
