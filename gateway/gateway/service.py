@@ -15,10 +15,12 @@ from crm_common.db import Database
 from crm_common.rpc import ClusterRpc, RpcProxy, rpc
 from crm_common.timer import settings_timer
 from gateway import identity, recordings, throttle
+from gateway.audit import Audit
 from gateway.auth import Auth
 from gateway.idempotency import Idempotency, purge_expired
 from gateway.models import Base
 from gateway.ratelimit import RateLimit
+from gateway.routes.audit import AuditRoutes
 from gateway.routes.backups import BackupRoutes
 from gateway.routes.clients import ClientRoutes
 from gateway.routes.deals import DealRoutes
@@ -45,12 +47,13 @@ class IdentityDatabase(Database):
 
 
 class GatewayService(IdentityRoutes, ClientRoutes, MergeRoutes, ImportRoutes, DealRoutes, TaskRoutes, NotificationRoutes,
-                     ReportRoutes, BackupRoutes, WebhookRoutes, IntegrationRoutes, SystemRoutes):
+                     ReportRoutes, BackupRoutes, WebhookRoutes, IntegrationRoutes, SystemRoutes, AuditRoutes):
     name = "gateway"
 
     db = IdentityDatabase(Base)
     settings = SettingsProvider()
     auth = Auth()
+    audit = Audit()
     rate_limit = RateLimit()
     idempotency = Idempotency()
     clients_rpc = RpcProxy("clients")
