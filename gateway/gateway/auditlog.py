@@ -71,7 +71,7 @@ def append(session: Session, entries: list[dict]) -> list[dict]:
     head = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()).one()
     rows = chain(entries, head.seq, head.hash)
     for start in range(0, len(rows), ROWS_PER_STATEMENT):
-        session.execute(insert(AuditEntry), rows[start:start + ROWS_PER_STATEMENT])
+        session.execute(insert(AuditEntry.__table__), rows[start:start + ROWS_PER_STATEMENT])
     session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=rows[-1]["seq"], hash=rows[-1]["hash"]))
     return rows
 
