@@ -192,7 +192,7 @@ class System:
             log.close()
 
 
-def settle(max_wait_s: float = 90.0, idle_cores: float = 0.25) -> float:
+def settle(max_wait_s: float = 90.0, idle_cores: float = 0.25, services: tuple[str, ...] = SERVICES) -> float:
     """After seeding, let PostgreSQL write its checkpoint and the machine calm down before measuring.
 
     Returns the seconds waited. Seeding a million rows leaves checkpoints and autovacuum behind them,
@@ -201,7 +201,7 @@ def settle(max_wait_s: float = 90.0, idle_cores: float = 0.25) -> float:
     import psycopg2
 
     started = time.monotonic()
-    for service in SERVICES:
+    for service in services:
         conn = psycopg2.connect(database_url(service))
         conn.autocommit = True
         with conn.cursor() as cursor:
