@@ -154,7 +154,7 @@ def list_entries(session: Session, caller: Caller, filters: dict) -> dict:
     if caller.is_manager:
         raise Forbidden("only heads of sales and administrators read the audit log")
     if filters.get("from") and filters.get("to") and filters["from"] > filters["to"]:
-        raise BadRequest("from is after to", fields={"from": ["Must not be after to."]})
+        raise BadRequest("to is before from", fields={"to": ["Must not be before from."]})
     query = select(AuditEntry)
     if not caller.is_admin:
         query = query.where(AuditEntry.branch_id == caller.branch_id)
