@@ -94,6 +94,9 @@ ROUTES: dict[str, RouteRule] = {
     "restore_client": RouteRule("restore", "client", "path:client_id"),
     "merge_clients": RouteRule("merge", "client", "path:client_id"),
     "login": RouteRule("login", "user", "token"),
+    # routes of issue 10's other parts (segments, offboarding), recorded once they are merged
+    "list_segment_clients": RouteRule("list", "segment", "path:segment_id", _items),
+    "offboard_user": RouteRule("offboard", "user", "path:id"),
 }
 
 
