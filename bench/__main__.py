@@ -112,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
-    from bench import backup, imports, load, markdown, reliability, replicas, report, stuck, system
     from bench import audit as audit_bench
+    from bench import backup, imports, load, markdown, reliability, replicas, report, stuck, system
     from bench import reports as report_bench
     from bench import tasks as task_bench
     from bench.people import People

@@ -242,8 +242,8 @@ def write_audit_section(results: dict, path: Path) -> None:
     _audit(results, lines.append)
     m = results["machine"]
     lines.insert(1, f"Measured by `python -m bench --audit only` on {results['started_at']} at commit "
-                    f"{m['commit'] or 'unknown'} ({results['size']['clients']:,} clients; {m['cores']} cores, load average at start "
-                    f"{' / '.join(map(str, m['load_average']))}).\n")
+                    f"{m['commit'] or 'unknown'} ({results['size']['clients']:,} clients; {m['cores']} cores, "
+                    f"load average at start {' / '.join(map(str, m['load_average']))}).\n")
     section = "\n".join(lines).rstrip() + "\n"
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
     if AUDIT_TITLE in text:
