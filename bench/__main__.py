@@ -10,7 +10,8 @@
 5. times the stuck-deal scan (deals.check_stuck_deals) and the overdue scan (tasks.check_overdue_tasks) through
    their RPCs, and captures the plans of the hot queries;
 6. ``replicas``: GET /clients/{id} at 10 and 50 workers with one and with two processes of every service and of
-   the gateway, restarting the CRM between the layouts (bench/replicas.py);
+   the gateway, restarting the CRM between the layouts (bench/replicas.py); ``audit``: GET /clients/{id} and
+   GET /clients?q= with the audit log on and off (CRM_AUDIT), restarting between them (bench/audit.py);
 7. imports a CSV file of 10,000 and one of 100,000 rows through the API (bench/imports.py);
 8. then measures reliability on a CRM of its own (bench/reliability.py): POST /clients with and without the
    command log, and how fast every service answers after a 10 s broker outage (1 and 2 replicas); and outgoing
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -36,9 +38,9 @@ from datetime import UTC, datetime
 
 SCENARIOS = ("echo", "echo_crm", "get_client", "search_clients", "list_deals", "create_client", "move_deal", "create_task",
              "report_client_base", "report_funnel", "report_plan", "report_channels", "report_managers",
-             "report_scripts", "report_lag", "replicas")
+             "report_scripts", "report_lag", "replicas", "audit")
 # measured in a phase of their own, not by the rounds of load.run over the concurrency levels
-PHASES = ("replicas",)
+PHASES = ("replicas", "audit")
 # the reports run at these levels whatever --concurrency says; report_lag is the stage-move-to-funnel lag
 REPORTS_ONLY = ("report_lag",)
 MANAGERS = 20
@@ -88,6 +90,9 @@ def parse_args(argv):
                         help="rows of the CSV files imported, comma-separated, smallest first (empty: no import)")
     parser.add_argument("--only-import", action="store_true",
                         help="seed only the clients (no deals) and run only the import benchmark")
+    parser.add_argument("--audit", choices=("on", "only"), default="on",
+                        help="'only': seed the clients alone and measure only GET /clients/{id} and ?q= with the audit "
+                             "log on and off; writes its section of docs/benchmarks.md (bench/audit.py)")
     parser.add_argument("--webhooks", choices=("on", "off", "only"), default="on",
                         help="webhook deliveries per second and a healthy webhook's delay beside a hanging receiver (on "
                              "a CRM of its own); 'only' runs nothing else, without seeding")
@@ -112,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
+    from bench import audit as audit_bench
     from bench import backup, imports, load, markdown, reliability, replicas, report, stuck, system
     from bench import reports as report_bench
     from bench import tasks as task_bench
@@ -136,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         return _webhooks_only(results, stamp)
     if args.offboarding == "only":
         return _offboarding_only(results, stamp)
+    if args.audit == "only":
+        return _audit_only(results, args, duration, stamp)
 
     if not args.reuse:
         system.reset_databases()
@@ -219,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"replicas: GET /clients/{{id}} x{row['concurrency']}: 1 → {row.get(1, {}).get('rps')} req/s, "
                     f"2 → {row.get(2, {}).get('rps')} req/s, ratio {row.get('ratio')}")
 
+        if "audit" in scenarios:
+            results["audit"] = audit_bench.compare(crm, workload, args.load_processes, size.warmup_s, duration, say)
+            for row in results["audit"]["summary"]:
+                say(f"audit: {row['scenario']} x{row['concurrency']}: on {row.get('on', {}).get('rps')} req/s, "
+                    f"off {row.get('off', {}).get('rps')} req/s, ratio {row.get('ratio')}")
+
         scans = set() if only_one_part else set(args.scans.split(","))
         if "stuck" in scans:
             say(f"stuck scan: {size.newly_stuck} newly stuck deals per pass")
@@ -299,6 +313,47 @@ def _reliability_only(results: dict, args, duration: float, stamp: str) -> int:
     for line in report.verdict_lines(results):
         if "command log" in line or "broker outage" in line:
             say(line)
+    return 0
+
+
+def _audit_only(results: dict, args, duration: float, stamp: str) -> int:
+    """``--audit only``: a CRM with only its clients seeded, GET /clients/{id} and ?q= with the audit log on and off;
+    the section in docs/benchmarks.md (bench/results/ for a quick run)."""
+    from bench import audit, markdown, system
+    from bench.people import People
+    from bench.seed import load_identity, seed_bulk, seed_identity
+    from bench.workload import Workload
+
+    size = QUICK if args.quick else FULL
+    results["mode"] = "audit"
+    # what the two scenarios need (deals: the seeded pipelines), with small pools: the machine's PostgreSQL
+    # connections are shared with whatever else runs on it
+    os.environ.setdefault("CRM_SERVICES", "clients,deals")
+    os.environ.setdefault("CRM_DB_POOL_SIZE", "6")
+    results["services"] = os.environ["CRM_SERVICES"]
+    system.reset_databases()
+    crm = system.System(port=args.port or system.free_port(), log_dir=system.RESULTS / "logs")
+    path = system.RESULTS / f"{stamp}-audit.json"
+    try:
+        say(f"audit: starting the CRM on port {crm.port}, seeding {size.clients:,} clients")
+        crm.start()
+        people = People()
+        seed_identity(crm.base_url, MANAGERS, people)
+        identity = load_identity(crm.base_url)
+        results["seed"] = seed_bulk(identity, size.clients, 0, people, 0)
+        results["settled_s"] = system.settle(services=("gateway", *results["services"].split(",")))
+        workload = Workload(identity, size.sample)
+        results["audit"] = audit.compare(crm, workload, args.load_processes, size.warmup_s, duration, say)
+    finally:
+        results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+        crm.stop()
+    for row in results["audit"]["summary"]:
+        say(f"audit: {row['scenario']} x{row['concurrency']}: on {row.get('on', {}).get('rps')} req/s, "
+            f"off {row.get('off', {}).get('rps')} req/s, ratio {row.get('ratio')}")
+    target = system.RESULTS / "benchmarks-audit-quick.md" if args.quick else system.ROOT / "docs" / "benchmarks.md"
+    markdown.write_audit_section(results, target)
+    say(f"raw numbers: {path}; report: {target} ({audit.verdict(results['audit'])})")
     return 0
 
 

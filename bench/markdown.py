@@ -93,6 +93,7 @@ def write(results: dict, path: Path) -> None:
     _method(results, add)
     _scenarios(results, add)
     _replicas(results, add)
+    _audit(results, add)
     _resources(results, add)
     _reports(results, add)
     _stuck(results, add)
@@ -205,6 +206,60 @@ def _replicas(results: dict, add) -> None:
             f"{one['cpu_by_service'].get('gateway', 0):.2f} → {two['cpu_by_service'].get('gateway', 0):.2f} | "
             f"{one['cpu_by_service'].get('clients', 0):.2f} → {two['cpu_by_service'].get('clients', 0):.2f} | "
             f"{one['errors'] + two['errors']} |")
+AUDIT_TITLE = "## The audit log: GET /clients/{id} and GET /clients?q= with CRM_AUDIT on and off"
+
+
+def _audit(results: dict, add) -> None:
+    compared = results.get("audit")
+    if not compared:
+        return
+    from bench.audit import TARGET, verdict
+
+    add(AUDIT_TITLE + "\n")
+    add("Every answer that shows or changes clients waits for its audit entry to be committed: one writer per gateway "
+        "writes whatever arrived meanwhile in one transaction (the bulk-read window's upserts and counts, the entries "
+        "chained under the head's row lock; decisions.md 60). The CRM is restarted between `CRM_AUDIT=on` and `off` "
+        f"on the same data, in the order {', '.join(compared['settings'])}; each cell is the median of a setting's "
+        "rounds (all rounds in brackets). As one head of sales reading thousands of distinct clients a minute: the "
+        "read cap is off for the benchmark, the alarm at its default. CPU in cores. "
+        f"Target: on ÷ off ≥ {TARGET} — **{verdict(compared)}**.\n")
+    add("| scenario | workers | audit on: req/s | audit off: req/s | on ÷ off | p50 ms (on / off) | "
+        "p99 ms (on / off) | gateway cores (on / off) | postgres cores (on / off) | errors |")
+    add("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for row in compared["summary"]:
+        on, off = row.get("on"), row.get("off")
+        if not (on and off):
+            continue
+        rounds = lambda side: ", ".join(f"{r:.0f}" for r in side["rounds"])  # noqa: E731
+        add(f"| {TITLES.get(row['scenario'], row['scenario'])} | {row['concurrency']} | {on['rps']:.1f} ({rounds(on)}) | "
+            f"{off['rps']:.1f} ({rounds(off)}) | {row.get('ratio')} | {_v(on['p50_ms'])} / {_v(off['p50_ms'])} | "
+            f"{_v(on['p99_ms'])} / {_v(off['p99_ms'])} | {on['gateway_cores']:.2f} / {off['gateway_cores']:.2f} | "
+            f"{on['postgres_cores']:.2f} / {off['postgres_cores']:.2f} | {on['errors'] + off['errors']} |")
+    add("")
+
+
+def write_audit_section(results: dict, path: Path) -> None:
+    """``--audit only``: replace (or add, before the query plans) the audit section of docs/benchmarks.md and
+    leave the rest of the page as the last full run wrote it."""
+    lines: list[str] = []
+    _audit(results, lines.append)
+    m = results["machine"]
+    lines.insert(1, f"Measured by `python -m bench --audit only` on {results['started_at']} at commit "
+                    f"{m['commit'] or 'unknown'} ({results['size']['clients']:,} clients; {m['cores']} cores, "
+                    f"load average at start {' / '.join(map(str, m['load_average']))}).\n")
+    section = "\n".join(lines).rstrip() + "\n"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    if AUDIT_TITLE in text:
+        before, rest = text.split(AUDIT_TITLE, 1)
+        following = rest.find("\n#")
+        after = rest[following + 1:] if following >= 0 else ""
+        text = before + section + ("\n" + after if after else "")
+    else:
+        anchor = "## Query plans of the read scenarios"
+        text = text.replace(anchor, section + "\n" + anchor, 1) if anchor in text else text.rstrip() + "\n\n" + section
+    path.write_text(text, encoding="utf-8")
+
+
 def _reports(results: dict, add) -> None:
     reports = results.get("reports")
     if not reports:

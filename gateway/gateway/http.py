@@ -386,12 +386,15 @@ def api(method: str, path: str, **options):
                 caller = self.auth.authenticate(request)
                 self.rate_limit.check(caller, request)
                 check_access(caller, roles, scopes)  # a user's role, or an API key's scopes
+            audit = getattr(self, "audit", None)  # the audit log: the read cap now, the entry when answered
+            rule = audit.before(fn.__name__, caller) if audit is not None else None
             if options.get("upload") is not None:
                 # read only now that the caller may upload; the form (file digests) is what Idempotency-Key keys
                 request.json_body = read_upload(request, self.settings)
 
             def run():
-                return fn(self, request, caller, **path_values)
+                result = fn(self, request, caller, **path_values)
+                return audit.after(rule, caller, request, path_values, result) if rule is not None else result
 
             if method in WRITE_METHODS and caller is not None:
                 key = request.headers.get("Idempotency-Key")

@@ -208,6 +208,59 @@ class ExportQuota(Base):
     user_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     rows: Mapped[int] = mapped_column(Integer, default=0)
+class AuditEntry(Base):
+    """One entry of the append-only audit log, chained by hash to the one before it (gateway/auditrules.py)."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False)
+    id: Mapped[str] = mapped_column(String(36), unique=True)
+    user_id: Mapped[str | None] = mapped_column(String(36))
+    branch_id: Mapped[str | None] = mapped_column(String(36))
+    # read | list | create | update | archive | restore | merge | login | export | offboard
+    action: Mapped[str] = mapped_column(String(32))
+    ref_type: Mapped[str | None] = mapped_column(String(32))
+    ref_id: Mapped[str | None] = mapped_column(String(36))
+    count: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    request_id: Mapped[str | None] = mapped_column(String(100))
+    address: Mapped[str | None] = mapped_column(String(64))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_audit_log_user", "user_id", "seq"), Index("ix_audit_log_branch", "branch_id", "seq"))
+
+
+class AuditHead(Base):
+    """The chain's head: one row (id 1), locked by the writer that appends, so replicas chain one after another."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class ClientRead(Base):
+    """The clients each user read within the last hour, once each (the bulk-read window)."""
+
+    __tablename__ = "client_reads"
+
+    user_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    read_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (Index("ix_client_reads_user", "user_id", "read_at"), Index("ix_client_reads_at", "read_at"))
+
+
+class ReadWatch(Base):
+    """Per user: when the bulk-read alarm last went off, and until when their client reads are refused."""
+
+    __tablename__ = "read_watch"
+
+    user_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    alerted_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    blocked_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
 
 
 (OutboxMessage,) = bookkeeping_models(Base, OUTBOX)

@@ -41,7 +41,7 @@ _PATH_PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 # errors the gateway raises itself (never sent by a service, so not wire classes)
 GATEWAY_CODES = {400: ["bad_request"], 404: ["not_found"], 405: ["method_not_allowed"], 406: ["not_acceptable"],
                  410: ["gone"], 414: ["uri_too_long"], 415: ["unsupported_media_type"], 416: ["range_not_satisfiable"],
-                 429: ["export_cap"], 431: ["headers_too_large"]}
+                 429: ["export_cap", "read_cap"], 431: ["headers_too_large"]}
 
 
 def error_codes() -> dict[int, list[str]]:
@@ -70,7 +70,7 @@ STATUS_TEXT = {
     415: "The body is not of a type this route takes (its Content-Type, or what its first bytes are)",
     416: "The range asked for is outside the content (Content-Range: bytes */<size> says its size)",
     422: "Invalid fields: `fields` names each with its messages",
-    429: "Too many requests: wait Retry-After seconds",
+    429: "Too many requests: wait Retry-After seconds (`read_cap`: too many distinct clients read within an hour)",
     431: "A header line or all the headers together are too large",
     503: "A service or database behind the gateway did not answer in time. Retrying is safe; for a write, "
          "retry with the same Idempotency-Key to get its outcome once known",

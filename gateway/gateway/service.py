@@ -16,10 +16,12 @@ from crm_common.rpc import ClusterRpc, RpcProxy, rpc
 from crm_common.timer import ReplicaName, Wake, settings_timer, wakeable_timer
 from gateway import auth as tokens
 from gateway import exports, identity, recordings, throttle
+from gateway.audit import Audit
 from gateway.auth import Auth
 from gateway.idempotency import Idempotency, purge_expired
 from gateway.models import Base
 from gateway.ratelimit import RateLimit
+from gateway.routes.audit import AuditRoutes
 from gateway.routes.backups import BackupRoutes
 from gateway.routes.clients import ClientRoutes
 from gateway.routes.deals import DealRoutes
@@ -49,12 +51,13 @@ class IdentityDatabase(Database):
 
 class GatewayService(IdentityRoutes, ClientRoutes, MergeRoutes, ImportRoutes, DealRoutes, TaskRoutes, NotificationRoutes,
                      ReportRoutes, BackupRoutes, WebhookRoutes, IntegrationRoutes, OffboardingRoutes, ExportRoutes,
-                     SystemRoutes):
+                     SystemRoutes, AuditRoutes):
     name = "gateway"
 
     db = IdentityDatabase(Base)
     settings = SettingsProvider()
     auth = Auth()
+    audit = Audit()
     rate_limit = RateLimit()
     idempotency = Idempotency()
     clients_rpc = RpcProxy("clients")

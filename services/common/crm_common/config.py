@@ -102,6 +102,10 @@ class Settings:
     # for measurements only (make bench): off runs writes without the command log, so a redelivered or
     # retried write may run twice; refused in production
     command_log: bool = True
+    # the audit log and the bulk-read window (gateway/audit.py); off only for measurements: refused in production
+    audit: bool = True
+    read_alert_per_hour: int = 200  # distinct clients a user reads in an hour before heads and admins are told; 0: off
+    read_cap_per_hour: int = 500  # distinct clients a user may read in an hour; then 429 read_cap; 0: off
     import_max_mb: int = 50
     import_poll_s: float = 2.0
     import_lease_s: float = 30.0
@@ -224,6 +228,8 @@ class Settings:
             problems.append("CRM_BACKUP_KEY must be set (archives are encrypted with it; `crm-backup keygen` makes one)")
         if not self.command_log:
             problems.append("CRM_COMMAND_LOG=off is for measurements only: writes could run twice")
+        if not self.audit:
+            problems.append("CRM_AUDIT=off is for measurements only: reads of clients would go unrecorded")
         if problems:
             raise ConfigError("refusing to start in production: " + "; ".join(problems))
 

@@ -228,6 +228,16 @@ class WebhookFailed(EventSchema):
     error = fields.String(required=True)
 
 
+class BulkReadDetected(EventSchema):
+    """A user read more than ``threshold`` distinct clients within the last hour (``count``, the gateway's audit);
+    raised at most once an hour per user. ``user``: ``{id, name, role}``."""
+
+    user = fields.Dict(required=True)
+    count = fields.Integer(required=True)
+    threshold = fields.Integer(required=True)
+    window_s = fields.Integer(required=True)
+
+
 # Every event, once, under the service that owns it (a name from crm_common/registry.py).
 EVENTS_BY_SOURCE: dict[str, dict[str, type[EventSchema]]] = {
     "clients": {
@@ -278,6 +288,7 @@ EVENTS_BY_SOURCE: dict[str, dict[str, type[EventSchema]]] = {
         "user_updated": UserUpdated,
         "branch_created": BranchCreated,
         "call_recorded": CallRecorded,
+        "bulk_read_detected": BulkReadDetected,
     },
 }
 

@@ -6,7 +6,7 @@ below (a stuck deal, an overdue task, a complaint); an event that only needs tel
 ``ON_EVENTS``, and the service then handles it (``handle_<event>``) with no more code, e.g.::
 
     "backup_failed": Notice("backup_failed", (ADMINS,), "Backup {backup[id]} failed: {backup[error]}", "backup", "backup.id"),
-    "bulk_read": Notice("bulk_read", (HEADS, ADMINS), "{user[name]} read {count} clients within an hour", "user", "user.id"),
+    "bulk_read_detected": Notice("bulk_read", (HEADS, ADMINS), "{user[name]} read {count} clients", "user", "user.id"),
 
 Each notice is stored once per user and cause (``source_key``: the event's id), so a redelivered event tells
 no one twice.
@@ -71,6 +71,9 @@ ON_EVENTS: dict[str, Notice] = {
     # the backup service's failures (capture, an off-site copy, a verification) reach every administrator
     "backup_failed": Notice("backup_failed", (ADMINS,), "Backup {backup_id} failed ({stage}): {error}", "backup",
                             "backup_id"),
+    # the gateway's audit: a user read more distinct clients within an hour than CRM_READ_ALERT_PER_HOUR
+    "bulk_read_detected": Notice("bulk_read", (HEADS, ADMINS), "{user[name]:.200} ({user[role]}) read {count} "
+                                 "distinct clients within an hour (the alarm is at {threshold})", "user", "user.id"),
     "webhook_failed": Notice("webhook_failed", (ADMINS,), "Webhook {webhook[url]:.300} is failing ({error:.200}): fix the receiver, then set it active again", "webhook", "webhook.id"),  # noqa: E501
 }
 
