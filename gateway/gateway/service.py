@@ -28,6 +28,7 @@ from gateway.routes.integrations import IntegrationRoutes
 from gateway.routes.merges import MergeRoutes
 from gateway.routes.notifications import NotificationRoutes
 from gateway.routes.reports import ReportRoutes
+from gateway.routes.segments import SegmentRoutes
 from gateway.routes.system import SystemRoutes
 from gateway.routes.tasks import TaskRoutes
 from gateway.routes.webhooks import WebhookRoutes
@@ -45,7 +46,7 @@ class IdentityDatabase(Database):
 
 
 class GatewayService(IdentityRoutes, ClientRoutes, MergeRoutes, ImportRoutes, DealRoutes, TaskRoutes, NotificationRoutes,
-                     ReportRoutes, BackupRoutes, WebhookRoutes, IntegrationRoutes, SystemRoutes):
+                     ReportRoutes, SegmentRoutes, BackupRoutes, WebhookRoutes, IntegrationRoutes, SystemRoutes):
     name = "gateway"
 
     db = IdentityDatabase(Base)
