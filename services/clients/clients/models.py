@@ -56,7 +56,7 @@ class Client(Base):
             "ix_clients_tags", "tags", postgresql_using="gin", postgresql_ops={"tags": "jsonb_path_ops"}
         ).ddl_if(dialect="postgresql"),
         # segments (decisions.md 57): the active clients of a branch, and custom fields by containment
-        Index("ix_clients_active_segment", "branch_id", "kind", "created_at", "owner_id", "source",
+        Index("ix_clients_active_segment", "branch_id", "kind", "created_at", "owner_id", "source", "id",
               postgresql_where=text("archived_at IS NULL AND merged_into IS NULL"),
               sqlite_where=text("archived_at IS NULL AND merged_into IS NULL")),
         Index(

@@ -74,7 +74,7 @@ def _segment_indexes() -> None:
     """What a segment's count reads (decisions.md 57): the active clients of a branch by kind and creation,
     interactions by client and time, custom fields by containment (PostgreSQL)."""
     with op.batch_alter_table('clients', schema=None) as batch_op:
-        batch_op.create_index('ix_clients_active_segment', ['branch_id', 'kind', 'created_at', 'owner_id', 'source'],
+        batch_op.create_index('ix_clients_active_segment', ['branch_id', 'kind', 'created_at', 'owner_id', 'source', 'id'],
                               unique=False,
                               postgresql_where=sa.text('archived_at IS NULL AND merged_into IS NULL'),
                               sqlite_where=sa.text('archived_at IS NULL AND merged_into IS NULL'))

@@ -46,8 +46,11 @@ class Month(fields.String):
 class PeriodQuerySchema(StrictSchema):
     """``from`` and ``to`` (months, inclusive); both default to the current month."""
 
-    from_ = Month(data_key="from", load_default=None, metadata={"description": "first month, YYYY-MM"})
-    to = Month(load_default=None, metadata={"description": "last month, YYYY-MM (inclusive)"})
+    from_ = Month(data_key="from", load_default=None, metadata={
+        "description": "first month, YYYY-MM",
+        "x-server-rule": f"not after to (default: this month), at most {MAX_PERIOD_MONTHS} months before it (422)"})
+    to = Month(load_default=None, metadata={"description": "last month, YYYY-MM (inclusive)",
+                                            "x-server-rule": "not before from (422)"})
     branch_id = Id(load_default=None, metadata={"description": "an admin narrows to one branch"})
 
     @validates_schema(skip_on_field_errors=True)
