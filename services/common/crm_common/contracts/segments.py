@@ -30,7 +30,8 @@ FILTER_KEYS = ("kind", "tag", "source", "owner_id", "created_from", "created_to"
 FILTER_RULE = ("created_to must not be before created_from (422 naming filter.created_to); "
                "custom_fields keys are 1-64 characters, not blank (422)")
 SEGMENT_RULE = "a segment of your branch that you can see (422 naming segment_id otherwise)"
-BRANCH_RULE = "an existing branch (422 otherwise); only an admin names another branch than their own (403)"
+BRANCH_RULE = ("required for an admin, who has no branch of their own; an existing branch (422 otherwise); only an admin "
+               "names another branch than their own (403)")
 
 
 class Day(fields.String):
