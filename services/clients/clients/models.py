@@ -38,6 +38,9 @@ class Client(Base):
     # a client merged into another one is a redirect to it: left out of lists, refused for writes
     merged_into: Mapped[str | None] = mapped_column(String(36))
     merged_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # the client's open deals as the deals service's events tell them (client_deals), for segments; written by a
+    # plain UPDATE that leaves the version alone: it is the deals service's fact, not an edit of the client
+    open_deals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
@@ -56,7 +59,7 @@ class Client(Base):
             "ix_clients_tags", "tags", postgresql_using="gin", postgresql_ops={"tags": "jsonb_path_ops"}
         ).ddl_if(dialect="postgresql"),
         # segments (decisions.md 57): the active clients of a branch, and custom fields by containment
-        Index("ix_clients_active_segment", "branch_id", "kind", "created_at", "owner_id", "source", "id",
+        Index("ix_clients_active_segment", "branch_id", "kind", "created_at", "owner_id", "source", "open_deals", "id",
               postgresql_where=text("archived_at IS NULL AND merged_into IS NULL"),
               sqlite_where=text("archived_at IS NULL AND merged_into IS NULL")),
         Index(

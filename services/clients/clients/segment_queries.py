@@ -41,8 +41,7 @@ def filter_conditions(session: Session, stored: dict) -> list:
     if "created_to" in stored:
         conditions.append(Client.created_at < parse_rfc3339(stored["created_to"]))
     if "has_open_deal" in stored:
-        open_deal = exists(select(1).where(ClientDeal.client_id == Client.id, ClientDeal.status == "open"))
-        conditions.append(open_deal if stored["has_open_deal"] else ~open_deal)
+        conditions.append(Client.open_deals > 0 if stored["has_open_deal"] else Client.open_deals == 0)
     if "no_interaction_since" in stored:
         since = parse_rfc3339(stored["no_interaction_since"])
         conditions.append(~exists(select(1).where(Interaction.client_id == Client.id, Interaction.occurred_at >= since)))
@@ -137,9 +136,16 @@ def list_campaigns(session: Session, caller: Caller, filters: dict, dump) -> dic
 
 
 def record_deal_state(session: Session, deal_id: str, client_id: str, status: str, version: int) -> None:
-    """Keep the deal's client and status if this snapshot is at least as new as the one kept: events come
-    in any order and more than once, and the row ends as the newest snapshot says."""
-    insert = postgresql_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    """Keep the deal's client and status if this snapshot is at least as new as the one kept (events come in any
+    order and more than once: the row ends as the newest snapshot says), then count the open deals again of the
+    client it names and of the one it named before (a merge moves deals). The clients are locked first, in id
+    order, so two events of one client count one after the other and neither misses the other's deal."""
+    postgresql = session.bind.dialect.name == "postgresql"
+    before = session.scalar(select(ClientDeal.client_id).where(ClientDeal.deal_id == deal_id))
+    clients = sorted({client_id, before} - {None})
+    if postgresql:
+        session.execute(select(Client.id).where(Client.id.in_(clients)).order_by(Client.id).with_for_update())
+    insert = postgresql_insert if postgresql else sqlite_insert
     statement = insert(ClientDeal).values(deal_id=deal_id, client_id=client_id, status=status, version=version)
     session.execute(statement.on_conflict_do_update(
         index_elements=[ClientDeal.deal_id],
@@ -147,6 +153,11 @@ def record_deal_state(session: Session, deal_id: str, client_id: str, status: st
               "version": statement.excluded.version},
         where=ClientDeal.version <= statement.excluded.version,
     ))
+    clients_table = Client.__table__  # a Core UPDATE: the client's version (its edits) is not this
+    for one in clients:
+        session.execute(clients_table.update().where(clients_table.c.id == one).values(
+            open_deals=select(func.count()).select_from(ClientDeal)
+            .where(ClientDeal.client_id == one, ClientDeal.status == "open").scalar_subquery()))
 
 
 def open_deal_count(session: Session, client_id: str) -> int:

@@ -186,6 +186,18 @@ def test_has_open_deal_follows_the_deal_events_in_whatever_order_they_come(uow):
     assert uow.session.scalars(select(ClientDeal.status)).all() == ["won"]
 
 
+def test_a_deal_moved_to_another_client_by_a_merge_counts_for_that_client_only(uow):
+    merged, kept = add_client(uow), add_client(uow)
+    deal_id = str(uuid.uuid4())
+    open_ = segment(uow, {"has_open_deal": True})
+    segments.record_deal_state(uow, deal_event(merged["id"], deal_id, "open", 1))
+    segments.record_deal_state(uow, deal_event(kept["id"], deal_id, "open", 2))
+    uow.session.commit()
+
+    assert member_ids(uow, open_["id"]) == {kept["id"]}
+    assert {c.id: c.open_deals for c in uow.session.scalars(select(Client))} == {merged["id"]: 0, kept["id"]: 1}
+
+
 def test_filters_apply_together(uow):
     both = add_client(uow, kind="company", tags=["vip"], source="expo")
     add_client(uow, kind="company", tags=["vip"], source="site")

@@ -1,4 +1,4 @@
-"""segments and campaigns; the copy of each deal's state (has_open_deal); indexes for segment filters
+"""segments and campaigns; the copy of each deal's state and each client's open deals; indexes for segment filters
 
 Revision ID: 0005
 Revises: 0004
@@ -66,15 +66,18 @@ def upgrade() -> None:
         batch_op.create_index('ix_campaigns_branch_created', ['branch_id', 'created_at', 'id'], unique=False)
         batch_op.create_index('ix_campaigns_created', ['created_at', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_campaigns_segment_id'), ['segment_id'], unique=False)
-    _segment_indexes()
+    with op.batch_alter_table('clients', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('open_deals', sa.Integer(), server_default='0', nullable=False))
     _deals_known_from_the_timeline()
+    _segment_indexes()
 
 
 def _segment_indexes() -> None:
     """What a segment's count reads (decisions.md 57): the active clients of a branch by kind and creation,
     interactions by client and time, custom fields by containment (PostgreSQL)."""
     with op.batch_alter_table('clients', schema=None) as batch_op:
-        batch_op.create_index('ix_clients_active_segment', ['branch_id', 'kind', 'created_at', 'owner_id', 'source', 'id'],
+        batch_op.create_index('ix_clients_active_segment', ['branch_id', 'kind', 'created_at', 'owner_id', 'source',
+                                                                'open_deals', 'id'],
                               unique=False,
                               postgresql_where=sa.text('archived_at IS NULL AND merged_into IS NULL'),
                               sqlite_where=sa.text('archived_at IS NULL AND merged_into IS NULL'))
@@ -99,6 +102,11 @@ def _deals_known_from_the_timeline() -> None:
         ) AS latest
         WHERE n = 1 AND status IS NOT NULL
     """))
+    op.execute(sa.text("""
+        UPDATE clients SET open_deals = (
+            SELECT count(*) FROM client_deals WHERE client_deals.client_id = clients.id AND client_deals.status = 'open')
+        WHERE id IN (SELECT client_id FROM client_deals WHERE status = 'open')
+    """))
 
 
 def downgrade() -> None:
@@ -108,6 +116,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_interactions_client_time')
     with op.batch_alter_table('clients', schema=None) as batch_op:
         batch_op.drop_index('ix_clients_active_segment')
+        batch_op.drop_column('open_deals')
     op.drop_table('campaigns')
     op.drop_table('segments')
     op.drop_table('client_deals')
