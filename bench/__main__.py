@@ -21,7 +21,8 @@
 9. writes bench/results/<time>.json and docs/benchmarks.md (a quick or partial run: bench/results/benchmarks-*.md);
 10. stops everything, also on errors and Ctrl-C.
 
-``--scenarios replicas`` (with ``--reuse`` after a first run) measures only the replicas; CRM_BENCH_ID=<word>
+``--scenarios replicas`` (with ``--reuse`` after a first run) measures only the replicas; ``--segments only`` only the
+segment counts (bench/segments.py); CRM_BENCH_ID=<word>
 gives the run databases and a vhost of its own, apart from another benchmark on the same machine.
 """
 
@@ -99,6 +100,9 @@ def parse_args(argv):
     parser.add_argument("--offboarding", choices=("on", "off", "only"), default="on",
                         help="offboarding a manager of 10,000 clients and 20,000 deals (on a CRM of its own); 'only' "
                              "runs nothing else and writes its section of docs/benchmarks.md")
+    parser.add_argument("--segments", choices=("on", "off", "only"), default="on",
+                        help="segment counts over the seeded clients (GET /segments/{id} and its SQL); 'only' seeds "
+                             "the clients alone and runs nothing else, writing its section of docs/benchmarks.md")
     return parser.parse_args(argv)
 
 
@@ -144,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         return _offboarding_only(results, stamp)
     if args.audit == "only":
         return _audit_only(results, args, duration, stamp)
+
+    if args.segments == "only":
+        return _segments_only(results, args, size, stamp)
 
     if not args.reuse:
         system.reset_databases()
@@ -245,6 +252,12 @@ def main(argv: list[str] | None = None) -> int:
         if not only_one_part:
             head = Caller(identity.head_id, "head", identity.branch_id)
             results["plans"] = service_plans(head, workload.terms[:500], workload.plan_deal_filter())
+        if args.segments == "on" and not only_one_part:
+            from bench import segments
+
+            manager = identity.managers[0].token
+            results["segments"] = segments.measure(crm.base_url, identity.head_token, manager, identity.branch_id,
+                                                   True, say)
         if import_sizes:
             say(f"imports of {', '.join(f'{n:,}' for n in import_sizes)} rows (10% duplicates)")
             managers = [f"manager{index:03d}@bench.local" for index in range(len(identity.managers))]
@@ -288,9 +301,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     complete = (not args.quick and scenarios == list(SCENARIOS) and levels == [1, 10, 50]
                 and duration == FULL.duration_s and args.reliability == "on" and args.scans == "stuck,overdue"
-                and not args.only_import and args.webhooks == "on" and args.offboarding == "on")
+                and not args.only_import and args.webhooks == "on" and args.offboarding == "on"
+                and args.segments == "on")
     target = system.ROOT / "docs" / "benchmarks.md" if complete else system.RESULTS / f"benchmarks-{results['mode']}.md"
     markdown.write(results, target)
+    if results.get("segments"):
+        from bench import segments
+
+        segments.write_section(results, target)
     say(f"report: {target}")
     for line in report.verdict_lines(results):
         say(line)
@@ -354,6 +372,39 @@ def _audit_only(results: dict, args, duration: float, stamp: str) -> int:
     target = system.RESULTS / "benchmarks-audit-quick.md" if args.quick else system.ROOT / "docs" / "benchmarks.md"
     markdown.write_audit_section(results, target)
     say(f"raw numbers: {path}; report: {target} ({audit.verdict(results['audit'])})")
+def _segments_only(results: dict, args, size, stamp: str) -> int:
+    """``--segments only``: a CRM seeded with the clients alone (no deals, no tasks), the segment counts measured;
+    their section goes into docs/benchmarks.md (bench/results/ for a quick run)."""
+    from bench import report, segments, system
+    from bench.people import People
+    from bench.seed import load_identity, seed_bulk, seed_identity
+
+    results["mode"] = "segments-quick" if args.quick else "segments"
+    if not args.reuse:
+        system.reset_databases()
+    crm = system.System(port=args.port or system.free_port(), log_dir=system.RESULTS / "logs-segments")
+    try:
+        say(f"starting the CRM on port {crm.port}")
+        crm.start()
+        people = People()
+        if not args.reuse:
+            say(f"seeding identity and {size.clients:,} clients")
+            seed_identity(crm.base_url, MANAGERS, people)
+        identity = load_identity(crm.base_url)
+        if not args.reuse:
+            results["seed"] = seed_bulk(identity, size.clients, 0, people, 0)
+        results["data"] = report.row_counts()
+        results["settled_s"] = system.settle()
+        results["segments"] = segments.measure(crm.base_url, identity.head_token, identity.managers[0].token,
+                                               identity.branch_id, False, say)
+    finally:
+        results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        crm.stop()
+    path = system.RESULTS / f"{stamp}-segments.json"
+    path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+    target = system.RESULTS / "benchmarks-segments-quick.md" if args.quick else system.ROOT / "docs" / "benchmarks.md"
+    segments.write_section(results, target)
+    say(f"raw numbers: {path}; report: {target}")
     return 0
 
 

@@ -33,6 +33,7 @@ from gateway.routes.merges import MergeRoutes
 from gateway.routes.notifications import NotificationRoutes
 from gateway.routes.offboarding import OffboardingRoutes
 from gateway.routes.reports import ReportRoutes
+from gateway.routes.segments import SegmentRoutes
 from gateway.routes.system import SystemRoutes
 from gateway.routes.tasks import TaskRoutes
 from gateway.routes.webhooks import WebhookRoutes
@@ -50,8 +51,8 @@ class IdentityDatabase(Database):
 
 
 class GatewayService(IdentityRoutes, ClientRoutes, MergeRoutes, ImportRoutes, DealRoutes, TaskRoutes, NotificationRoutes,
-                     ReportRoutes, BackupRoutes, WebhookRoutes, IntegrationRoutes, OffboardingRoutes, ExportRoutes,
-                     SystemRoutes, AuditRoutes):
+                     ReportRoutes, SegmentRoutes, BackupRoutes, WebhookRoutes, IntegrationRoutes, OffboardingRoutes,
+                     ExportRoutes, SystemRoutes, AuditRoutes):
     name = "gateway"
 
     db = IdentityDatabase(Base)

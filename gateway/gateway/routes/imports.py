@@ -136,7 +136,9 @@ class ImportRoutes:
         writer.writerow(ERRORS_CSV_HEADER)
         after = 0
         while after is not None:
-            page = self.clients_rpc.list_import_errors(caller.dump(), import_id, {"after": after, "limit": ERRORS_PER_CALL})
+            # a query, as a query string has it: QueryInteger takes digits, not JSON numbers
+            page = self.clients_rpc.list_import_errors(caller.dump(), import_id,
+                                                       {"after": str(after), "limit": str(ERRORS_PER_CALL)})
             writer.writerows([e["row"], e["field"], e["column"] or "", e["message"]] for e in page["items"])
             after = page["next_after"]
         text.flush()

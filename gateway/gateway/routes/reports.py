@@ -24,6 +24,7 @@ from crm_common.contracts.reports import (
     SpendSchema,
     SpendSetSchema,
 )
+from crm_common.contracts.segments import CampaignsReportSchema
 from crm_common.schemas import is_uuid
 from gateway import identity
 from gateway.http import JSON, api
@@ -97,6 +98,14 @@ class ReportRoutes:
         """``?from=&to=``: per script, uses (interactions citing it), clients it was used with, and the deals
         those clients won after a use."""
         return self._report(request, caller, "scripts")
+
+    @api("GET", "/reports/campaigns", **_report_options(PeriodQuerySchema, CampaignsReportSchema, "Campaigns"))
+    def report_campaigns(self, request, caller):
+        """``?from=&to=``: per campaign running (or touched) in the period: ``audience`` (its segment's size when it
+        was created), touchpoints carrying its id in ``utm.campaign`` and the clients they created, deals won in the
+        period by the clients it touched (after the first touch) and their revenue, its budget, ``roi`` =
+        (revenue − budget) / budget and ``cost_per_client`` = budget / new clients."""
+        return self._report(request, caller, "campaigns")
 
     @api("PUT", "/plans", roles=HEADS, body=PlanSetSchema, response=PlanSchema, errors=(403, 422),
          summary="Set a sales plan", tag="reports")

@@ -37,3 +37,11 @@ class ClientMerged(Conflict):
 
 class ImportNotFound(NotFound):
     """import not found"""
+
+
+class SegmentNotFound(NotFound):
+    """segment not found"""
+
+
+class CampaignNotFound(NotFound):
+    """campaign not found"""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from clients.domain import touchpoint_source
-from clients.models import Client, Interaction, Touchpoint
+from clients.models import Campaign, Client, Interaction, Touchpoint
 from clients.schemas import client_out, interaction_out
+from clients.segments import dump_campaign
 from crm_common.exports import check_export_args, export_page
 from crm_common.schemas import iso
 
-KINDS = ("clients", "interactions", "touchpoints")
+KINDS = ("clients", "interactions", "touchpoints", "campaigns")
 
 
 def _touchpoint(row: Touchpoint) -> dict:
@@ -24,6 +25,7 @@ DUMPS = {
     "clients": (Client, lambda rows: [client_out.dump(r) for r in rows]),
     "interactions": (Interaction, lambda rows: [interaction_out.dump(r) for r in rows]),
     "touchpoints": (Touchpoint, lambda rows: [_touchpoint(r) for r in rows]),
+    "campaigns": (Campaign, lambda rows: [dump_campaign(r) for r in rows]),  # as campaign_created carries them
 }
 
 

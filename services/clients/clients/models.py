@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, event, text, true
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, event, text, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from clients.domain import name_key
@@ -39,6 +39,9 @@ class Client(Base):
     # a client merged into another one is a redirect to it: left out of lists, refused for writes
     merged_into: Mapped[str | None] = mapped_column(String(36))
     merged_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # the client's open deals as the deals service's events tell them (client_deals), for segments; written by a
+    # plain UPDATE that leaves the version alone: it is the deals service's fact, not an edit of the client
+    open_deals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
@@ -55,6 +58,14 @@ class Client(Base):
         ).ddl_if(dialect="postgresql"),
         Index(
             "ix_clients_tags", "tags", postgresql_using="gin", postgresql_ops={"tags": "jsonb_path_ops"}
+        ).ddl_if(dialect="postgresql"),
+        # segments (decisions.md 57): the active clients of a branch, and custom fields by containment
+        Index("ix_clients_active_segment", "branch_id", "kind", "created_at", "owner_id", "source", "open_deals", "id",
+              postgresql_where=text("archived_at IS NULL AND merged_into IS NULL"),
+              sqlite_where=text("archived_at IS NULL AND merged_into IS NULL")),
+        Index(
+            "ix_clients_custom_fields", "custom_fields", postgresql_using="gin",
+            postgresql_ops={"custom_fields": "jsonb_path_ops"},
         ).ddl_if(dialect="postgresql"),
     )
 
@@ -111,6 +122,8 @@ class Interaction(Base):
     script_id: Mapped[str | None] = mapped_column(String(36), index=True)
     author_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_interactions_client_time", "client_id", "occurred_at"),)
 
 
 class Touchpoint(Base):
@@ -278,6 +291,69 @@ class CallEvent(Base):
     event: Mapped[str] = mapped_column(String(16), primary_key=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime())
     received_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class ClientDeal(Base):
+    """The clients service's copy of each deal's state, from the deals service's events (never asked over RPC):
+    what a segment's ``has_open_deal`` reads. A snapshot replaces the row only if it is at least as new."""
+
+    __tablename__ = "client_deals"
+
+    deal_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(36))
+    status: Mapped[str] = mapped_column(String(8))
+    version: Mapped[int] = mapped_column(Integer, default=0)  # 0: known from the timeline only (migration 0005)
+
+    __table_args__ = (
+        Index("ix_client_deals_open", "client_id", postgresql_where=text("status = 'open'"),
+              sqlite_where=text("status = 'open'")),
+    )
+
+
+class Segment(Base):
+    """A saved filter over a branch's clients; its members are computed when asked (``segment_queries``)."""
+
+    __tablename__ = "segments"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    branch_id: Mapped[str] = mapped_column(String(36))
+    name: Mapped[str] = mapped_column(String(200))
+    filter: Mapped[dict] = mapped_column(json_type(), default=dict)
+    created_by: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+    __table_args__ = (Index("ix_segments_branch_created", "branch_id", "created_at", "id"),
+                      Index("ix_segments_created", "created_at", "id"))
+
+
+class Campaign(Base):
+    """A marketing activity planned for a segment; ``audience`` is the segment's size in its branch when created."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    branch_id: Mapped[str] = mapped_column(String(36))
+    segment_id: Mapped[str] = mapped_column(ForeignKey("segments.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(50))
+    starts_on: Mapped[str] = mapped_column(String(10))  # YYYY-MM-DD
+    ends_on: Mapped[str] = mapped_column(String(10))
+    budget_minor: Mapped[int | None] = mapped_column(BigInteger)
+    budget_currency: Mapped[str | None] = mapped_column(String(3))
+    message: Mapped[str | None] = mapped_column(Text)
+    audience: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+    __table_args__ = (Index("ix_campaigns_branch_created", "branch_id", "created_at", "id"),
+                      Index("ix_campaigns_created", "created_at", "id"))
 
 
 OutboxMessage, ProcessedEvent, CommandLog = bookkeeping_models(Base)

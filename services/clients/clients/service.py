@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clients import calls, commands, exports, imports, merging, offboarding
+from clients import calls, commands, exports, imports, merging, offboarding, segments
 from clients import repository as repo
 from clients.domain import search_term
 from clients.models import Base, Client
@@ -272,12 +272,69 @@ class ClientsService:
                 still_open = "deals" in self.settings.services and self.deals_rpc.deal_is_open(payload["deal"]["id"])
                 answer = commands.DealOpenAnswer(client.archived_at, bool(still_open))
         with self.db.transaction():
+            segments.record_deal_state(self.db, payload)  # has_open_deal: kept even for an event seen before
             return commands.add_deal_event(self.db, event_type, payload, answer)
+
+    # ---- segments and campaigns
+
+    @rpc
+    def create_segment(self, caller, data):
+        """``create_segment(caller, {"name": "VIP", "filter": {"tag": "vip", "has_open_deal": false}})`` → the
+        segment with its ``count`` now."""
+        return self.db.write(lambda: segments.create_segment(self.db, Caller.load(caller), data))
+
+    @rpc
+    def update_segment(self, caller, segment_id, changes, expected_version=None):
+        """``update_segment(caller, id, {"filter": {...}}, expected_version=2)``: rename, or replace the filter."""
+        return self.db.write(lambda: segments.update_segment(self.db, Caller.load(caller), segment_id, changes,
+                                                             expected_version))
+
+    @rpc
+    def delete_segment(self, caller, segment_id):
+        """``delete_segment(caller, id)`` → the segment as it was; it leaves every list."""
+        return self.db.write(lambda: segments.delete_segment(self.db, Caller.load(caller), segment_id))
+
+    @rpc
+    def get_segment(self, caller, segment_id):
+        """``get_segment(caller, id)`` → the segment with the ``count`` of its members the caller sees, now."""
+        return segments.get_segment(self.db.reader, Caller.load(caller), segment_id)
+
+    @rpc
+    def list_segments(self, caller, query=None):
+        """``list_segments(caller, {"limit": "20"})`` → ``{items, next_cursor}``, newest first, each with its count."""
+        return segments.list_segments(self.db.reader, Caller.load(caller), query)
+
+    @rpc
+    def list_segment_clients(self, caller, segment_id, query=None):
+        """``list_segment_clients(caller, id, {"limit": "50"})`` → a page of members, as ``list_clients`` answers."""
+        return segments.segment_clients(self.db.reader, Caller.load(caller), segment_id, query)
+
+    @rpc
+    def create_campaign(self, caller, data):
+        """``create_campaign(caller, {"name": ..., "segment_id": ..., "channel": "email", "starts_on": "2026-12-01",
+        "ends_on": "2026-12-31"})`` → the campaign with its ``audience``; emits ``campaign_created``."""
+        return self.db.write(lambda: segments.create_campaign(self.db, Caller.load(caller), data))
+
+    @rpc
+    def update_campaign(self, caller, campaign_id, changes, expected_version=None):
+        """``update_campaign(caller, id, {"ends_on": "2027-01-15"})`` → the campaign; emits ``campaign_updated``."""
+        return self.db.write(lambda: segments.update_campaign(self.db, Caller.load(caller), campaign_id, changes,
+                                                              expected_version))
+
+    @rpc
+    def get_campaign(self, caller, campaign_id):
+        """``get_campaign(caller, id)`` → a campaign of the caller's branch (any, for an admin)."""
+        return segments.get_campaign(self.db.reader, Caller.load(caller), campaign_id)
+
+    @rpc
+    def list_campaigns(self, caller, query=None):
+        """``list_campaigns(caller, {"segment_id": ...})`` → ``{items, next_cursor}``, newest first."""
+        return segments.list_campaigns(self.db.reader, Caller.load(caller), query)
 
     @rpc
     def export(self, kind, cursor=None, limit=500):
         """Paged export for rebuilding read models: ``export("clients")`` → ``{items, next_cursor, total}``, then
-        ``export("clients", next_cursor)``; kinds: clients, interactions, touchpoints (``crm_common.exports``)."""
+        ``export("clients", next_cursor)``; kinds: clients, interactions, touchpoints, campaigns (``crm_common.exports``)."""
         return exports.export(self.db.reader, kind, cursor, limit)
 
     @rpc

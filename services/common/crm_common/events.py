@@ -17,6 +17,7 @@ from crm_common.contracts.clients import ClientSchema, InteractionSchema
 from crm_common.contracts.deals import DealSchema, PipelineSchema, ScriptSchema
 from crm_common.contracts.identity import BranchSchema, UserSchema
 from crm_common.contracts.integrations import CallSchema, RecordingSchema
+from crm_common.contracts.segments import CampaignSchema
 from crm_common.contracts.tasks import ComplaintSchema, PenaltySchema, TaskSchema
 from crm_common.contracts.webhooks import WebhookRefSchema
 from crm_common.schemas import AwareDateTime, iso, new_id
@@ -87,6 +88,16 @@ class CallRecorded(EventSchema):
 
     recording = fields.Nested(RecordingSchema, required=True)
     client_id = fields.String(required=True)
+
+
+class CampaignCreated(EventSchema):
+    """A campaign planned for a segment; ``campaign.audience`` is the segment's size in its branch then."""
+
+    campaign = fields.Nested(CampaignSchema, required=True)
+
+
+class CampaignUpdated(CampaignCreated):
+    changed = fields.List(fields.String(), required=True)
 
 
 class UserCreated(EventSchema):
@@ -249,6 +260,8 @@ EVENTS_BY_SOURCE: dict[str, dict[str, type[EventSchema]]] = {
         "interaction_logged": InteractionLogged,
         "touchpoint_recorded": TouchpointRecorded,
         "call_missed": CallMissed,
+        "campaign_created": CampaignCreated,
+        "campaign_updated": CampaignUpdated,
     },
     "deals": {
         "deal_created": DealCreated,

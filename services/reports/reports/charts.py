@@ -208,4 +208,11 @@ def chart(name: str, report: dict) -> str:
             ("uses", [line["uses"] for line in lines]), ("clients", [line["clients"] for line in lines]),
             ("deals won after a use", [line["deals_won"] for line in lines]),
         ])
+    if name == "campaigns":
+        lines = report["campaigns"]
+        return grouped_bars("Campaigns: budget and revenue", f"{_period(report)} ({_currencies(lines)})",
+                            [line.get("name") or line["campaign_id"] for line in lines], [
+                                ("budget", [_amount((line.get("budget") or {}).get("amount")) for line in lines]),
+                                ("revenue", [_amount(line["revenue"]) for line in lines]),
+                            ])
     raise ValueError(f"no chart for {name!r}")

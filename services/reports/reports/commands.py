@@ -7,7 +7,7 @@ line of the managers report; any other report is 403 for a manager.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -275,9 +275,51 @@ def scripts(session, caller: Caller, raw: dict) -> dict:
     return {"branch_id": scope.branch_id, "from": start, "to": end, "scripts": lines}
 
 
+def campaigns(session, caller: Caller, raw: dict) -> dict:
+    """Per campaign running in the period (or touched in it): its audience, touchpoints and new clients of the
+    period, deals won in the period by the clients it touched (after their first touch) and their revenue, its
+    budget, ROI and cost per new client (the whole budget, whatever the period)."""
+    _head_or_admin(caller)
+    query = load_or_raise(PeriodQuerySchema, raw)
+    scope = scope_of(caller, query["branch_id"])
+    start, end = _period(query)
+    period_start, period_end = _period_end(domain.shift_month(start, -1)), _period_end(end)
+    first_day, last_day = period_start.date().isoformat(), (period_end - timedelta(days=1)).date().isoformat()
+    listed = repo.campaigns_of_period(session, scope, start, end, first_day, last_day)
+    ids = [c.id for c in listed]
+    touches = repo.campaign_touches(session, ids, start, end)
+    revenue: dict[str, list] = {}
+    for campaign_id, currency, deals, amount in repo.campaign_wins(session, ids, period_start, period_end):
+        revenue.setdefault(campaign_id, []).append((currency, deals, amount))
+    lines = []
+    for campaign in listed:
+        touchpoints, new_clients = touches.get(campaign.id, (0, 0))
+        won = domain.split_by_currency(revenue.get(campaign.id, []))
+        currency = domain.main_currency(won, campaign.budget_currency)
+        in_currency = won.get(currency, domain.CurrencyTotals())
+        budget = campaign.budget_minor
+        per_client = domain.cost_per_client(budget or 0, new_clients)
+        lines.append({
+            "campaign_id": campaign.id, "name": campaign.name, "segment_id": campaign.segment_id,
+            "channel": campaign.channel, "starts_on": campaign.starts_on, "ends_on": campaign.ends_on,
+            "audience": campaign.audience, "touchpoints": touchpoints, "new_clients": new_clients,
+            "deals_won": in_currency.deals, "currency": currency, "revenue": money(in_currency.amount_minor),
+            "budget": {"amount": money(budget), "currency": campaign.budget_currency} if budget is not None else None,
+            "roi": domain.roi(in_currency.amount_minor, budget or 0),
+            "cost_per_client": money(per_client) if per_client is not None else None,
+            "other_currencies": [
+                {"currency": code, "revenue": money(totals.amount_minor), "deals_won": totals.deals}
+                for code, totals in sorted(won.items()) if code != currency
+            ],
+        })
+    lines.sort(key=lambda line: (line["name"] or "", line["campaign_id"]))
+    lines.sort(key=lambda line: line["starts_on"], reverse=True)  # the latest first, by name within a day
+    return {"branch_id": scope.branch_id, "from": start, "to": end, "campaigns": lines}
+
+
 REPORTS = {
     "client_base": client_base, "funnel": funnel, "plan": plan_report, "channels": channels,
-    "managers": managers, "scripts": scripts,
+    "managers": managers, "scripts": scripts, "campaigns": campaigns,
 }
 
 

@@ -12,6 +12,7 @@ from the records' current state gives exactly the counters the events built.
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ Key = tuple
 Contributions = dict[tuple[str, Key], dict[str, float]]
 
 # Columns whose counter keeps the smallest value seen (a first use), not a sum.
-MIN_COLUMNS = {"first_used_at"}
+MIN_COLUMNS = {"first_used_at", "first_touch_at"}
 
 
 # ---- months
@@ -159,6 +160,21 @@ class TouchpointFact:
     client_id: str
     source: str | None
     occurred_at: datetime
+    campaign_id: str | None = None
+    created_client: bool = False
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def campaign_of(utm: dict | None) -> str | None:
+    """The campaign a touchpoint's UTM tags name: ``campaign`` or ``utm_campaign`` holding a campaign's id (any
+    case, spaces around ignored); other values (a campaign's name in an ad system) name no campaign here."""
+    for key in ("campaign", "utm_campaign"):
+        value = (utm or {}).get(key)
+        if isinstance(value, str) and _UUID.fullmatch(value.strip().lower()):
+            return value.strip().lower()
+    return None
 
 
 # ---- what each record contributes
@@ -247,6 +263,9 @@ def interaction_contributions(item: InteractionFact, out: Contributions | None =
 def touchpoint_contributions(item: TouchpointFact, out: Contributions | None = None) -> Contributions:
     out = {} if out is None else out
     _add(out, "c_touchpoints", (item.branch_id, month_of(item.occurred_at), item.source or NONE), touchpoints=1)
+    if item.campaign_id:
+        _add(out, "c_campaign_touch", (item.branch_id, month_of(item.occurred_at), item.campaign_id, item.client_id),
+             touchpoints=1, new_clients=int(bool(item.created_client)), first_touch_at=item.occurred_at)
     return out
 
 

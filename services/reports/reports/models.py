@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from crm_common.bookkeeping import COMMAND_LOG, PROCESSED_EVENTS, bookkeeping_models
@@ -222,6 +222,26 @@ class RTouchpoint(Base):
     client_id: Mapped[str] = mapped_column(String(36))
     source: Mapped[str | None] = mapped_column(String(64))
     occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    campaign_id: Mapped[str | None] = mapped_column(String(36))  # utm.campaign, when it names a campaign id
+    created_client: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class RCampaign(Base):
+    """A campaign as ``campaign_created`` / ``campaign_updated`` last described it (the clients service owns it)."""
+
+    __tablename__ = "r_campaigns"
+
+    id: Mapped[str] = _id()
+    branch_id: Mapped[str] = mapped_column(String(36), index=True)
+    segment_id: Mapped[str | None] = mapped_column(String(36))
+    name: Mapped[str | None] = mapped_column(String(200))
+    channel: Mapped[str | None] = mapped_column(String(50))
+    starts_on: Mapped[str] = mapped_column(String(10))
+    ends_on: Mapped[str] = mapped_column(String(10))
+    budget_minor: Mapped[int | None] = mapped_column(BigInteger)
+    budget_currency: Mapped[str | None] = mapped_column(String(3))
+    audience: Mapped[int | None] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class RTask(Base):
@@ -372,14 +392,32 @@ class CScriptUse(Base):
     first_used_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class CCampaignTouch(Base):
+    """Touchpoints of a campaign per client and month (with the first one): new clients, and the deals those
+    clients won after their first touch (``repository.campaign_wins``)."""
+
+    __tablename__ = "c_campaign_touch"
+
+    branch_id: Mapped[str] = _key()
+    month: Mapped[str] = _key(7)
+    campaign_id: Mapped[str] = _key()
+    client_id: Mapped[str] = _key()
+    touchpoints: Mapped[int] = _count()
+    new_clients: Mapped[int] = _count()
+    first_touch_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (Index("ix_c_campaign_touch_campaign", "campaign_id", "month"),)
+
+
 ProcessedEvent, CommandLog = bookkeeping_models(Base, PROCESSED_EVENTS, COMMAND_LOG)
 
 COUNTERS = {model.__tablename__: model for model in (
     CClientMonth, CClientSource, CClientTag, CFunnel, CDuration, CWon, CActivity, CPenalty, CTouchpoint, CScriptUse,
+    CCampaignTouch,
 )}
 
 # Everything a rebuild recomputes from the owning services (never the plans, spend or bookkeeping).
 DERIVED = (
     RBranch, RUser, RPipeline, RStage, RScript, RClient, RDeal, RVisit, RInteraction, RTouchpoint, RTask, RPenalty,
-    *COUNTERS.values(),
+    RCampaign, *COUNTERS.values(),
 )

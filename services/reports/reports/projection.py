@@ -34,6 +34,7 @@ from reports.gate import raise_if_rebuilding
 from reports.models import (
     COUNTERS,
     RBranch,
+    RCampaign,
     RClient,
     RDeal,
     RInteraction,
@@ -120,7 +121,20 @@ def touchpoint_fact(item: dict, occurred_at) -> TouchpointFact:
     return TouchpointFact(
         id=item["touchpoint_id"], branch_id=item["branch_id"], client_id=item["client_id"],
         source=item.get("source") or item.get("channel"), occurred_at=parse_time(occurred_at),
+        campaign_id=domain.campaign_of(item.get("utm")), created_client=bool(item.get("created")),
     )
+
+
+def campaign_row(snapshot: dict) -> dict:
+    """A campaign (as ``campaign_created`` carries it, or the clients service exports it) as an ``r_campaigns`` row."""
+    budget = snapshot.get("budget") or None
+    return {
+        "id": snapshot["id"], "branch_id": snapshot["branch_id"], "segment_id": snapshot.get("segment_id"),
+        "name": snapshot.get("name"), "channel": snapshot.get("channel"), "starts_on": snapshot["starts_on"],
+        "ends_on": snapshot["ends_on"], "budget_minor": domain.to_minor(budget["amount"]) if budget else None,
+        "budget_currency": budget["currency"] if budget else None, "audience": snapshot.get("audience"),
+        "version": int(snapshot.get("version") or 0),
+    }
 
 
 # ---- counters
@@ -308,9 +322,22 @@ class Projector:
         if self.session.get(RTouchpoint, fact.id) is not None:
             return
         self.session.add(RTouchpoint(id=fact.id, branch_id=fact.branch_id, client_id=fact.client_id,
-                                     source=fact.source, occurred_at=fact.occurred_at))
+                                     source=fact.source, occurred_at=fact.occurred_at, campaign_id=fact.campaign_id,
+                                     created_client=fact.created_client))
         self.session.flush()
         self._change({}, domain.touchpoint_contributions(fact))
+
+    def campaign(self, payload: dict) -> None:
+        """Campaigns count nothing themselves: the report reads their plan (dates, budget, audience) from here."""
+        new = campaign_row(payload["campaign"])
+        row = self.session.get(RCampaign, new["id"])
+        if row is not None and row.version > new["version"]:
+            return
+        if row is None:
+            row = RCampaign(id=new["id"])
+            self.session.add(row)
+        for name, value in new.items():
+            setattr(row, name, value)
 
     # deals
 
@@ -458,6 +485,8 @@ APPLY = {
     "client_merged": lambda p, t, e: p.merged(e),
     "interaction_logged": lambda p, t, e: p.interaction(e),
     "touchpoint_recorded": lambda p, t, e: p.touchpoint(e),
+    "campaign_created": lambda p, t, e: p.campaign(e),
+    "campaign_updated": lambda p, t, e: p.campaign(e),
     "pipeline_created": lambda p, t, e: p.pipeline(e),
     "pipeline_updated": lambda p, t, e: p.pipeline(e),
     "script_created": lambda p, t, e: p.script(e),
@@ -484,7 +513,7 @@ def record_of(event_type: str, payload: dict) -> str | None:
     if "deal" in payload:
         deal = payload["deal"]
         return f"client:{deal['client_id']}" if deal.get("client_id") else f"deal:{deal['id']}"
-    for name in ("client", "task", "penalty", "pipeline"):
+    for name in ("client", "task", "penalty", "pipeline", "campaign"):
         if name in payload:
             return f"{name}:{payload[name]['id']}"
     return None

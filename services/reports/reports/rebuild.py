@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from crm_common.clock import utcnow
@@ -31,6 +31,7 @@ from reports.gate import LOCK_KEY
 from reports.models import (
     COUNTERS,
     RBranch,
+    RCampaign,
     RClient,
     RDeal,
     RebuildState,
@@ -57,6 +58,7 @@ EXPORTS: tuple[tuple[str, str], ...] = (
     ("clients", "clients"),
     ("clients", "interactions"),
     ("clients", "touchpoints"),
+    ("clients", "campaigns"),
     ("deals", "deals"),
     ("tasks", "tasks"),
     ("tasks", "penalties"),
@@ -65,7 +67,7 @@ EXPORTS: tuple[tuple[str, str], ...] = (
 TABLES = {
     "branches": (RBranch,), "users": (RUser,), "pipelines": (RPipeline, RStage), "scripts": (RScript,),
     "clients": (RClient,), "interactions": (RInteraction,), "touchpoints": (RTouchpoint,),
-    "deals": (RDeal, RVisit), "tasks": (RTask,), "penalties": (RPenalty,),
+    "deals": (RDeal, RVisit), "tasks": (RTask,), "penalties": (RPenalty,), "campaigns": (RCampaign,),
 }
 
 PAGE_SIZE = 2000
@@ -164,6 +166,9 @@ class Loader:
             domain.touchpoint_contributions(fact, out=self.counters)
         self._insert(RTouchpoint, rows)
 
+    def _load_campaigns(self, items):
+        self._insert(RCampaign, [projection.campaign_row(item) for item in items])
+
     def source_of(self, client_id: str | None) -> str | None:
         if self.sources is None:  # clients were not exported: the sources as this database knows them
             self.sources = dict(self.session.execute(select(RClient.id, RClient.source)).all())
@@ -214,8 +219,11 @@ class Loader:
         elif kind == "touchpoints":
             for row in session.scalars(select(RTouchpoint)):
                 domain.touchpoint_contributions(domain.TouchpointFact(
-                    row.id, row.branch_id, row.client_id, row.source, row.occurred_at), out=self.counters)
+                    row.id, row.branch_id, row.client_id, row.source, row.occurred_at, row.campaign_id,
+                    bool(row.created_client)), out=self.counters)
                 kept += 1
+        elif kind == "campaigns":  # a campaign counts nothing itself
+            kept = session.scalar(select(func.count()).select_from(RCampaign)) or 0
         elif kind == "deals":
             projector = projection.Projector(session)
             for row in session.scalars(select(RDeal)):

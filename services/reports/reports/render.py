@@ -90,6 +90,17 @@ def rows(name: str, report: dict) -> tuple[list[str], list[list]]:
     if name == "scripts":
         header = ["script_id", "title", "uses", "clients", "deals_won"]
         return header, [[line[h] for h in header] for line in report["scripts"]]
+    if name == "campaigns":
+        header = ["campaign_id", "name", "segment_id", "channel", "starts_on", "ends_on", "audience", "touchpoints",
+                  "new_clients", "deals_won", "currency", "revenue", "budget", "budget_currency", "roi",
+                  "cost_per_client", "other_currencies"]
+        out = []
+        for line in report["campaigns"]:
+            budget = line.get("budget") or {}
+            values = dict(line, budget=budget.get("amount"), budget_currency=budget.get("currency"),
+                          other_currencies=_others(line["other_currencies"]))
+            out.append([values[h] for h in header])
+        return header, out
     raise ValueError(f"no CSV layout for {name!r}")
 
 

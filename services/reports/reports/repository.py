@@ -11,6 +11,7 @@ from sqlalchemy import and_, distinct, func, or_, select
 from reports.domain import ALL, NONE
 from reports.models import (
     CActivity,
+    CCampaignTouch,
     CClientMonth,
     CClientSource,
     CClientTag,
@@ -23,6 +24,7 @@ from reports.models import (
     CWon,
     Plan,
     RBranch,
+    RCampaign,
     RDeal,
     RPipeline,
     RScript,
@@ -215,3 +217,40 @@ def scripts(session, ids) -> dict[str, RScript]:
     if not ids:
         return {}
     return {s.id: s for s in session.scalars(select(RScript).where(RScript.id.in_(ids)))}
+
+
+# ---- campaigns
+
+
+def campaigns_of_period(session, scope: Scope, start: str, end: str, first_day: str, last_day: str) -> list[RCampaign]:
+    """The scope's campaigns running at some time in the period, or with touchpoints in it."""
+    touched = select(CCampaignTouch.campaign_id).where(CCampaignTouch.month >= start, CCampaignTouch.month <= end)
+    query = _filtered(select(RCampaign), scope.where(RCampaign.branch_id)).where(or_(
+        and_(RCampaign.starts_on <= last_day, RCampaign.ends_on >= first_day), RCampaign.id.in_(touched)))
+    return list(session.scalars(query))
+
+
+def campaign_touches(session, ids: list[str], start: str, end: str) -> dict[str, tuple[int, int]]:
+    """Per campaign: touchpoints in the period and the clients they created."""
+    if not ids:
+        return {}
+    query = select(CCampaignTouch.campaign_id, func.sum(CCampaignTouch.touchpoints), func.sum(CCampaignTouch.new_clients)).where(
+        CCampaignTouch.campaign_id.in_(ids), CCampaignTouch.month >= start, CCampaignTouch.month <= end,
+    ).group_by(CCampaignTouch.campaign_id)
+    return {campaign: (int(n or 0), int(new or 0)) for campaign, n, new in session.execute(query)}
+
+
+def campaign_wins(session, ids: list[str], period_start: datetime, period_end: datetime) -> list[tuple[str, str, int, int]]:
+    """Per campaign and currency: deals won in the period by clients the campaign touched before the win (their
+    first touch, whenever it was), and their amounts: rows ``(campaign_id, currency, deals, amount_minor)``."""
+    if not ids:
+        return []
+    first_touch = select(
+        CCampaignTouch.campaign_id, CCampaignTouch.client_id, func.min(CCampaignTouch.first_touch_at).label("first_at"),
+    ).where(CCampaignTouch.campaign_id.in_(ids)).group_by(CCampaignTouch.campaign_id, CCampaignTouch.client_id).subquery()
+    query = select(first_touch.c.campaign_id, RDeal.currency, func.count(RDeal.id), func.sum(RDeal.amount_minor)).join(
+        RDeal, and_(RDeal.client_id == first_touch.c.client_id, RDeal.status == "won",
+                    RDeal.closed_at >= first_touch.c.first_at, RDeal.closed_at >= period_start,
+                    RDeal.closed_at < period_end),
+    ).group_by(first_touch.c.campaign_id, RDeal.currency)
+    return [(campaign, currency, int(n), int(total or 0)) for campaign, currency, n, total in session.execute(query)]

@@ -81,6 +81,14 @@ class ReportsService:
     def handle_touchpoint_recorded(self, payload):
         self._apply("touchpoint_recorded", payload)
 
+    @event_handler("clients", "campaign_created")
+    def handle_campaign_created(self, payload):
+        self._apply("campaign_created", payload)
+
+    @event_handler("clients", "campaign_updated")
+    def handle_campaign_updated(self, payload):
+        self._apply("campaign_updated", payload)
+
     @event_handler("deals", "pipeline_created")
     def handle_pipeline_created(self, payload):
         self._apply("pipeline_created", payload)
@@ -186,6 +194,12 @@ class ReportsService:
         """``scripts(caller, {"from": "2026-11", "to": "2026-11"})`` → ``{scripts: [{script_id, title, uses,
         clients, deals_won}]}``."""
         return commands.scripts(self.db.reader, Caller.load(caller), query or {})
+
+    @rpc
+    def campaigns(self, caller, query=None):
+        """``campaigns(caller, {"from": "2026-12", "to": "2026-12"})`` → ``{campaigns: [{campaign_id, name, audience,
+        touchpoints, new_clients, deals_won, currency, revenue, budget, roi, cost_per_client}]}``."""
+        return commands.campaigns(self.db.reader, Caller.load(caller), query or {})
 
     @rpc
     def render_report(self, caller, report, query=None, fmt="csv"):

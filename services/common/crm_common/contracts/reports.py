@@ -43,16 +43,14 @@ class Month(fields.String):
         return value
 
 
-PERIOD_RULE = f"to is not before from, and a period is at most {MAX_PERIOD_MONTHS} months (422)"
-
-
 class PeriodQuerySchema(StrictSchema):
     """``from`` and ``to`` (months, inclusive); both default to the current month."""
 
-    from_ = Month(data_key="from", load_default=None, metadata={"description": "first month, YYYY-MM",
-                                                                 "x-server-rule": PERIOD_RULE})
+    from_ = Month(data_key="from", load_default=None, metadata={
+        "description": "first month, YYYY-MM",
+        "x-server-rule": f"not after to (default: this month), at most {MAX_PERIOD_MONTHS} months before it (422)"})
     to = Month(load_default=None, metadata={"description": "last month, YYYY-MM (inclusive)",
-                                            "x-server-rule": PERIOD_RULE})
+                                            "x-server-rule": "not before from (422)"})
     branch_id = Id(load_default=None, metadata={"description": "an admin narrows to one branch"})
 
     @validates_schema(skip_on_field_errors=True)

@@ -65,6 +65,9 @@ def prepare(api_base: str, admin_token: str) -> Fuzzing:
                             "role": "manager", "branch_id": branch["id"]})
     client = post("/clients", {"kind": "company", "name": "ООО Фаззинг", "branch_id": branch["id"],
                                "emails": [f"client-{tag}@crm.test"]})
+    segment = post("/segments", {"name": "Fuzzing", "filter": {"kind": "company"}, "branch_id": branch["id"]})
+    campaign = post("/campaigns", {"name": "Fuzzing", "segment_id": segment["id"], "channel": "email",
+                                   "starts_on": "2026-12-01", "ends_on": "2026-12-31"})
     pipeline = post("/pipelines", {"name": "Fuzzing", "branch_id": branch["id"], "stages": [
         {"name": "New", "kind": "open", "max_days": 3}, {"name": "Won", "kind": "won"}, {"name": "Lost", "kind": "lost"}]})
     deal = post("/deals", {"client_id": client["id"], "pipeline_id": pipeline["id"], "title": "Fuzzing deal",
@@ -107,7 +110,8 @@ def prepare(api_base: str, admin_token: str) -> Fuzzing:
            "pipeline_id": pipeline["id"], "deal_id": deal["id"], "script_id": script["id"],
            "template_id": template["id"], "task_id": task["id"], "complaint_id": complaint["id"],
            "automation_id": automation["id"], "webhook_id": webhook["id"], "key_id": key["id"], "call_id": call["id"],
-           "offboarding_id": offboarding["id"], "offboard_user_id": to_offboard["id"], "export_id": exported.json()["id"]}
+           "offboarding_id": offboarding["id"], "offboard_user_id": to_offboard["id"], "export_id": exported.json()["id"],
+           "segment_id": segment["id"], "campaign_id": campaign["id"]}
     return Fuzzing(ids, login.json()["access_token"])
 
 
