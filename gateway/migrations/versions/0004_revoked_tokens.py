@@ -1,6 +1,6 @@
 """revoked tokens: bearer tokens ended by POST /auth/logout before they expire
 
-Revision ID: 0004_revoked_tokens
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-01 00:40:00.000000
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import crm_common.columns
 
 
-revision = '0004_revoked_tokens'
+revision = '0004'
 down_revision = '0003'
 branch_labels = None
 depends_on = None

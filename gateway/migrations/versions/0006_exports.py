@@ -1,7 +1,7 @@
 """exports: client exports, their files, marker rows and the daily row counts; users' can_export
 
-Revision ID: 0004_exports
-Revises: 0003
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-01 00:30:00.000000
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 import crm_common.columns
 
 
-revision = '0004_exports'
-down_revision = '0003'
+revision = '0006'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 

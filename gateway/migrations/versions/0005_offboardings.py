@@ -1,7 +1,7 @@
 """offboardings: the saga handing a leaving user's clients, open deals and open tasks to another user
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-01 00:30:00.000000
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 import crm_common.columns
 
 
-revision = '0004'
-down_revision = '0003'
+revision = '0005'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 

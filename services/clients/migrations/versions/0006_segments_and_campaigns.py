@@ -1,7 +1,7 @@
 """segments and campaigns; the copy of each deal's state and each client's open deals; indexes for segment filters
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-01 00:30:00.000000
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 import crm_common.columns
 
 
-revision = '0005'
-down_revision = '0004'
+revision = '0006'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 

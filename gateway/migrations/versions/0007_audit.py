@@ -1,7 +1,7 @@
 """audit: the hash-chained audit log, its head, the bulk-read window and watch
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-01 00:30:00.000000
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 import crm_common.columns
 
 
-revision = '0004'
-down_revision = '0003'
+revision = '0007'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
