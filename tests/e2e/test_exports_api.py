@@ -67,7 +67,7 @@ def test_a_manager_and_a_head_not_granted_exports_get_403_and_a_granted_head_exp
     assert branch.head.get(f"/exports/{done['id']}/file").status_code == 403
 
 
-def test_the_file_names_its_export_user_and_time_first_then_the_clients_the_filter_matches(branch):
+def test_the_file_names_its_export_user_and_time_first_then_the_clients_the_filter_matches(branch, admin):
     tag = unique("файл")
     clients = add_clients(branch.head, tag, 3)
     add_clients(branch.head, unique("другой"), 1)
@@ -88,6 +88,10 @@ def test_the_file_names_its_export_user_and_time_first_then_the_clients_the_filt
     assert done["filter"]["tag"] == tag and done["rows"] == 3
     finished = datetime.fromisoformat(done["finished_at"])
     assert datetime.fromisoformat(done["expires_at"]) - finished == timedelta(hours=24)
+    # the export and its download are on record, each with the clients it holds
+    audit = admin.ok("GET", f"/audit?user_id={branch.head.me['id']}&action=export")["items"]
+    assert [(e["ref_type"], e["ref_id"], e["count"]) for e in audit[:2]] == [("export_file", done["id"], 3),
+                                                                            ("export", done["id"], 3)]
 
 
 def test_exports_past_the_daily_row_cap_are_429_export_cap_with_retry_after(branch):

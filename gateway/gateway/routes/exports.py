@@ -39,6 +39,7 @@ class ExportRoutes:
         count = self.clients_rpc.count_clients(caller.dump(), prepared["query"])["count"]
         with self.db.transaction():
             accepted = exports.create_export(self.db, self.settings, caller, prepared, count)
+        self.audit.record(caller, "export", "export", accepted["id"], count, request)
         self.wake_exports()
         return 202, accepted, {"Location": f"/api/v1/exports/{accepted['id']}"}
 
@@ -64,6 +65,7 @@ class ExportRoutes:
         custom_fields``), then one client per line. 409 while the export runs or after it failed; 410 ``gone``
         once the file has expired (``CRM_EXPORT_TTL_S`` after it was made)."""
         export, chunks = exports.open_file(self.db.reader, caller, export_id)
+        self.audit.record(caller, "export", "export_file", export.id, export.rows or 0, request)  # each download
         spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024, mode="w+b")
         for chunk in chunks:
             spool.write(chunk)
