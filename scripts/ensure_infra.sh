@@ -13,7 +13,7 @@ port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 # not answering: installed from the distribution's packages if missing (apt-get, with sudo when not root) and
 # started; where that cannot work, scripts/infra.py says what to install and this stops
-python3 "$(dirname "$0")/infra.py" rabbitmq postgresql
+"$(command -v python3 || command -v python3.11)" "$(dirname "$0")/infra.py" rabbitmq postgresql
 # the broker accepts TCP before it accepts logins: wait until rabbitmqctl can talk to it
 if command -v rabbitmqctl >/dev/null; then
   for _ in $(seq 1 60); do rabbitmqctl -q status >/dev/null 2>&1 && break; sleep 1; done

@@ -14,6 +14,7 @@ from eventlet import tpool
 from nameko.extensions import DependencyProvider
 from sqlalchemy import delete, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
 from crm_common.caller import Caller
 from crm_common.clock import utcnow
@@ -120,6 +121,11 @@ class Authenticator:
         if session.get(RevokedToken, jti) is None:
             expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
             session.add(RevokedToken(jti=jti, user_id=caller.id, expires_at=expires))
+            try:
+                session.flush()
+            except IntegrityError:  # the same token logged out at the same moment: that logout did it all
+                session.rollback()
+                return
         notify_user_changed(session, caller.id)
 
     def forget(self, user_id: str) -> None:

@@ -6,10 +6,10 @@ import psutil
 import pytest
 from nameko.testing.utils import find_free_port
 
-from crm_common.config import Settings
+from crm_common.config import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, Settings
 from crm_common.registry import REGISTRY
 from crm_common.testing.fixtures import create_vhost, delete_vhost, drop_databases, poll, vhost_uri
-from crm_common.testing.system import start_system
+from crm_common.testing.system import Api, start_system
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +56,13 @@ def listening_on(process: psutil.Process, port: int) -> bool:
         return False
 
 
-def get_on_a_new_connection(system, path: str) -> int:
+def get_on_a_new_connection(system, path: str, authorization: str | None = None, method: str = "GET") -> int:
     """One request on a connection of its own: the kernel picks a gateway for each new connection."""
     port = int(system.env["CRM_HTTP_PORT"])
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        connection.request("GET", f"/api/v1{path}", headers={"Authorization": system.admin.http.headers["Authorization"]})
+        connection.request(method, f"/api/v1{path}",
+                           headers={"Authorization": authorization or system.admin.http.headers["Authorization"]})
         return connection.getresponse().status
     finally:
         connection.close()
@@ -94,6 +95,19 @@ def _answers_per_gateway(lines) -> dict[str, int] | None:
             name = line[1:line.index("]")]
             counts[name] = counts.get(name, 0) + 1
     return counts if sum(counts.values()) >= 40 else None
+
+
+def test_a_token_logged_out_on_one_gateway_is_refused_by_both(replicated):
+    session = Api(replicated.base_url).login(DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD).http.headers["Authorization"]
+    # both gateways have the user's state cached (the requests spread over them)
+    assert [get_on_a_new_connection(replicated, "/me", session) for _ in range(20)] == [200] * 20
+
+    assert get_on_a_new_connection(replicated, "/auth/logout", session, method="POST") == 204
+
+    poll(lambda: all(get_on_a_new_connection(replicated, "/me", session) == 401 for _ in range(20)), timeout=5,
+         message="every gateway to refuse the logged-out token")
+    assert [get_on_a_new_connection(replicated, "/me", session) for _ in range(20)] == [401] * 20
+    assert [get_on_a_new_connection(replicated, "/me") for _ in range(10)] == [200] * 10  # another session
 
 
 def test_when_one_gateway_dies_the_other_keeps_answering_and_the_dead_one_comes_back(replicated):
