@@ -169,6 +169,10 @@ def run(db, saga_id: str, holder: str, steps: dict[str, Step], batch: int, lease
             if saga is None:
                 return
             step = saga.step
+            if step not in STEPS:  # not written by this code: nothing it knows how to run
+                saga.status, saga.error, saga.finished_at = "failed", f"unknown step {step!r}", utcnow()
+                saga.lease_owner = saga.lease_until = None
+                return
             saga.lease_until = utcnow() + timedelta(seconds=lease_s)
             transfer = {"id": saga.id, "from_user_id": saga.user_id, "to_user_id": saga.to_user_id,
                         "actor_id": saga.requested_by}

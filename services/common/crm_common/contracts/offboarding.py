@@ -30,7 +30,7 @@ class OffboardingSchema(Schema):
     requested_by = fields.String(allow_none=True)
     status = fields.String(validate=validate.OneOf(STATUSES), metadata={"enum": list(STATUSES)})
     step = fields.String(allow_none=True, metadata={
-        "description": "the step running or to resume (clients, deals, tasks); null once finished"})
+        "description": "the step running, waiting or failed (clients, deals, tasks); null once done"})
     clients = fields.Integer(metadata={"description": "clients handed over so far"})
     deals = fields.Integer(metadata={"description": "open deals handed over so far"})
     tasks = fields.Integer(metadata={"description": "open tasks handed over so far"})
