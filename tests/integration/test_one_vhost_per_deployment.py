@@ -11,15 +11,26 @@ import pytest
 from kombu import Connection, Consumer, Queue
 from nameko.testing.utils import find_free_port
 
-from crm_common.testing.fixtures import delete_vhost, vhost_uri
+from crm_common.testing.fixtures import create_vhost, delete_vhost, vhost_uri
 from crm_common.vhost import VhostError, consumers_of, ensure_vhost, refuse_if_taken
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
+def amqp_uri():
+    """A vhost of this test's own: the run's vhost holds the other tests' (durable) service queues."""
+    vhost = f"crm-test-{uuid.uuid4().hex[:8]}-own"
+    create_vhost(vhost)
+    try:
+        yield vhost_uri(vhost)
+    finally:
+        delete_vhost(vhost)
+
+
+@pytest.fixture
 def another_system(amqp_uri):
-    """Something consuming the clients service's RPC queue on the run's vhost, as a running CRM does."""
+    """Something consuming the clients service's RPC queue on the vhost, as a running CRM does."""
     with Connection(amqp_uri) as connection:
         channel = connection.channel()
         queue = Queue("rpc-clients", durable=False, auto_delete=True)

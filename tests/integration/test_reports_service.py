@@ -271,8 +271,12 @@ def test_a_rebuild_from_the_owning_services_gives_the_reports_built_live(contain
     def unavailable(service):
         return None if service in ("clients", "deals") else "not running in this test"
 
+    proxies = {}  # one per service, made and used by the rebuild's one reader thread
+
     def fetch(service, kind, cursor, limit):
-        return rpc_proxy(service, timeout=30).export(kind, cursor, limit)
+        if service not in proxies:
+            proxies[service] = rpc_proxy(service, timeout=30)
+        return proxies[service].export(kind, cursor, limit)
 
     class Seen:
         def skipped(self, service, kinds, reason):
