@@ -12,9 +12,11 @@ docs/benchmarks.md sits between its own markers inside the kept notes.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import statistics
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -213,13 +215,18 @@ def section(results: dict) -> list[str]:
     ]
     for name, row in data["segments"].items():
         flt = ", ".join(f"{k}={v}" for k, v in row["filter"].items())
-        lines.append(f"| {name} | `{flt}` | {row['head']['count']:,} | {row['head']['p50_ms']} / "
+        lines.append(f"| {name} | {f'`{flt}`' if flt else '(none)'} | {row['head']['count']:,} | {row['head']['p50_ms']} / "
                      f"{row['head']['p99_ms']} | {row['manager']['count']:,} | {row['manager']['p50_ms']} / "
                      f"{row['manager']['p99_ms']} | {row['sql_ms']} |")
     slowest = max(data["segments"].items(), key=lambda item: item[1]["sql_ms"] or 0)
     lines += ["", f"Plan of the slowest count's SQL ({slowest[0]}; EXPLAIN ANALYZE with TIMING OFF):", "", "```",
               *slowest[1]["plan"], "```", END]
     return lines
+
+
+def rewrite(results_json: Path, path: Path) -> None:
+    """Write the section again from a run's raw numbers (``python -m bench.segments bench/results/<run>.json``)."""
+    write_section(json.loads(results_json.read_text(encoding="utf-8")), path)
 
 
 def write_section(results: dict, path: Path) -> None:
@@ -234,3 +241,9 @@ def write_section(results: dict, path: Path) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    from bench.system import ROOT
+
+    rewrite(Path(sys.argv[1]), ROOT / "docs" / "benchmarks.md")

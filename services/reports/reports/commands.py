@@ -1,4 +1,4 @@
-"""Use cases of the reports service: the six reports (read from the counters) and its own records, plans with
+"""Use cases of the reports service: the reports (read from the counters) and its own records, plans with
 their miss reasons and channel spend.
 
 Who sees what: a head their branch, an admin every branch (``branch_id`` narrows), a manager only their own
