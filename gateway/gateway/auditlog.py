@@ -137,6 +137,14 @@ def _emit_bulk_read(session: Session, user_id: str, count: int, threshold: int, 
                                                  payload=payload, created_at=now))
 
 
+def committed(session: Session, ids: list[str]) -> set[str]:
+    """Which of these entries are in the log already (a journal replayed after a crash may hold some)."""
+    found: set[str] = set()
+    for start in range(0, len(ids), ROWS_PER_STATEMENT):
+        found.update(session.scalars(select(AuditEntry.id).where(AuditEntry.id.in_(ids[start:start + ROWS_PER_STATEMENT]))))
+    return found
+
+
 def blocked_users(session: Session, now: datetime) -> dict[str, datetime]:
     rows = session.execute(select(ReadWatch.user_id, ReadWatch.blocked_until).where(ReadWatch.blocked_until > now))
     return {row.user_id: row.blocked_until for row in rows}
