@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 IDLE_REFRESH_S = 1.0  # how often an idle writer learns which users other replicas capped
 PURGE_EVERY_S = 60.0  # reads that left the window are deleted, journals of dead processes replayed
 RETRY_AFTER_FAILURE_S = 1.0
+# a batch at most every 50 ms: requests do not wait for it, and a batch's cost is mostly per transaction
+BATCH_EVERY_S = 0.05
 
 
 class ReadCapReached(RateLimited):
@@ -227,9 +229,11 @@ class Audit(DependencyProvider):
             if not self.current.entries:
                 self._signal.wait(IDLE_REFRESH_S)
             if self.current.entries and self._running:
+                started = time.monotonic()
                 if not self._write(self._take()):
                     eventlet.sleep(RETRY_AFTER_FAILURE_S)
                 last_refresh = time.monotonic()
+                eventlet.sleep(max(0.0, BATCH_EVERY_S - (last_refresh - started)))
                 continue
             now_s = time.monotonic()
             if now_s - last_purge >= PURGE_EVERY_S:
