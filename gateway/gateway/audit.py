@@ -169,7 +169,7 @@ class Audit(DependencyProvider):
 
     def after(self, rule: RouteRule | None, caller: Caller | None, request, path_values: dict, result):
         """Record the route's successful answer by its rule, then give the answer back."""
-        if rule is None:
+        if rule is None or self.journal is None:
             return result
         status, payload = _status_and_payload(result)
         if status >= 300 or not isinstance(payload, dict):
