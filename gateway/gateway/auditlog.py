@@ -72,6 +72,7 @@ class Statements:
     SQLAlchemy constructs again each time cost more CPU than the rows themselves."""
 
     upsert_read: Executable
+    upsert_reads: Executable | None  # PostgreSQL: every read of the batch in one statement, as two arrays
     count_reads: Executable | None  # PostgreSQL: every user of the batch in one statement
     head: Executable
     insert_entry: Executable
@@ -89,12 +90,19 @@ def statements(session: Session) -> Statements:
             user_id=bindparam("u"), client_id=bindparam("c"), read_at=bindparam("t"))
         upsert = upsert.on_conflict_do_update(index_elements=["user_id", "client_id"],
                                               set_={"read_at": upsert.excluded.read_at})
+        postgres = dialect == "postgresql"
+        upsert_all = text(
+            "INSERT INTO client_reads (user_id, client_id, read_at) SELECT r.u, r.c, :t "
+            "FROM unnest(CAST(:users AS varchar[]), CAST(:clients AS varchar[])) AS r(u, c) "
+            "ON CONFLICT (user_id, client_id) DO UPDATE SET read_at = excluded.read_at"
+        ) if postgres else None
         count = text(
             "SELECT u.user_id, (SELECT count(*) FROM (SELECT 1 FROM client_reads r WHERE r.user_id = u.user_id "
             "AND r.read_at > :since LIMIT :bound) AS w) AS n FROM unnest(CAST(:users AS varchar[])) AS u(user_id)"
         ) if dialect == "postgresql" else None
         _STATEMENTS[dialect] = Statements(
             upsert_read=upsert,
+            upsert_reads=upsert_all,
             count_reads=count,
             head=select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update(),
             insert_entry=insert(AuditEntry.__table__),
@@ -120,9 +128,13 @@ def record_reads(session: Session, reads: list[tuple[str, str]], now: datetime, 
     """Put each (user, client) read into the window (a client read again moves to now) and count each user's
     distinct clients in the window, up to ``bound`` (past the larger limit the exact number changes nothing)."""
     sql, connection = statements(session), session.connection()
-    rows = [{"u": user, "c": client, "t": now} for user, client in reads]
-    for start in range(0, len(rows), ROWS_PER_STATEMENT):
-        connection.execute(sql.upsert_read, rows[start:start + ROWS_PER_STATEMENT])
+    if sql.upsert_reads is not None:
+        connection.execute(sql.upsert_reads, {"users": [user for user, _ in reads],
+                                              "clients": [client for _, client in reads], "t": now})
+    else:
+        rows = [{"u": user, "c": client, "t": now} for user, client in reads]
+        for start in range(0, len(rows), ROWS_PER_STATEMENT):
+            connection.execute(sql.upsert_read, rows[start:start + ROWS_PER_STATEMENT])
     users = sorted({user for user, _ in reads})
     since = now - WINDOW
     if sql.count_reads is not None:
