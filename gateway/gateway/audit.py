@@ -7,11 +7,12 @@ their own entries (an export's rows).
 
 **Recording** (decisions.md 60). A request appends its entry (and the clients it showed) to the process's audit
 journal, a local append-only file (``auditjournal.py``: one ``write()``, no ``fsync``, so it survives the process
-dying), and to the current in-memory batch, and answers at once. One writer greenthread per gateway takes the
-whole batch (at most every 50 ms) and writes it in one transaction (``auditlog.flush``): the window's upserts and
-counts, an alarm event into the outbox, the entries chained under the head's row lock; then it deletes the batch's journal segment. A
-batch is whatever arrived while the previous one was being written. A batch that fails is kept and written again
-with the next one; a process that dies leaves its segment, which a gateway replays at its start or within a minute.
+dying), and to the current in-memory batch, and answers at once. One writer greenthread per gateway takes the whole
+batch (at most every 50 ms) and writes it in one transaction (``auditlog.flush``): the window's upserts and counts,
+an alarm event into the outbox, the entries chained under the head's row lock; then it deletes the batch's journal
+segment. A batch is whatever arrived while the previous one was being written. A batch that fails is kept and
+written again with the next one; a process that dies leaves its segment, which a gateway replays at its start or
+within a minute.
 
 **The cap** is checked against what this process knows: the users whose window was at the cap when it last
 wrote a batch or looked (every second when idle), as the database says, so across replicas too. Reads answered
