@@ -2,8 +2,8 @@
 
 The CRM is restarted between the two settings on the same data; the settings go on, off, off, on (ABBA), so a
 slow minute of the shared machine weighs on both; each cell is the median of a setting's rounds and the ratio is
-on ÷ off (the target: at least 0.9). With the audit on, every answer waits for its entry to be committed (group
-commit, decisions.md 60) and each batch upserts the reader's clients into the bulk-read window and counts it.
+on ÷ off (the target: at least 0.9). With the audit on, every answer appends its entry to the gateway's journal and
+the writer commits batches (decisions.md 60), each upserting the reader's clients into the bulk-read window.
 The benchmark reads as one head of sales, thousands of distinct clients a minute: the cap
 (``CRM_READ_CAP_PER_HOUR``) is off for it (bench/system.py), the alarm stays at its default and goes off once.
 

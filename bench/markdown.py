@@ -216,9 +216,10 @@ def _audit(results: dict, add) -> None:
     from bench.audit import TARGET, verdict
 
     add(AUDIT_TITLE + "\n")
-    add("Every answer that shows or changes clients waits for its audit entry to be committed: one writer per gateway "
-        "writes whatever arrived meanwhile in one transaction (the bulk-read window's upserts and counts, the entries "
-        "chained under the head's row lock; decisions.md 60). The CRM is restarted between `CRM_AUDIT=on` and `off` "
+    add("Every answer that shows or changes clients appends its audit entry to the gateway's journal (a local file) "
+        "and goes; one writer per gateway commits whatever arrived meanwhile in one transaction (the bulk-read "
+        "window's upserts and counts, the entries chained under the head's row lock; decisions.md 60). The CRM is "
+        "restarted between `CRM_AUDIT=on` and `off` "
         f"on the same data, in the order {', '.join(compared['settings'])}; each cell is the median of a setting's "
         "rounds (all rounds in brackets). As one head of sales reading thousands of distinct clients a minute: the "
         "read cap is off for the benchmark, the alarm at its default. CPU in cores. "

@@ -2,20 +2,22 @@
 
 The route wrapper (``gateway.http.api``) asks ``before(route, caller)`` — a user at the read cap gets 429
 ``read_cap`` with ``Retry-After`` before their client read runs — and hands the route's answer to ``after(...)``,
-which turns it into an entry by the route's rule in ``ROUTES`` and waits until the entry is written.
-``record(...)`` is the same for routes that write their own entries (exports, offboarding).
+which turns it into an entry by the route's rule in ``ROUTES``. ``record(...)`` is the same for routes that write
+their own entries (an export's rows).
 
-**Group commit** (decisions.md 60). A request appends its entry (and the clients it revealed) to the process's
-current batch and waits; one writer greenthread per process takes the whole batch at once and writes it in one
-transaction (``auditlog.flush``): the window's upserts and counts, an alarm event into the outbox, the entries
-chained under the head's row lock. Only then are the waiting requests answered. So the answer is never sent
-before its entry is committed: a process that dies loses the batch and the answers with it, never an entry of
-something shown; if the database cannot be written the request is 503 and shows nothing. A batch is whatever
-arrived while the previous one was being written: under load one transaction carries many requests.
+**Recording** (decisions.md 60). A request appends its entry (and the clients it showed) to the process's audit
+journal, a local append-only file (``auditjournal.py``: one ``write()``, no ``fsync``, so it survives the process
+dying), and to the current in-memory batch, and answers at once. One writer greenthread per gateway takes the whole
+batch (at most every 50 ms) and writes it in one transaction (``auditlog.flush``): the window's upserts and counts,
+an alarm event into the outbox, the entries chained under the head's row lock; then it deletes the batch's journal
+segment. A batch is whatever arrived while the previous one was being written. A batch that fails is kept and
+written again with the next one; a process that dies leaves its segment, which a gateway replays at its start or
+within a minute.
 
 **The cap** is checked against what this process knows: the users whose window was at the cap when it last
-wrote a batch or looked (every second when idle), as the database says, so across replicas too. Requests in
-flight at that moment may still pass (a list page can carry the count past the cap by up to one page).
+wrote a batch or looked (every second when idle), as the database says, so across replicas too. Reads answered
+before the batch that crossed the cap was written still pass (up to ~50 ms; a list page can carry the count past
+the cap by up to one page).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import eventlet
 from eventlet.event import Event
@@ -35,18 +38,21 @@ from crm_common.caller import Caller
 from crm_common.clock import utcnow
 from crm_common.config import Settings
 from crm_common.db import Database
-from crm_common.errors import RateLimited, Unavailable
+from crm_common.errors import RateLimited
 from crm_common.schemas import new_id
 from gateway import auditlog
+from gateway.auditjournal import Journal, Segment
 from gateway.auth import read_token
 from gateway.models import User
 from gateway.throttle import client_address
 
 log = logging.getLogger(__name__)
 
-WAIT_S = 10.0  # a request waits this long for its entry to be written, then 503
 IDLE_REFRESH_S = 1.0  # how often an idle writer learns which users other replicas capped
-PURGE_EVERY_S = 60.0
+PURGE_EVERY_S = 60.0  # reads that left the window are deleted, journals of dead processes replayed
+RETRY_AFTER_FAILURE_S = 1.0
+# a batch at most every 50 ms: requests do not wait for it, and a batch's cost is mostly per transaction
+BATCH_EVERY_S = 0.05
 
 
 class ReadCapReached(RateLimited):
@@ -104,7 +110,7 @@ ROUTES: dict[str, RouteRule] = {
 class Batch:
     entries: list[dict] = field(default_factory=list)
     reads: list[tuple[str, str]] = field(default_factory=list)
-    done: Event = field(default_factory=Event)
+    segments: list[Segment] = field(default_factory=list)  # the journal's lines of these entries
 
 
 class Audit(DependencyProvider):
@@ -117,10 +123,12 @@ class Audit(DependencyProvider):
         self._signal = Event()
         self._running = False
         self._db: Database | None = None
+        self.journal: Journal | None = None
 
     def start(self):
         self._db = next(d for d in self.container.extensions if isinstance(d, Database))
         if self.on:
+            self.journal = Journal(Path(self.settings.data_dir) / "audit-journal")
             self._running = True
             self.container.spawn_managed_thread(self._run)
 
@@ -128,9 +136,11 @@ class Audit(DependencyProvider):
         self._running = False
         if not self._signal.ready():
             self._signal.send()
-        if self.current.entries:  # answer the requests still waiting, as the writer would have
-            batch, self.current = self.current, Batch()
-            self._write(batch)
+        if self.journal is not None:
+            if self.current.entries:  # what the writer has not taken yet; if this fails the journal keeps it
+                self._write(self._take())
+            self.journal.close()
+            self.journal = None
 
     def kill(self):
         self._running = False
@@ -160,7 +170,7 @@ class Audit(DependencyProvider):
 
     def after(self, rule: RouteRule | None, caller: Caller | None, request, path_values: dict, result):
         """Record the route's successful answer by its rule, then give the answer back."""
-        if rule is None:
+        if rule is None or self.journal is None:
             return result
         status, payload = _status_and_payload(result)
         if status >= 300 or not isinstance(payload, dict):
@@ -178,9 +188,10 @@ class Audit(DependencyProvider):
 
     def record(self, caller: Caller, action: str, ref_type: str | None, ref_id: str | None = None, count: int = 1,
                request=None, clients: list[str] = ()) -> None:
-        """Put one entry on record (and ``clients`` into the caller's read window); returns once it is written.
-        ``self.audit.record(caller, "export", "export", export_id, rows, request)``."""
-        if not self.on:
+        """Put one entry on record (and ``clients`` into the caller's read window):
+        ``self.audit.record(caller, "export", "export", export_id, rows, request)``. It is in the journal when
+        this returns, and in the database a moment later."""
+        if self.journal is None:
             return
         entry = {
             "id": new_id(), "user_id": caller.id, "branch_id": caller.branch_id, "action": action,
@@ -188,16 +199,12 @@ class Audit(DependencyProvider):
             "request_id": getattr(request, "request_id", None),
             "address": client_address(request, self.settings.trusted_proxies)[:64] if request is not None else None,
         }
-        batch = self.current
-        batch.entries.append(entry)
-        batch.reads.extend((caller.id, client) for client in clients)
+        reads = [(caller.id, client) for client in clients]
+        self.journal.append(entry, reads)
+        self.current.entries.append(entry)
+        self.current.reads.extend(reads)
         if not self._signal.ready():
             self._signal.send()
-        try:
-            with eventlet.Timeout(WAIT_S):
-                batch.done.wait()
-        except eventlet.Timeout:
-            raise Unavailable("the audit log could not be written in time; nothing was shown") from None
 
     def _caller_of_token(self, token) -> Caller | None:
         if not token:
@@ -209,37 +216,74 @@ class Audit(DependencyProvider):
 
     # ---- the writer
 
+    def _take(self) -> Batch:
+        """The current batch with the journal segment holding it; new entries go to a new batch and segment."""
+        batch, self.current = self.current, Batch()
+        batch.segments.append(self.journal.rotate())
+        return batch
+
     def _run(self):
         last_refresh = last_purge = 0.0
+        self._replay_orphans()
         while self._running:
             self._signal = Event()
             if not self.current.entries:
                 self._signal.wait(IDLE_REFRESH_S)
-            if self.current.entries:
-                batch, self.current = self.current, Batch()
-                self._write(batch)
+            if self.current.entries and self._running:
+                started = time.monotonic()
+                if not self._write(self._take()):
+                    eventlet.sleep(RETRY_AFTER_FAILURE_S)
                 last_refresh = time.monotonic()
+                eventlet.sleep(max(0.0, BATCH_EVERY_S - (last_refresh - started)))
                 continue
             now_s = time.monotonic()
-            if self.limits.watching and now_s - last_refresh >= IDLE_REFRESH_S:
+            if now_s - last_purge >= PURGE_EVERY_S:
+                last_purge = now_s
+                self._replay_orphans()
+                self._housekeeping(purge=self.limits.watching)
+            elif self.limits.cap > 0 and now_s - last_refresh >= IDLE_REFRESH_S:
                 last_refresh = now_s
-                self._housekeeping(purge=now_s - last_purge >= PURGE_EVERY_S)
-                last_purge = now_s if now_s - last_purge >= PURGE_EVERY_S else last_purge
+                self._housekeeping(purge=False)
 
-    def _write(self, batch: Batch) -> None:
+    def _write(self, batch: Batch, replayed: bool = False) -> bool:
         try:
             with self._db.session_factory() as session:
                 with session.begin():
                     outcome = auditlog.flush(session, batch.entries, batch.reads, self.limits, utcnow())
-        except Exception as exc:  # noqa: BLE001 - the waiting requests answer 503; the writer goes on
-            log.error("the audit batch of %d entries was not written: %r", len(batch.entries), exc)
-            batch.done.send_exception(Unavailable("the audit log could not be written; nothing was shown"))
-            return
+        except Exception as exc:  # noqa: BLE001 - kept for the next batch; the journal still has it
+            log.error("the audit batch of %d entries was not written (tried again): %r", len(batch.entries), exc)
+            if not replayed:
+                self.current = Batch(batch.entries + self.current.entries, batch.reads + self.current.reads,
+                                     batch.segments + self.current.segments)
+            return False
+        for segment in batch.segments:
+            segment.release(delete=True)
         if self.limits.cap > 0:
             self.blocked = outcome.blocked
         if outcome.alerts:
             self._db.wake_relay()
-        batch.done.send(None)
+        return True
+
+    def _replay_orphans(self) -> None:
+        """Entries a dead process journaled: chained now (those it committed before dying are skipped)."""
+        for segment, records in self.journal.orphans():
+            try:
+                with self._db.reader_factory() as session:
+                    done = auditlog.committed(session, [entry["id"] for entry, _ in records])
+            except Exception as exc:  # noqa: BLE001 - the segment stays for the next attempt
+                log.warning("the audit journal %s could not be replayed yet: %r", segment.path.name, exc)
+                segment.release(delete=False)
+                continue
+            records = [(entry, reads) for entry, reads in records if entry["id"] not in done]
+            batch = Batch([entry for entry, _ in records], [read for _, reads in records for read in reads],
+                          [segment])
+            if not batch.entries:
+                segment.release(delete=True)
+            elif self._write(batch, replayed=True):
+                log.warning("replayed %d audit entries of a gateway that stopped: %s", len(batch.entries),
+                            segment.path.name)
+            else:
+                segment.release(delete=False)
 
     def _housekeeping(self, purge: bool) -> None:
         try:
