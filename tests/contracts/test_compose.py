@@ -517,3 +517,10 @@ def test_every_gateway_replica_and_the_backup_service_share_one_recordings_folde
         assert mounts.get(folder) in COMPOSE["volumes"], f"{service} does not mount a named volume at {folder}"
     assert len({dict((v.split(":")[1], v.split(":")[0]) for v in SERVICES[s]["volumes"])[folder]
                 for s in ("gateway", "backup")}) == 1
+
+
+def test_the_gateways_keep_their_audit_journal_on_one_shared_volume():
+    """Entries answered but not yet committed survive a container being recreated, and a live gateway replays a
+    dead one's (gateway/auditjournal.py); the journal is under the data folder, /app/var in the image."""
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in SERVICES["gateway"]["volumes"]}
+    assert mounts.get("/app/var/audit-journal") in COMPOSE["volumes"]
