@@ -118,6 +118,22 @@ def ensure_postgres(database_url: str | None) -> None:
     )
 
 
+def fit_pools(settings: Settings, processes: int, gateways: int) -> None:
+    """On PostgreSQL without CRM_DB_POOL_SIZE, give every process pools small enough that all of them at their
+    fullest fit in the server's free connections (a default server allows 100; seven processes with pools of 12
+    could ask for 224 and fail under load with "too many clients")."""
+    if not settings.database_url or os.environ.get("CRM_DB_POOL_SIZE"):
+        return
+    from crm_common.db import free_connections, pool_size_that_fits
+
+    free = free_connections(settings.direct_database_url_for("gateway"))
+    size = pool_size_that_fits(free, processes, gateways, settings.db_pool_size)
+    if size < settings.db_pool_size:
+        os.environ["CRM_DB_POOL_SIZE"] = str(size)
+        say(f"database pools: {size} connections each ({free} free on the server for {processes} processes; "
+            "set CRM_DB_POOL_SIZE to choose, or raise max_connections)")
+
+
 class Child:
     """One service process, restarted with back-off when it dies."""
 
@@ -336,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"[run] {exc}")
     say(f"message bus: {printable_amqp(settings.amqp_uri)}, {bus}")
     ensure_postgres(settings.database_url)
+    fit_pools(settings, len(processes) * args.replicas, sum(spec.http for spec in processes) * args.replicas)
 
     from crm_common.migrate import migrate
 

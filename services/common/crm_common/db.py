@@ -119,6 +119,35 @@ def drop_database(url: str) -> None:
         admin.dispose()
 
 
+# connections left for what runs beside the processes: migrations, crm-backup's dumps and snapshots, crm-reports,
+# psql, a benchmark's own reads
+SPARE_CONNECTIONS = 12
+
+
+def pool_size_that_fits(free: int, processes: int, gateways: int, largest: int) -> int:
+    """The largest pool size up to ``largest`` whose worst case fits in ``free`` server connections: every process
+    has two pools of ``size + size // 3`` connections at most, each gateway one ``LISTEN`` more (operations.md,
+    "Connections"). At least 1: a server too full for that is reported by its own error."""
+    for size in range(largest, 0, -1):
+        if processes * 2 * (size + size // 3) + gateways + SPARE_CONNECTIONS <= free:
+            return size
+    return 1
+
+
+def free_connections(url: str) -> int:
+    """``max_connections`` less what is reserved for superusers and what is open now (other systems, other runs)."""
+    parsed = make_url(url)
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            limit = int(conn.scalar(text("SHOW max_connections")))
+            reserved = int(conn.scalar(text("SHOW superuser_reserved_connections")))
+            in_use = int(conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")))
+        return limit - reserved - in_use
+    finally:
+        admin.dispose()
+
+
 IDEMPOTENCY_CONTEXT_KEY = "idempotency_key"
 # the request message's correlation id, set by crm_common.rpc.Rpc: the request id of a call without a key
 MESSAGE_ID_CONTEXT_KEY = "rpc_message_id"

@@ -439,3 +439,13 @@ def test_a_data_dir_where_no_key_can_be_written_is_refused_with_what_to_do(tmp_p
 
     with pytest.raises(ConfigError, match="set CRM_SECRET_KEY"):
         signing_key(Settings(data_dir=str(blocked / "var")))
+
+
+def test_pools_shrink_until_every_process_at_its_fullest_fits_in_the_free_connections():
+    from crm_common.db import SPARE_CONNECTIONS, pool_size_that_fits
+
+    # seven processes, 90 connections free: 7 x 2 x (4 + 1) + 1 + spare fits, 5 (7 x 2 x (5 + 1)) does not
+    size = pool_size_that_fits(90, 7, 1, 12)
+    assert size == 4 and 7 * 2 * (size + size // 3) + 1 + SPARE_CONNECTIONS <= 90
+    assert pool_size_that_fits(1000, 7, 1, 12) == 12, "a large server keeps the configured size"
+    assert pool_size_that_fits(20, 14, 2, 12) == 1, "never below one"
