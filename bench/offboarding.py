@@ -16,13 +16,13 @@ leaver's.
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 import time
 import uuid
 from datetime import datetime
 from pathlib import Path
 
+from bench import system
 from bench.system import PG_SERVER
 
 PREFIX = "crm_bench_offboard_"
@@ -34,8 +34,8 @@ STAGES = [{"name": "Новая", "kind": "open"}, {"name": "Успех", "kind":
 
 def measure(say=print, batch: int = 1000) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="crm-bench-offboarding-"))
-    _vhost("add_vhost")
-    _drop_databases()
+    system.ensure_vhost(VHOST)
+    system.reset_databases(PREFIX)
     system = None
     results: dict = {"clients": CLIENTS, "deals": DEALS, "tasks": TASKS, "closed": CLOSED, "batch": batch,
                      "load_average": [round(x, 2) for x in os.getloadavg()]}
@@ -55,8 +55,8 @@ def measure(say=print, batch: int = 1000) -> dict:
     finally:
         if system is not None:
             system.stop()
-        _drop_databases()
-        _vhost("delete_vhost")
+        system.reset_databases(PREFIX)
+        system.delete_vhost(VHOST)
     return results
 
 
@@ -178,29 +178,6 @@ def _sql(service: str, statement: str, values: dict, fetch: bool = False):
         with conn, conn.cursor() as cur:
             cur.execute(statement, values)
             return cur.fetchall() if fetch else None
-    finally:
-        conn.close()
-
-
-def _vhost(action: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", action, VHOST], check=False, capture_output=True, timeout=60)
-    if action == "add_vhost":
-        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*"],
-                       check=True, capture_output=True, timeout=60)
-
-
-def _drop_databases() -> None:
-    import psycopg2
-
-    from crm_common.registry import REGISTRY
-
-    assert PREFIX.startswith("crm_bench"), "the reset must never reach a database it did not create"
-    conn = psycopg2.connect(f"{PG_SERVER}/postgres")
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            for spec in REGISTRY:
-                cur.execute(f'DROP DATABASE IF EXISTS "{PREFIX}{spec.name}" WITH (FORCE)')
     finally:
         conn.close()
 

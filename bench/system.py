@@ -41,24 +41,29 @@ def database_url(service: str) -> str:
     return f"{PG_SERVER}/{DB_PREFIX}{service}"
 
 
-def ensure_vhost() -> None:
-    """The benchmark's own vhost, so its services never answer a developer's or a test run's calls."""
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", VHOST], check=False, capture_output=True, timeout=60)
-    subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*"],
+def ensure_vhost(vhost: str = VHOST) -> None:
+    """The benchmark's own vhost (or a phase's), so its services never answer a developer's or a test run's calls."""
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=False, capture_output=True, timeout=60)
+    subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
                    check=True, capture_output=True, timeout=60)
 
 
-def reset_databases() -> None:
-    """Drop the benchmark's databases (and only them); scripts/run.py creates and migrates them again."""
+def delete_vhost(vhost: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False, capture_output=True, timeout=60)
+
+
+def reset_databases(prefix: str = DB_PREFIX) -> None:
+    """Drop the benchmark's databases (or a phase's: ``prefix``), and only them; scripts/run.py creates and
+    migrates them again."""
     import psycopg2
 
-    assert DB_PREFIX.startswith("crm_bench"), "the reset must never reach a database it did not create"
+    assert prefix.startswith("crm_bench"), "the reset must never reach a database it did not create"
     conn = psycopg2.connect(f"{PG_SERVER}/postgres")
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
             for service in SERVICES:
-                cur.execute(f'DROP DATABASE IF EXISTS "{DB_PREFIX}{service}" WITH (FORCE)')
+                cur.execute(f'DROP DATABASE IF EXISTS "{prefix}{service}" WITH (FORCE)')
     finally:
         conn.close()
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import requests
 
+from bench import system
 from bench.system import PG_SERVER
 
 PREFIX = "crm_bench_hooks_"
@@ -44,8 +44,8 @@ def measure(say=print, events_one: int = 600, events_many: int = 200) -> dict:
     from crm_common.testing.receiver import WebhookReceiver
 
     folder = Path(tempfile.mkdtemp(prefix="crm-bench-webhooks-"))
-    _vhost("add_vhost")
-    _drop_databases()
+    system.ensure_vhost(VHOST)
+    system.reset_databases(PREFIX)
     system = None
     results: dict = {}
     try:
@@ -69,8 +69,8 @@ def measure(say=print, events_one: int = 600, events_many: int = 200) -> dict:
     finally:
         if system is not None:
             system.stop()
-        _drop_databases()
-        _vhost("delete_vhost")
+        system.reset_databases(PREFIX)
+        system.delete_vhost(VHOST)
     return results
 
 
@@ -193,26 +193,3 @@ def _hanging(admin, publish: Publisher, say) -> dict:
     alone, beside = arms["alone"], arms["beside a hanging receiver"]
     return {"rate_per_s": RATE_PER_S, "seconds": STEADY_S, "arms": arms,
             "p99_ratio": round(beside["p99_ms"] / alone["p99_ms"], 2) if alone["p99_ms"] else None}
-
-
-def _vhost(action: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", action, VHOST], check=False, capture_output=True, timeout=60)
-    if action == "add_vhost":
-        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*"],
-                       check=True, capture_output=True, timeout=60)
-
-
-def _drop_databases() -> None:
-    import psycopg2
-
-    from crm_common.registry import REGISTRY
-
-    assert PREFIX.startswith("crm_bench"), "the reset must never reach a database it did not create"
-    conn = psycopg2.connect(f"{PG_SERVER}/postgres")
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            for spec in REGISTRY:
-                cur.execute(f'DROP DATABASE IF EXISTS "{PREFIX}{spec.name}" WITH (FORCE)')
-    finally:
-        conn.close()
