@@ -507,7 +507,10 @@ def test_postgresql_has_room_for_pgbouncer_the_gateways_listeners_and_starting_m
               + 3)                                                   # superuser_reserved_connections
     assert needed <= max_connections, f"{needed} connections needed, max_connections is {max_connections}"
     # every process's two pools (CRM_DB_POOL_SIZE 12 and a third more each) fit PgBouncer's clients
-    assert containers * 2 * 16 <= int(bouncer["max_client_conn"])
+    from crm_common.db import connections_per_process
+
+    assert connections_per_process(12) == 2 * 16
+    assert containers * connections_per_process(12) <= int(bouncer["max_client_conn"])
 
 
 def test_every_gateway_replica_and_the_backup_service_share_one_recordings_folder():

@@ -48,6 +48,16 @@ def make_green() -> None:
         _green_patched = True
 
 
+def overflow_for(pool_size: int) -> int:
+    """Connections a pool may open beyond its size under a burst: a third more."""
+    return pool_size // 3
+
+
+def connections_per_process(pool_size: int) -> int:
+    """The most a process may hold: two pools (transactions, autocommit reads), each full and overflowing."""
+    return 2 * (pool_size + overflow_for(pool_size))
+
+
 def create_engine_for(url: str, pool_size: int = 12, autocommit: bool = False) -> Engine:
     """An engine for one service database; ``autocommit`` for the read-only engine (see ``reader``).
 
@@ -75,7 +85,7 @@ def create_engine_for(url: str, pool_size: int = 12, autocommit: bool = False) -
     return create_engine(
         # no pre-ping: it costs a round trip per request; a connection found dead fails that request
         # (503) and SQLAlchemy then drops every pooled connection of the lost server
-        url, pool_size=pool_size, max_overflow=pool_size // 3, pool_recycle=1800, **options
+        url, pool_size=pool_size, max_overflow=overflow_for(pool_size), pool_recycle=1800, **options
     )
 
 
@@ -126,10 +136,10 @@ SPARE_CONNECTIONS = 12
 
 def pool_size_that_fits(free: int, processes: int, gateways: int, largest: int) -> int:
     """The largest pool size up to ``largest`` whose worst case fits in ``free`` server connections: every process
-    has two pools of ``size + size // 3`` connections at most, each gateway one ``LISTEN`` more (operations.md,
-    "Connections"). At least 1: a server too full for that is reported by its own error."""
+    at ``connections_per_process``, each gateway one ``LISTEN`` more (operations.md, "Connections"). At least 1: a
+    server too full for that is reported by its own error."""
     for size in range(largest, 0, -1):
-        if processes * 2 * (size + size // 3) + gateways + SPARE_CONNECTIONS <= free:
+        if processes * connections_per_process(size) + gateways + SPARE_CONNECTIONS <= free:
             return size
     return 1
 
@@ -140,10 +150,9 @@ def free_connections(url: str) -> int:
     admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            limit = int(conn.scalar(text("SHOW max_connections")))
-            reserved = int(conn.scalar(text("SHOW superuser_reserved_connections")))
-            in_use = int(conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")))
-        return limit - reserved - in_use
+            return int(conn.scalar(text(
+                "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int"
+                " - count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")))
     finally:
         admin.dispose()
 

@@ -630,12 +630,11 @@ def repoint_merged_client(uow, payload: dict) -> int:
     kept_id, merged_id = payload["client"]["id"], payload["merged_id"]
     session = uow.session
     now = utcnow()
-    for model in (Complaint, ScheduledTask):
-        values = {"client_id": kept_id}
-        if model is Complaint:
-            values.update(updated_at=now, version=Complaint.version + 1)
-        session.execute(update(model).where(model.client_id == merged_id).values(**values)
-                        .execution_options(synchronize_session=False))
+    session.execute(update(Complaint).where(Complaint.client_id == merged_id)
+                    .values(client_id=kept_id, updated_at=now, version=Complaint.version + 1)
+                    .execution_options(synchronize_session=False))
+    session.execute(update(ScheduledTask).where(ScheduledTask.client_id == merged_id).values(client_id=kept_id)
+                    .execution_options(synchronize_session=False))
     tasks = repo.tasks_of_client(session, merged_id, for_update=True)
     for task in tasks:
         task.client_id, task.updated_at = kept_id, now
