@@ -168,8 +168,9 @@ class Audit(DependencyProvider):
                 details={"retry_after": max(1, math.ceil(wait))},
             )
 
-    def after(self, rule: RouteRule | None, caller: Caller | None, request, path_values: dict, result):
-        """Record the route's successful answer by its rule, then give the answer back."""
+    def after(self, rule: RouteRule | None, caller: Caller | None, request, path_values: dict, result, reader):
+        """Record the route's successful answer by its rule, then give the answer back. ``reader``: the worker's
+        read session, for the one rule that must look a user up (a login names its user only in the token)."""
         if rule is None or self.journal is None:
             return result
         status, payload = _status_and_payload(result)
@@ -177,7 +178,7 @@ class Audit(DependencyProvider):
             return result
         ref_id = rule.ref_id(path_values, payload)
         if rule.ref == "token":
-            caller = self._caller_of_token(payload.get("access_token"))
+            caller = self._caller_of_token(payload.get("access_token"), reader)
             ref_id = caller.id if caller else None
         if caller is None:
             return result
@@ -206,13 +207,13 @@ class Audit(DependencyProvider):
         if not self._signal.ready():
             self._signal.send()
 
-    def _caller_of_token(self, token) -> Caller | None:
+    def _caller_of_token(self, token, reader) -> Caller | None:
+        """The token's user, read through the worker's own read session: a worker that holds a connection and
+        waits for a second one of the same pool deadlocks once a small pool's connections are all held so."""
         if not token:
             return None
-        user_id = str(read_token(self.settings, token)["sub"])
-        with self._db.reader_factory() as session:
-            row = session.get(User, user_id)
-            return Caller(row.id, row.role, row.branch_id) if row is not None else None
+        row = reader.get(User, str(read_token(self.settings, token)["sub"]))
+        return Caller(row.id, row.role, row.branch_id) if row is not None else None
 
     # ---- the writer
 

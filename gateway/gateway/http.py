@@ -394,7 +394,9 @@ def api(method: str, path: str, **options):
 
             def run():
                 result = fn(self, request, caller, **path_values)
-                return audit.after(rule, caller, request, path_values, result) if rule is not None else result
+                if rule is None:
+                    return result
+                return audit.after(rule, caller, request, path_values, result, self.db.reader)
 
             if method in WRITE_METHODS and caller is not None:
                 key = request.headers.get("Idempotency-Key")

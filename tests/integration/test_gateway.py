@@ -112,6 +112,16 @@ def test_an_expired_token_is_refused(start_gateway, web_session):
     assert "expired" in web_session.get("/api/v1/me", headers=auth).json()["error"]["message"]
 
 
+def test_logins_answer_when_the_pools_hold_one_connection_each(start_gateway, web_session):
+    # make run fits the pools to a crowded server's free connections, down to one; a login's audit entry then
+    # read its user through a second read connection while its worker held the first, and waited forever
+    start_gateway(db_pool_size=1)
+    pool = eventlet.GreenPool(5)
+    codes = list(pool.imap(lambda _: web_session.post("/api/v1/auth/login", json=ADMIN, timeout=10).status_code,
+                           range(5)))
+    assert codes == [200] * 5
+
+
 def test_too_many_requests_from_one_user_are_slowed_down_with_retry_after(start_gateway, web_session):
     start_gateway(rate_limit_per_minute=5, rate_limit_admin_per_minute=5)  # the admin logs in below
     auth = login(web_session)
