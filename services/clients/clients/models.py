@@ -63,6 +63,13 @@ class Client(Base):
         Index("ix_clients_active_segment", "branch_id", "kind", "created_at", "owner_id", "source", "open_deals", "id",
               postgresql_where=text("archived_at IS NULL AND merged_into IS NULL"),
               sqlite_where=text("archived_at IS NULL AND merged_into IS NULL")),
+        # counts over most of a branch read these narrow ones, index only (decisions.md 81): the whole branch (one
+        # key, deduplicated: a few hundred kB for 100,000 clients), and by open deals and creation
+        Index("ix_clients_active_branch", "branch_id", postgresql_where=text("archived_at IS NULL AND merged_into IS NULL"),
+              sqlite_where=text("archived_at IS NULL AND merged_into IS NULL")),
+        Index("ix_clients_active_open_created", "branch_id", "open_deals", "created_at", "id",
+              postgresql_where=text("archived_at IS NULL AND merged_into IS NULL"),
+              sqlite_where=text("archived_at IS NULL AND merged_into IS NULL")),
         Index(
             "ix_clients_custom_fields", "custom_fields", postgresql_using="gin",
             postgresql_ops={"custom_fields": "jsonb_path_ops"},
@@ -123,7 +130,9 @@ class Interaction(Base):
     author_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
-    __table_args__ = (Index("ix_interactions_client_time", "client_id", "occurred_at"),)
+    # a client's interactions by time; the recent interactions of everyone (a segment's no_interaction_since)
+    __table_args__ = (Index("ix_interactions_client_time", "client_id", "occurred_at"),
+                      Index("ix_interactions_time_client", "occurred_at", "client_id"))
 
 
 class Touchpoint(Base):
