@@ -103,6 +103,8 @@ def parse_args(argv):
     parser.add_argument("--segments", choices=("on", "off", "only"), default="on",
                         help="segment counts over the seeded clients (GET /segments/{id} and its SQL); 'only' seeds "
                              "the clients alone and runs nothing else, writing its section of docs/benchmarks.md")
+    parser.add_argument("--backup", choices=("on", "off"), default="on",
+                        help="'off': skip the backup and restore measurements (about 8 minutes) after the rest")
     return parser.parse_args(argv)
 
 
@@ -262,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             say(f"imports of {', '.join(f'{n:,}' for n in import_sizes)} rows (10% duplicates)")
             managers = [f"manager{index:03d}@bench.local" for index in range(len(identity.managers))]
             results["imports"] = imports.measure(crm, identity.head_token, size.clients, managers, import_sizes, say)
-        if not args.only_import:
+        if not args.only_import and args.backup == "on":
             say("backup: plain pg_dump, crm-backup run, pg_dump again, crm-backup verify")
             results["backup"] = backup.measure_backup(crm.log_dir / "data")
             say(f"backup: {backup.summary(results['backup'])}")
@@ -302,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     complete = (not args.quick and scenarios == list(SCENARIOS) and levels == [1, 10, 50]
                 and duration == FULL.duration_s and args.reliability == "on" and args.scans == "stuck,overdue"
                 and not args.only_import and args.webhooks == "on" and args.offboarding == "on"
-                and args.segments == "on")
+                and args.segments == "on" and args.backup == "on")
     target = system.ROOT / "docs" / "benchmarks.md" if complete else system.RESULTS / f"benchmarks-{results['mode']}.md"
     markdown.write(results, target)
     if results.get("segments"):
