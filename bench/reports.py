@@ -21,6 +21,9 @@ REPORT_SCENARIOS = ("report_client_base", "report_funnel", "report_plan", "repor
 REPORT_LEVELS = (1, 10)
 LAG_RATE = 50  # moves per second
 LAG_SECONDS = 20.0
+# senders of the moves, each on its own schedule: with 10, each had to be answered within 200 ms to keep the rate,
+# so a slow moment lowered the rate offered instead of showing as lag; 25 leave each 500 ms
+LAG_SENDERS = 25
 
 
 def _month(back: int = 0) -> str:
