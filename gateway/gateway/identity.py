@@ -25,9 +25,8 @@ from crm_common.exports import check_export_args, export_page
 from crm_common.pagination import SortKey, paginate
 from crm_common.schemas import PageQuerySchema, is_uuid, load_or_raise, new_id
 from gateway import throttle
-from gateway.auth import hash_password, issue_token, notify_user_changed, verify_password
+from gateway.auth import hash_password, issue_token, notify_people_changed, notify_user_changed, verify_password
 from gateway.models import Branch, OutboxMessage, User
-from gateway.telephony import notify_people_changed
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,9 @@ from crm_common.contracts.offboarding import STEPS, OffboardingQuerySchema, Offb
 from crm_common.errors import BadRequest, Conflict, Forbidden, NotFound, Unavailable, ValidationError
 from crm_common.pagination import SortKey, paginate
 from crm_common.schemas import is_uuid, load_or_raise
-from gateway.auth import notify_user_changed
+from gateway.auth import notify_people_changed, notify_user_changed
 from gateway.identity import UserNotFound, user_out
 from gateway.models import Offboarding, User
-from gateway.telephony import notify_people_changed
 
 log = logging.getLogger(__name__)
 

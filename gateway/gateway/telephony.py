@@ -9,7 +9,7 @@ alone, and refuses a ringing (422).
 
 An incoming ringing must be answered at once, so the active users are kept in memory (``People``, in the
 gateway's ``UserCache`` under ``PEOPLE``) while the cache listens for changes: every change of a user that the
-directory shows (a new user; active, role, branch, phone, extension, on shift) sends ``notify_people_changed`` in
+directory shows (a new user; active, role, branch, phone, extension, on shift) sends ``auth.notify_people_changed`` in
 its transaction, and every gateway drops its copy as it commits (decision 78). When the cache does not listen
 (SQLite, the listener down) they are read for each event instead: one query of a small table.
 """
@@ -20,15 +20,13 @@ import time
 from dataclasses import dataclass, field
 
 import phonenumbers
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from crm_common.caller import Caller
 from crm_common.schemas import is_uuid
 from gateway.apikeys import is_key
 from gateway.models import User
-from gateway.usercache import CHANNEL, UserCache
-
-PEOPLE = "people"  # the cache id of the active users (user ids are UUIDs, keys "key:<sha256>")
+from gateway.usercache import PEOPLE, UserCache
 
 
 def normal_phone(raw: str, region: str) -> str | None:
@@ -137,9 +135,3 @@ def directory(reader, caller: Caller, body: dict, region: str, cache: UserCache 
     users, managers = people.branch(branch_id)
     placing = own.id if own is not None and direction == "out" and own.id in users else None
     return {"branch_id": branch_id, "users": users, "managers": managers, "user_id": placing, "machine": is_key(caller)}
-
-
-def notify_people_changed(session) -> None:
-    """Tell every gateway, when the transaction commits, that the users a call is routed by changed."""
-    if session.bind.dialect.name == "postgresql":
-        session.execute(text("SELECT pg_notify(:channel, :id)"), {"channel": CHANNEL, "id": PEOPLE})
