@@ -22,7 +22,7 @@ from crm_common.config import Settings, signing_key
 from crm_common.errors import Unauthorized
 from crm_common.schemas import new_id
 from gateway.models import RevokedToken, User
-from gateway.usercache import CHANNEL, UserCache, UserState
+from gateway.usercache import CHANNEL, PEOPLE, UserCache, UserState
 
 _hasher = PasswordHasher()
 ALGORITHM = "HS256"
@@ -185,6 +185,13 @@ def notify_user_changed(session, user_id: str) -> None:
     """Tell every gateway to forget what it knows of this user, when the transaction commits."""
     if session.bind.dialect.name == "postgresql":
         session.execute(text("SELECT pg_notify(:channel, :user_id)"), {"channel": CHANNEL, "user_id": user_id})
+
+
+def notify_people_changed(session) -> None:
+    """Tell every gateway, when the transaction commits, that what the telephony directory shows of the users
+    changed (gateway/telephony.py): a new user, or one's active flag, role, branch, phone, extension or shift."""
+    if session.bind.dialect.name == "postgresql":
+        session.execute(text("SELECT pg_notify(:channel, :id)"), {"channel": CHANNEL, "id": PEOPLE})
 
 
 def purge_revoked_tokens(session) -> int:

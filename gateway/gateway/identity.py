@@ -25,7 +25,7 @@ from crm_common.exports import check_export_args, export_page
 from crm_common.pagination import SortKey, paginate
 from crm_common.schemas import PageQuerySchema, is_uuid, load_or_raise, new_id
 from gateway import throttle
-from gateway.auth import hash_password, issue_token, notify_user_changed, verify_password
+from gateway.auth import hash_password, issue_token, notify_people_changed, notify_user_changed, verify_password
 from gateway.models import Branch, OutboxMessage, User
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ def bootstrap_admin(session, settings: Settings) -> User | None:
         active=True, on_shift=True, can_export=False, created_at=now, updated_at=now,
     )
     session.add(admin)
+    notify_people_changed(session)
     # announced like any other user, so services that keep a copy of users (tasks: who the admins are) hear of it
     payload = validate_event("user_created", {"branch_id": None, "actor_id": None, "user": user_out.dump(admin)})
     session.add(OutboxMessage(event_id=payload["event_id"], event_type="user_created", payload=payload))
@@ -195,6 +196,7 @@ def create_user(uow, caller: Caller, raw: dict) -> dict:
     except IntegrityError:
         uow.rollback()
         raise Conflict("this email is taken", fields={"email": ["Already used by another user."]}) from None
+    notify_people_changed(session)
     out = user_out.dump(user)
     uow.emit("user_created", {"branch_id": user.branch_id, "actor_id": caller.id, "user": out})
     return out
@@ -237,6 +239,8 @@ def update_user(uow, caller: Caller, user_id: str, raw: dict) -> dict:
     if {"password", "active", "role", "branch_id"} & set(changed):
         user.token_version += 1  # every token issued before stops working now
         notify_user_changed(session, user.id)
+    if DIRECTORY_FIELDS & set(changed):
+        notify_people_changed(session)
     if not changed:
         return user_out.dump(user)
     user.updated_at = utcnow()
@@ -260,6 +264,8 @@ def _check_can_export(caller: Caller, user: User, changes: dict) -> None:
 
 # what anyone may change of their own account: a manager switches their shift and keeps their numbers
 SELF_SERVICE = {"name", "password", "phone", "extension", "on_shift"}
+# what the gateway's telephony directory shows of a user (gateway/telephony.py): a change tells every gateway
+DIRECTORY_FIELDS = {"active", "role", "branch_id", "phone", "extension", "on_shift"}
 
 
 def _keep_an_admin(session, user: User) -> None:

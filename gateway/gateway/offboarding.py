@@ -25,7 +25,7 @@ from crm_common.contracts.offboarding import STEPS, OffboardingQuerySchema, Offb
 from crm_common.errors import BadRequest, Conflict, Forbidden, NotFound, Unavailable, ValidationError
 from crm_common.pagination import SortKey, paginate
 from crm_common.schemas import is_uuid, load_or_raise
-from gateway.auth import notify_user_changed
+from gateway.auth import notify_people_changed, notify_user_changed
 from gateway.identity import UserNotFound, user_out
 from gateway.models import Offboarding, User
 
@@ -99,6 +99,7 @@ def start(uow, caller: Caller, user_id: str, raw: dict) -> dict:
         user.token_version += 1  # every token of the user stops working as this commits
         user.updated_at = now
         notify_user_changed(session, user.id)
+        notify_people_changed(session)
         session.flush()
         uow.emit("user_updated", {"branch_id": user.branch_id, "actor_id": caller.id, "user": user_out.dump(user),
                                   "changed": ["active"]})

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "crm_user_changed"
 APPLICATION_NAME = "crm-gateway-user-cache"  # how the listener shows in pg_stat_activity
 MAX_AGE_S = 300.0
+PEOPLE = "people"  # the id of every active user's telephony directory entry (gateway/telephony.py)
 MAX_ENTRIES = 50_000
 
 

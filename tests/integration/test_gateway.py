@@ -196,6 +196,52 @@ def test_a_user_deactivated_through_one_gateway_is_refused_by_every_other_gatewa
     assert requests.get(f"{first}/api/v1/me", headers=auth).status_code == 401
 
 
+def test_a_manager_going_off_shift_through_one_gateway_is_routed_around_by_every_other_gateway(
+    container_factory, config
+):
+    import requests
+    from nameko.testing.utils import find_free_port
+
+    container_factory(ClientsService, config).start()
+    gateways = []
+    for _ in range(2):
+        replica = dict(config, WEB_SERVER_ADDRESS=f"127.0.0.1:{find_free_port()}")
+        container_factory(GatewayService, replica).start()
+        gateways.append(f"http://{replica['WEB_SERVER_ADDRESS']}/api/v1")
+    first, second = gateways
+    admin = {"Authorization": "Bearer " + requests.post(f"{first}/auth/login", json=ADMIN).json()["access_token"]}
+    branch = requests.post(f"{first}/branches", headers=admin,
+                           json={"name": "Смены", "code": f"S{time.monotonic_ns()}"[-12:]}).json()["id"]
+    people = {}
+    for role, extension in (("head", "200"), ("manager", "201")):
+        people[role] = requests.post(f"{first}/users", headers=admin, json={
+            "email": f"{role}{time.monotonic_ns()}@test.ru", "name": role, "password": "long-password", "role": role,
+            "branch_id": branch, "extension": extension}).json()["id"]
+    key = {"X-Api-Key": requests.post(f"{first}/api-keys", headers=admin, json={
+        "name": "АТС", "branch_id": branch, "scopes": ["telephony:write"]}).json()["key"]}
+    phone = f"+7916{time.monotonic_ns() % 10**7:07d}"
+    assert requests.post(f"{first}/clients", headers=admin, json={
+        "kind": "person", "name": "Иван", "phones": [phone], "branch_id": branch, "owner_id": people["manager"],
+    }).status_code == 201
+
+    def routed_to() -> str:
+        body = {"call_id": f"c{time.monotonic_ns()}", "event": "ringing", "direction": "in", "from": phone,
+                "to": "100", "at": "2026-11-30T10:00:00Z"}
+        response = requests.post(f"{second}/telephony/events", headers=key, json=body)
+        assert response.status_code == 200, response.text
+        return response.json()["route_to"]["user_id"]
+
+    for _ in range(3):  # the second gateway now keeps the branch's people in memory
+        assert routed_to() == people["manager"]
+    manager = {"Authorization": "Bearer " + requests.post(f"{first}/auth/login", json={
+        "email": requests.get(f"{first}/users/{people['manager']}", headers=admin).json()["email"],
+        "password": "long-password"}).json()["access_token"]}
+    assert requests.patch(f"{first}/users/{people['manager']}", headers=manager,
+                          json={"on_shift": False}).status_code == 200
+    poll(lambda: routed_to() == people["head"], timeout=1.0, interval=0.01,
+         message="the other gateway to route around the manager off shift")
+
+
 def test_the_user_cache_listener_outlives_quiet_spells_and_reconnects_when_cut_off(config):
     import psycopg2
     from sqlalchemy.engine import make_url

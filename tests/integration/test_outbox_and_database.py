@@ -167,3 +167,46 @@ def test_a_redelivered_event_is_recognised_and_changes_nothing(migrated_database
     first.close()
     second.close()
     engine.dispose()
+
+
+def test_new_rows_of_several_tables_are_one_statement_on_postgresql_and_a_violation_writes_none(clients_db):
+    import uuid
+
+    from sqlalchemy import event
+    from sqlalchemy.exc import IntegrityError
+
+    from clients.models import Client, ClientContact, TimelineEntry
+    from crm_common.bulk import apply_defaults, insert_objects
+
+    def new_client(phone):
+        client = Client(branch_id="b-bulk", kind="person", name="Bulk", phones=[phone], emails=[], search_text="")
+        with clients_db() as session:
+            apply_defaults(session, client)
+        return [client, ClientContact(client_id=client.id, branch_id="b-bulk", kind="phone", value=phone, claimed=True),
+                *(TimelineEntry(client_id=client.id, kind="client", type=t, occurred_at=client.created_at, data={"n": t})
+                  for t in ("client_created", "note"))]
+
+    phone = f"+7916{uuid.uuid4().int % 10**7:07d}"
+    rows = new_client(phone)
+    statements = []
+
+    def count(_connection, _cursor, statement, *_args):
+        statements.append(statement)
+
+    with clients_db() as session:
+        event.listen(session.get_bind(), "before_cursor_execute", count)
+        try:
+            insert_objects(session, rows)
+        finally:
+            event.remove(session.get_bind(), "before_cursor_execute", count)
+        session.commit()
+    assert len(statements) == 1 and statements[0].startswith("WITH")
+    with clients_db() as session:
+        assert session.get(Client, rows[0].id).name_key  # the mapper's before_insert listener ran
+        assert session.scalar(select(func.count()).select_from(TimelineEntry)
+                              .where(TimelineEntry.client_id == rows[0].id)) == 2
+        again = new_client(phone)  # the same claimed phone: the unique index refuses the whole statement
+        with pytest.raises(IntegrityError):
+            insert_objects(session, again)
+        session.rollback()
+        assert session.get(Client, again[0].id) is None

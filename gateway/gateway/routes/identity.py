@@ -13,7 +13,7 @@ from crm_common.contracts.identity import (
     UserUpdateSchema,
 )
 from crm_common.schemas import PageQuerySchema, page_schema
-from gateway import identity
+from gateway import identity, telephony
 from gateway.http import api
 from gateway.routes.common import query_args
 from gateway.throttle import client_address
@@ -76,7 +76,9 @@ class IdentityRoutes:
         "branch_id": "..."}`` → 201 user (never a password or hash).
         """
         with self.db.transaction():
-            return 201, identity.create_user(self.db, caller, request.json_body)
+            user = identity.create_user(self.db, caller, request.json_body)
+        self.auth.forget(telephony.PEOPLE)  # other gateways hear of it from the notification
+        return 201, user
 
     @api("GET", "/users", query=UserQuerySchema, response=UserPage, summary="List users", tag="identity")
     def list_users(self, request, caller):
@@ -98,4 +100,5 @@ class IdentityRoutes:
         with self.db.transaction():
             user = identity.update_user(self.db, caller, user_id, request.json_body)
         self.auth.forget(user["id"])
+        self.auth.forget(telephony.PEOPLE)
         return user

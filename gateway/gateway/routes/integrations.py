@@ -59,7 +59,7 @@ class IntegrationRoutes:
         Each event counts once per call; an event of a call never rung is 422."""
         body = request.json_body
         check_named_branch(self.db.reader, body)
-        directory = telephony.directory(self.db.reader, caller, body, self.settings.default_region)
+        directory = telephony.directory(self.db.reader, caller, body, self.settings.default_region, self.auth.cache)
         return self.clients_rpc.record_call_event(caller.dump(), body, directory)
 
     @api("GET", "/calls/<id>", scopes=("clients:read",), response=CallSchema, errors=(404,), summary="One call",

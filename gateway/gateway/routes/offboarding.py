@@ -6,7 +6,7 @@ from __future__ import annotations
 from crm_common.contracts.offboarding import OffboardingQuerySchema, OffboardingSchema, OffboardSchema
 from crm_common.schemas import page_schema
 from crm_common.timer import ReplicaName, Wake, wakeable_timer
-from gateway import offboarding
+from gateway import offboarding, telephony
 from gateway.http import api
 from gateway.routes.common import query_args
 
@@ -28,6 +28,7 @@ class OffboardingRoutes:
         with self.db.transaction():
             saga = offboarding.start(self.db, caller, id, request.json_body)
         self.auth.forget(saga["user_id"])
+        self.auth.forget(telephony.PEOPLE)
         self.wake_offboardings()
         return 202, saga
 

@@ -15,6 +15,7 @@ from clients import repository as repo
 from clients.exceptions import DuplicateContact
 from clients.models import Call, CallEvent, Client, Interaction, TimelineEntry
 from clients.schemas import interaction_out
+from crm_common.bulk import insert_objects
 from crm_common.caller import Caller
 from crm_common.clock import utcnow
 from crm_common.contracts.integrations import CallSchema, TelephonyEventSchema
@@ -65,26 +66,40 @@ def record_event(uow, caller: Caller, raw: dict, directory: dict | None, region:
     branch_id = directory.get("branch_id")
     if branch_id is not None:
         branch_id = caller.target_branch(branch_id)
+    if data["event"] == "ringing" and branch_id is not None:
+        return _ringing(uow, caller, data, branch_id, directory, region)
     call = _find(uow.session, caller, branch_id, data["call_id"])
     if call is None:
         if data["event"] != "ringing":
             raise _unknown_call()
-        if branch_id is None:
-            raise ValidationError("which branch?", fields={"branch_id": [
-                "Name the branch: the key has none and no user of the CRM has the number called."]})
-        for attempt in (1, 2):
-            try:
-                return _ring(uow, caller, data, branch_id, directory, region)
-            except (IntegrityError, DuplicateContact):
-                # the same ringing, or a new client from the same number, committed a moment ago by another request
-                if uow.session.in_transaction():
-                    uow.rollback()
-                call = _find(uow.session, caller, branch_id, data["call_id"])
-                if call is not None:
-                    return dump(call)
-                if attempt == 2:
-                    raise
+        raise ValidationError("which branch?", fields={"branch_id": [
+            "Name the branch: the key has none and no user of the CRM has the number called."]})
     return _follow(uow, call, data)
+
+
+def _ringing(uow, caller: Caller, data: dict, branch_id: str, directory: dict, region: str) -> dict:
+    """A ringing of a known branch is written without looking for its call first: the exchange sends it once but
+    for a retry, and a retry (now, or a moment ago by another request) fails on uq_calls_branch_external and
+    answers the call as it was recorded, route and all."""
+    for attempt in (1, 2):
+        try:
+            return _ring(uow, caller, data, branch_id, directory, region)
+        except (IntegrityError, DuplicateContact):
+            # the same ringing recorded already, or a new client from the same number committed a moment ago by
+            # another request (the second attempt finds it)
+            if uow.session.in_transaction():
+                uow.rollback()
+            call = _find(uow.session, caller, branch_id, data["call_id"])
+            if call is not None:
+                return dump(call)
+            if attempt == 2:
+                raise
+        except ValidationError:
+            call = _find(uow.session, caller, branch_id, data["call_id"])  # a retry is answered whatever it says
+            if call is not None:
+                return dump(call)
+            raise
+    raise AssertionError("unreachable")
 
 
 def _find(session, caller: Caller, branch_id: str | None, external_id: str) -> Call | None:
@@ -100,50 +115,49 @@ def _find(session, caller: Caller, branch_id: str | None, external_id: str) -> C
 
 
 def _ring(uow, caller: Caller, data: dict, branch_id: str, directory: dict, region: str) -> dict:
+    """The call's interaction, call, event and timeline entry (and for a new number the client, its touchpoint and
+    theirs) in one statement; the client found with its owner in one query. A new client takes the branch's
+    round-robin row, locked from then until the commit: nothing is read after it."""
     session = uow.session
     number_field = "from" if data["direction"] == "in" else "to"
     try:
         phone = domain.normalize_phone(call_domain.client_number(data["direction"], data["from_"], data["to"]), region)
     except ValueError as exc:
         raise ValidationError("not a client's number", fields={number_field: [str(exc)]}) from None
-    client_id = repo.find_by_contacts(session, branch_id, [phone], [])
-    created = client_id is None
-    if created:
+    users = directory.get("users") or {}
+    user_id = data["user_id"] or (directory.get("user_id") if data["direction"] == "out" else None)
+    found = repo.client_by_phone(session, branch_id, phone)
+    rows: list = []
+    if found is not None:
+        client_id, owner_id, created = found.id, found.owner_id, False
+    else:
         managers = directory.get("managers") or []
         if data["direction"] == "out" and directory.get("user_id"):
             managers = [directory["user_id"]]  # a number the user called first is the user's client
         touch = {"channel": PHONE_CHANNEL, "name": None, "message": None, "utm": {}}
-        result = commands._record_touchpoint(
-            uow, caller, touch, branch_id, [phone], [], {"managers": managers, "machine": True},
+        _result, client, rows = commands.touchpoint_rows(
+            uow, caller, touch, branch_id, [phone], [], {"managers": managers, "machine": True}, None,
         )
-        client_id = result["client_id"]
-        created = result["created"]
-    client = session.get(Client, client_id)
-    users = directory.get("users") or {}
-    route_user = call_domain.route_call(client.owner_id, users) if data["direction"] == "in" else None
-    user_id = data["user_id"] or (directory.get("user_id") if data["direction"] == "out" else None)
+        client_id, owner_id, created = client.id, client.owner_id, True
+    route_user = call_domain.route_call(owner_id, users) if data["direction"] == "in" else None
     now = utcnow()
     interaction = Interaction(
-        id=new_id(), client_id=client.id, branch_id=branch_id, type="call", direction=data["direction"],
+        id=new_id(), client_id=client_id, branch_id=branch_id, type="call", direction=data["direction"],
         text=call_domain.summary(data["direction"], phone, "ringing", None), occurred_at=data["at"],
         duration_s=None, script_id=None, author_id=user_id or route_user, created_at=now,
     )
-    session.add(interaction)
-    session.flush()
     route = users.get(route_user) or {}
     call = Call(
-        id=interaction.id, branch_id=branch_id, client_id=client.id, external_id=data["call_id"],
+        id=interaction.id, branch_id=branch_id, client_id=client_id, external_id=data["call_id"],
         direction=data["direction"], from_number=data["from_"], to_number=data["to"], status="ringing",
         started_at=data["at"], user_id=user_id, route_user_id=route_user, route_phone=route.get("phone"),
         route_extension=route.get("extension"), client_created=created, created_at=now, updated_at=now,
     )
-    session.add(call)
-    session.flush()  # a concurrent ringing of the same call fails here, on uq_calls_branch_external
-    session.add(CallEvent(call_id=call.id, event="ringing", at=data["at"], received_at=now))
-    session.add(TimelineEntry(
-        id=new_id(), client_id=client.id, kind="interaction", type="call", occurred_at=data["at"],
-        ref_id=interaction.id, actor_id=caller.id, data=_timeline_data(call, interaction),
-    ))
+    rows += [interaction, call, CallEvent(call_id=call.id, event="ringing", at=data["at"], received_at=now),
+             TimelineEntry(id=new_id(), client_id=client_id, kind="interaction", type="call", occurred_at=data["at"],
+                           ref_id=interaction.id, actor_id=caller.id, data=_timeline_data(call, interaction))]
+    # a ringing of the same call recorded meanwhile fails here, on uq_calls_branch_external
+    insert_objects(session, rows)
     return dump(call)
 
 

@@ -24,6 +24,7 @@ from clients.schemas import (
     interaction_out,
     touchpoint_create,
 )
+from crm_common.bulk import apply_defaults, insert_objects
 from crm_common.caller import Caller
 from crm_common.clock import utcnow
 from crm_common.errors import Conflict, Forbidden, Unavailable, ValidationError, VersionConflict, require
@@ -53,17 +54,19 @@ def _flush_contacts(uow, client: Client, free: bool = False) -> None:
 
 
 def _timeline(uow, client: Client, kind: str, type_: str, actor_id, ref_id=None, data=None, when=None):
-    uow.session.add(
-        TimelineEntry(
-            id=new_id(),
-            client_id=client.id,
-            kind=kind,
-            type=type_,
-            occurred_at=when or utcnow(),
-            ref_id=ref_id,
-            actor_id=actor_id,
-            data=data or {},
-        )
+    uow.session.add(_timeline_entry(client, kind, type_, actor_id, ref_id, data, when))
+
+
+def _timeline_entry(client: Client, kind: str, type_: str, actor_id, ref_id=None, data=None, when=None):
+    return TimelineEntry(
+        id=new_id(),
+        client_id=client.id,
+        kind=kind,
+        type=type_,
+        occurred_at=when or utcnow(),
+        ref_id=ref_id,
+        actor_id=actor_id,
+        data=data or {},
     )
 
 
@@ -259,11 +262,28 @@ def record_touchpoint(uow, caller: Caller, raw: dict, directory: dict | None, re
 
 
 def _record_touchpoint(uow, caller, data, branch_id, phones, emails, directory) -> dict:
+    client_id = repo.find_by_contacts(uow.session, branch_id, phones, emails)
+    result, _client, rows = touchpoint_rows(uow, caller, data, branch_id, phones, emails, directory, client_id)
+    try:
+        insert_objects(uow.session, rows)
+    except IntegrityError:
+        if not result["created"]:
+            raise
+        uow.rollback()  # another request claimed one of the contacts a moment ago
+        raise DuplicateContact(repo.find_by_contacts(uow.session, branch_id, phones, emails) or "") from None
+    return result
+
+
+def touchpoint_rows(uow, caller, data, branch_id, phones, emails, directory, client_id) -> tuple[dict, Client, list]:
+    """The touchpoint use case up to writing its new rows. ``client_id``: the client the contacts found, or None
+    for a new client owned round robin (the branch's round-robin row stays locked until the transaction ends).
+    An existing client's new contacts are written here and the events emitted; the new rows (the new client's
+    first, parents before children) are returned for ``insert_objects``, with the result and the client."""
     session = uow.session
     now = utcnow()
     source = domain.touchpoint_source(data["channel"], data["utm"])
-    client_id = repo.find_by_contacts(session, branch_id, phones, emails)
     created = client_id is None
+    rows: list = []
     if created:
         cursor = repo.round_robin_cursor(session, branch_id)
         owner_id = domain.next_owner((directory or {}).get("managers") or [], cursor.last_owner_id)
@@ -277,10 +297,10 @@ def _record_touchpoint(uow, caller, data, branch_id, phones, emails, directory) 
             phones=phones, emails=emails, tags=[], custom_fields={},
             search_text=domain.search_text(name, phones, emails), created_at=now, updated_at=now,
         )
-        session.add(client)
-        session.flush()
-        _flush_contacts(uow, client, free=True)
-        _timeline(uow, client, "client", "client_created", caller.id, ref_id=client.id, data={"name": name}, when=now)
+        apply_defaults(session, client)  # as inserted, for the event
+        rows += [client, *repo.new_contacts(client),
+                 _timeline_entry(client, "client", "client_created", caller.id, ref_id=client.id, data={"name": name},
+                                 when=now)]
         uow.emit("client_created", {"branch_id": branch_id, "actor_id": caller.id, "client": client_out.dump(client)})
     else:
         # locked: a concurrent edit of the same client waits instead of failing on its version
@@ -291,18 +311,17 @@ def _record_touchpoint(uow, caller, data, branch_id, phones, emails, directory) 
         phone=phones[0] if phones else None, email=emails[0] if emails else None, message=data["message"],
         utm=data["utm"], created_client=created, recorded_by=caller.id, created_at=now,
     )
-    session.add(touchpoint)
-    _timeline(
-        uow, client, "touchpoint", data["channel"], caller.id, ref_id=touchpoint.id,
+    rows += [touchpoint, _timeline_entry(
+        client, "touchpoint", data["channel"], caller.id, ref_id=touchpoint.id,
         data={"message": data["message"], "utm": data["utm"], "created_client": created}, when=now,
-    )
+    )]
     uow.emit(
         "touchpoint_recorded",
         {"branch_id": branch_id, "actor_id": caller.id, "client_id": client.id, "touchpoint_id": touchpoint.id,
          "channel": data["channel"], "source": source, "created": created, "owner_id": client.owner_id,
          "utm": data["utm"]},
     )
-    return {"client_id": client.id, "created": created, "touchpoint_id": touchpoint.id}
+    return {"client_id": client.id, "created": created, "touchpoint_id": touchpoint.id}, client, rows
 
 
 def _collect_new_contacts(uow, caller: Caller, client: Client, phones: list[str], emails: list[str]) -> None:

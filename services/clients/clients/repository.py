@@ -45,6 +45,27 @@ def find_by_contacts(session: Session, branch_id: str, phones: list[str], emails
     return session.scalars(query.order_by(ClientContact.claimed.desc(), ClientContact.id).limit(1)).first()
 
 
+def client_by_phone(session: Session, branch_id: str, phone: str):
+    """``(id, owner_id)`` of the branch's client holding this phone (the one that claims it if any), or None: what
+    ``find_by_contacts`` finds, with its owner, in one query."""
+    query = (
+        select(Client.id, Client.owner_id)
+        .join(ClientContact, ClientContact.client_id == Client.id)
+        .where(ClientContact.branch_id == branch_id, ClientContact.kind == "phone", ClientContact.value == phone)
+        .order_by(ClientContact.claimed.desc(), ClientContact.id)
+        .limit(1)
+    )
+    return session.execute(query).first()
+
+
+def new_contacts(client: Client) -> list[ClientContact]:
+    """The contact rows of a client just created, each claiming its value: the caller has just found nobody
+    holding them (a concurrent claim loses on the unique index)."""
+    wanted = {("phone", p) for p in client.phones} | {("email", e) for e in client.emails}
+    return [ClientContact(client_id=client.id, branch_id=client.branch_id, kind=kind, value=value, claimed=True)
+            for kind, value in sorted(wanted)]
+
+
 def contact_holders(session: Session, branch_id: str, contacts: list[tuple[str, str]]) -> list[ClientContact]:
     """Every contact row of the branch with one of these ``(kind, value)``s, claimers first, oldest first."""
     if not contacts:
@@ -186,14 +207,17 @@ def timeline(session: Session, client_id: str, cursor: str | None, limit: int, d
 
 
 def round_robin_cursor(session: Session, branch_id: str) -> RoundRobinCursor:
-    """The branch's round-robin row, created if missing and locked until the transaction ends."""
+    """The branch's round-robin row, locked until the transaction ends (created first if missing)."""
     dialect = session.bind.dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    session.execute(insert(RoundRobinCursor).values(branch_id=branch_id).on_conflict_do_nothing())
     query = select(RoundRobinCursor).where(RoundRobinCursor.branch_id == branch_id)
     if dialect == "postgresql":
         query = query.with_for_update()
-    return session.scalars(query).one()
+    cursor = session.scalars(query).first()
+    if cursor is None:
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        session.execute(insert(RoundRobinCursor).values(branch_id=branch_id).on_conflict_do_nothing())
+        cursor = session.scalars(query).one()
+    return cursor
 
 
 DEAL_OPENING_EVENTS = ("deal_created", "deal_reopened")

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from clients import call_domain, calls
-from clients.models import Call, CallEvent, Client, TimelineEntry
+from clients.models import Call, CallEvent, Client, Interaction, TimelineEntry, Touchpoint
 from crm_common.caller import Caller
 from crm_common.errors import Forbidden, ValidationError
 
@@ -32,16 +32,24 @@ def directory(**kwargs):
 
 
 def send(uow, call_id, event, number="+79161234567", direction="in", minutes=0, caller=KEY, dirs=None, **extra):
+    """One event, in a transaction of its own as the service runs it."""
     raw = {"call_id": call_id, "event": event, "direction": direction, "from": number if direction == "in" else "201",
            "to": "101" if direction == "in" else number, "at": (AT + timedelta(minutes=minutes)).isoformat(), **extra}
-    return calls.record_event(uow, caller, raw, dirs or directory(), "RU")
+    with uow.transaction():
+        return calls.record_event(uow, caller, raw, dirs or directory(), "RU")
 
 
 def client_with(uow, phone="+79161234567", owner=OWNER):
     from clients import commands
 
-    return commands.create_client(uow, KEY, {"kind": "person", "name": "Иван", "phones": [phone], "owner_id": owner},
-                                  {"users": {owner: {"branch_id": NORTH, "active": True}}}, "RU")
+    with uow.transaction():
+        return commands.create_client(
+            uow, KEY, {"kind": "person", "name": "Иван", "phones": [phone], "owner_id": owner},
+            {"users": {owner: {"branch_id": NORTH, "active": True}}}, "RU")
+
+
+def count(uow, model, *where):
+    return uow.session.scalar(select(func.count()).select_from(model).where(*where))
 
 
 def test_an_incoming_call_goes_to_the_owner_on_shift_and_else_to_the_head():
@@ -79,6 +87,10 @@ def test_the_same_event_twice_changes_nothing_and_the_call_ends_with_its_duratio
     client_with(uow)
     first = send(uow, "pbx-2", "ringing")
     assert send(uow, "pbx-2", "ringing") == first
+    assert send(uow, "pbx-2", "ringing", dirs=directory(owner_on_shift=False)) == first  # the route it was given
+    assert send(uow, "pbx-2", "ringing", number="anonymous") == first  # a retry is answered whatever it says
+    assert (count(uow, Call), count(uow, Interaction), count(uow, TimelineEntry, TimelineEntry.kind == "interaction")) \
+        == (1, 1, 1)
     send(uow, "pbx-2", "answered", minutes=1, user_id=OWNER)
     ended = send(uow, "pbx-2", "ended", minutes=3, duration_s=120)
     again = send(uow, "pbx-2", "ended", minutes=9, duration_s=999)
@@ -111,6 +123,16 @@ def test_an_unknown_number_becomes_a_client_by_round_robin_and_owned_by_no_key(u
     owners = [uow.session.get(Client, c["client_id"]).owner_id for c in calls_made]
 
     assert all(c["client_created"] for c in calls_made) and owners == sorted([OWNER, OTHER]) + [min(OWNER, OTHER)]
+    touchpoints = uow.session.scalars(select(Touchpoint).order_by(Touchpoint.created_at)).all()
+    assert {(t.client_id, t.channel, t.phone, t.created_client) for t in touchpoints} == {
+        (c["client_id"], "phone", f"+7916000000{n}", True) for n, c in enumerate(calls_made)}
+    first = calls_made[0]["client_id"]
+    kinds = uow.session.scalars(select(TimelineEntry.kind).where(TimelineEntry.client_id == first)).all()
+    assert sorted(kinds) == ["client", "interaction", "touchpoint"]
+    assert [p["client"]["owner_id"] for kind, p in uow.events if kind == "client_created"] == owners
+    assert [p["owner_id"] for kind, p in uow.events if kind == "touchpoint_recorded"] == owners
+    assert send(uow, "pbx-new-0", "ringing", number="+79160000000") == calls_made[0]  # no second client
+    assert count(uow, Client) == 3
     lonely = {"branch_id": NORTH, "users": {}, "managers": [], "machine": True}
     orphan = send(uow, "pbx-lonely", "ringing", number="+79160000009", dirs=lonely)
     assert uow.session.get(Client, orphan["client_id"]).owner_id is None and orphan["route_to"] is None
