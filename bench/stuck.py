@@ -13,7 +13,7 @@ import time
 
 import psycopg2
 
-from bench.system import AMQP_URI, database_url
+from bench.system import AMQP_URI, database_url, drain_events
 
 # Time passing, compressed: ``count`` open deals that were within their stage's limit reach it during the
 # last 50 minutes, as between two timer ticks of a busy CRM. Only the deals row changes: the scan reads
@@ -32,31 +32,6 @@ ARM = """
     """
 DUE_QUERY = ("SELECT * FROM deals WHERE status = 'open' AND stuck_raised_at IS NULL AND stage_due_at <= now() "
              "ORDER BY stage_due_at LIMIT 500 FOR UPDATE SKIP LOCKED")
-
-
-def settle(timeout_s: float = 60.0) -> float:
-    """Wait until the running services have relayed and handled the events of the last pass, so every pass
-    starts on a quiet system; returns the seconds waited."""
-    started = time.perf_counter()
-    deals, clients = psycopg2.connect(database_url("deals")), psycopg2.connect(database_url("clients"))
-    deals.autocommit = clients.autocommit = True
-    handled = -1
-    try:
-        while time.perf_counter() - started < timeout_s:
-            with deals.cursor() as cur:
-                cur.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-                pending = cur.fetchone()[0]
-            with clients.cursor() as cur:
-                cur.execute("SELECT count(*) FROM processed_events")
-                now_handled = cur.fetchone()[0]
-            if pending == 0 and now_handled == handled:
-                break
-            handled = now_handled
-            time.sleep(1.0)
-    finally:
-        deals.close()
-        clients.close()
-    return round(time.perf_counter() - started, 1)
 
 
 def explain_due_query() -> str:
@@ -84,7 +59,7 @@ def measure(newly_stuck: int, passes: int = 3) -> dict:
         # deals that reached their limit since the seed (as during any minute) are raised first, unmeasured, as
         # the timer's previous tick would have: each measured pass then finds what was armed for it
         result["caught_up"] = scan()[0]["raised"]
-        settle()
+        drain_events()
         conn = psycopg2.connect(database_url("deals"))
         conn.autocommit = True
         try:
@@ -103,7 +78,7 @@ def measure(newly_stuck: int, passes: int = 3) -> dict:
                 result["passes"].append({
                     "armed": armed, "raised": answer["raised"], "scan_s": answer["took_s"],
                     "round_trip_s": round(round_trip, 3), "due_query_ms": round(query_ms, 1), "due_query_rows": found,
-                    "settled_after_s": settle(),
+                    "settled_after_s": drain_events(),
                 })
         finally:
             conn.close()

@@ -197,6 +197,39 @@ class System:
             log.close()
 
 
+def drain_events(timeout_s: float = 300.0) -> float:
+    """Wait until every event the system has made is handled: no outbox holds an unpublished row and every queue of
+    the benchmark's vhost is empty, twice in a row a second apart. A scan's events set off work in every consumer (a
+    stuck deal: the clients timeline, a task and a notice in the tasks service, whose task_created goes on to the
+    clients, reports and webhooks services), and a pass that starts while that work goes on shares the two cores with
+    it. Returns the seconds waited."""
+    import psycopg2
+
+    started = time.monotonic()
+    quiet = 0
+    while time.monotonic() - started < timeout_s:
+        listing = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", VHOST, "messages"], capture_output=True,
+                                 text=True, timeout=60).stdout
+        queued = sum(int(count) for count in listing.split() if count.isdigit())
+        pending = 0
+        for service in SERVICES:
+            conn = psycopg2.connect(database_url(service))
+            conn.autocommit = True
+            try:
+                with conn.cursor() as cursor:
+                    cursor.execute("SELECT to_regclass('outbox') IS NOT NULL")
+                    if cursor.fetchone()[0]:
+                        cursor.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                        pending += cursor.fetchone()[0]
+            finally:
+                conn.close()
+        quiet = quiet + 1 if queued == 0 and pending == 0 else 0
+        if quiet == 2:
+            break
+        time.sleep(1.0)
+    return round(time.monotonic() - started, 1)
+
+
 def settle(max_wait_s: float = 90.0, idle_cores: float = 0.25, services: tuple[str, ...] = SERVICES) -> float:
     """After seeding, let PostgreSQL write its checkpoint and the machine calm down before measuring.
 

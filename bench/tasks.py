@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import psycopg2
 
 from bench.bulk import line, ts
-from bench.system import AMQP_URI, database_url
+from bench.system import AMQP_URI, database_url, drain_events
 
 DAY = 86400.0
 TASK_COLUMNS = ("id", "branch_id", "title", "description", "status", "assignee_id", "author_id", "client_id", "deal_id",
@@ -90,31 +90,6 @@ DUE_QUERY = ("SELECT * FROM tasks WHERE status = 'open' AND overdue_at IS NULL A
              "ORDER BY due_at LIMIT 500 FOR UPDATE SKIP LOCKED")
 
 
-def settle(timeout_s: float = 120.0) -> float:
-    """Wait until the tasks service has relayed the events of the last pass and the clients service has put them
-    on the timelines, so every pass starts on a quiet system; returns the seconds waited."""
-    started = time.perf_counter()
-    tasks, clients = psycopg2.connect(database_url("tasks")), psycopg2.connect(database_url("clients"))
-    tasks.autocommit = clients.autocommit = True
-    handled = -1
-    try:
-        while time.perf_counter() - started < timeout_s:
-            with tasks.cursor() as cur:
-                cur.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-                pending = cur.fetchone()[0]
-            with clients.cursor() as cur:
-                cur.execute("SELECT count(*) FROM processed_events")
-                now_handled = cur.fetchone()[0]
-            if pending == 0 and now_handled == handled:
-                break
-            handled = now_handled
-            time.sleep(1.0)
-    finally:
-        tasks.close()
-        clients.close()
-    return round(time.perf_counter() - started, 1)
-
-
 def explain_due_query() -> str:
     conn = psycopg2.connect(database_url("tasks"))
     try:
@@ -139,7 +114,7 @@ def measure(newly_overdue: int, passes: int = 3) -> dict:
 
         # tasks that came due since the seed are found first, unmeasured, as the timer's previous tick would have
         result["caught_up"] = scan()[0]["overdue"]
-        settle()
+        drain_events()
         conn = psycopg2.connect(database_url("tasks"))
         conn.autocommit = True
         try:
@@ -151,7 +126,7 @@ def measure(newly_overdue: int, passes: int = 3) -> dict:
                     result["due_query_plan"] = explain_due_query()
                 answer, round_trip = scan()
                 result["passes"].append({"armed": armed, "overdue": answer["overdue"], "scan_s": answer["took_s"],
-                                         "round_trip_s": round(round_trip, 3), "settled_after_s": settle()})
+                                         "round_trip_s": round(round_trip, 3), "settled_after_s": drain_events()})
         finally:
             conn.close()
         answer, round_trip = scan()

@@ -16,10 +16,9 @@ from datetime import timedelta
 import eventlet
 from eventlet.queue import Empty, Full, LightQueue
 from kombu import Connection
-from kombu.serialization import dumps
 from nameko.constants import PERSISTENT
 from nameko.standalone.events import get_event_exchange
-from sqlalchemy import delete, select, update
+from sqlalchemy import Text, cast, delete, select, update
 
 from crm_common.clock import utcnow
 
@@ -32,6 +31,8 @@ PURGE_EVERY_S = 3600.0
 # after a failure the relay tries again in 1, 2, 4, then every 5 s: events flow again a few seconds
 # after the broker or database returns (a publish attempt against a stopped broker costs ~3 s anyway)
 RETRY_MAX_S = 5.0
+# what nameko's publisher (kombu's json serializer) labels an event with; its consumers decode it by this
+JSON_CONTENT_TYPE = "application/json"
 
 
 class BatchPublisher:
@@ -57,15 +58,16 @@ class BatchPublisher:
         self._refused = False
 
     def publish_batch(self, messages) -> None:
-        """``messages``: ``(payload, routing key)``s; returns once the broker has confirmed every one."""
+        """``messages``: ``(payload as JSON text, routing key)``s, the text sent as it is (the outbox keeps it
+        ready: decoding it and encoding it again cost a third of the relay's time); returns once the broker has
+        confirmed every one."""
         try:
             channel = self._open()
             first = self._tag + 1
             self._tag += len(messages)
             self._pending, self._refused = set(range(first, self._tag + 1)), False
-            for payload, routing_key in messages:
-                content_type, content_encoding, body = dumps(payload, serializer="json")
-                message = channel.prepare_message(body, content_type=content_type, content_encoding=content_encoding,
+            for body, routing_key in messages:
+                message = channel.prepare_message(body, content_type=JSON_CONTENT_TYPE, content_encoding="utf-8",
                                                   headers={}, properties={"delivery_mode": PERSISTENT})
                 channel.basic_publish(message, exchange=self.exchange.name, routing_key=routing_key)
             deadline = time.monotonic() + self.CONFIRM_TIMEOUT_S
@@ -159,18 +161,19 @@ class OutboxRelay:
         sent = 0
         while True:
             with self.session_factory() as session:
+                # the payload's JSON text, not the mapped row: the relay sends it without decoding it
                 query = (
-                    select(self.model)
+                    select(self.model.id, self.model.event_type, cast(self.model.payload, Text).label("body"))
                     .where(self.model.published_at.is_(None))
                     .order_by(self.model.id)
                     .limit(BATCH)
                 )
                 if session.bind.dialect.name == "postgresql":
                     query = query.with_for_update(skip_locked=True)
-                rows = session.scalars(query).all()
+                rows = session.execute(query).all()
                 if not rows:
                     return sent
-                self.publisher.publish_batch([(row.payload, row.event_type) for row in rows])
+                self.publisher.publish_batch([(row.body, row.event_type) for row in rows])
                 sent += len(rows)
                 # one statement for the batch: an UPDATE per row cost more than publishing it
                 session.execute(

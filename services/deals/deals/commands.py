@@ -315,17 +315,18 @@ def raise_stuck_deals(uow, now: datetime | None = None, batch: int = 500) -> int
             .execution_options(synchronize_session=False)
         )
         view = views.DealView(session, with_script=False, now=now)
-        for index, deal in enumerate(deals):
-            stage = stages[deal.stage_id]
-            snapshot = views.snapshot(view.one(deal, stage, None))
-            uow.emit("deal_stuck", {
-                "branch_id": deal.branch_id, "actor_id": None, "deal": snapshot, "stage": _stage_ref(stage),
-                "max_days": stage.max_days or 0.0, "days_in_stage": domain.days_between(deal.stage_entered_at, now),
-            }, full_check=index == 0)  # the rest of the batch is built the same way
+        # one INSERT for the batch's events: the first is checked in full, the rest (built the same way) for keys
+        uow.emit_many("deal_stuck", [_stuck(view, deal, stages[deal.stage_id], now) for deal in deals])
         uow.commit()
         raised += len(deals)
         if len(deals) < batch:
             return raised
+
+
+def _stuck(view: views.DealView, deal: Deal, stage: Stage, now: datetime) -> dict:
+    return {"branch_id": deal.branch_id, "actor_id": None, "deal": views.snapshot(view.one(deal, stage, None)),
+            "stage": _stage_ref(stage), "max_days": stage.max_days or 0.0,
+            "days_in_stage": domain.days_between(deal.stage_entered_at, now)}
 
 
 def open_deals_of_client(session, client_id: str) -> list[dict]:

@@ -11,10 +11,11 @@ from sqlalchemy import select
 
 from crm_common.caller import Caller
 from crm_common.clock import utcnow
+from crm_common.schemas import iso
 from deals import domain
 from deals import repository as repo
 from deals.models import Deal, Pipeline, Script, Stage
-from deals.schemas import deal_out, pipeline_out
+from deals.schemas import pipeline_out
 
 
 def dump_pipeline(session, pipeline: Pipeline) -> dict:
@@ -65,18 +66,30 @@ class DealView:
         return [self.one(deal, stages[deal.stage_id], scripts.get(deal.stage_id)) for deal in deals]
 
     def one(self, deal: Deal, stage: Stage, script: Script | None) -> dict:
-        stage_data = {"id": stage.id, "name": stage.name, "kind": stage.kind, "max_days": stage.max_days}
+        """The deal as ``DealSchema`` (``deal_out``) dumps it, built directly: the stuck scan shows thousands of
+        deals per pass and a list a page of them, and the schema's dump cost several times this. The unit tests
+        hold the two equal for deals in every state."""
+        stage_data = {"id": stage.id, "name": stage.name, "kind": stage.kind,
+                      "max_days": None if stage.max_days is None else float(stage.max_days)}
         if self.with_script:
             stage_data["script"] = (
                 {"id": script.id, "title": script.title, "body": script.body, "version": script.version}
                 if script else None
             )
-        return deal_out.dump({
-            **columns(deal),
-            "amount": domain.from_minor(deal.amount_minor),
-            "stage": stage_data,
+        return {
+            "id": deal.id, "client_id": deal.client_id, "pipeline_id": deal.pipeline_id, "stage_id": deal.stage_id,
+            "stage": stage_data, "status": deal.status, "title": deal.title,
+            "amount": str(domain.from_minor(deal.amount_minor)), "currency": deal.currency, "owner_id": deal.owner_id,
+            "branch_id": deal.branch_id, "stage_entered_at": _time(deal.stage_entered_at),
+            "stage_due_at": _time(deal.stage_due_at),
             "stuck": bool(deal.status == "open" and deal.stage_due_at and deal.stage_due_at <= self.now),
-        })
+            "lost_reason": deal.lost_reason, "closed_at": _time(deal.closed_at), "created_at": _time(deal.created_at),
+            "updated_at": _time(deal.updated_at), "version": deal.version,
+        }
+
+
+def _time(value) -> str | None:
+    return None if value is None or isinstance(value, str) else iso(value)
 
 
 def dump_deal(session, deal: Deal) -> dict:

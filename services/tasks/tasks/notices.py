@@ -17,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from crm_common.bulk import insert_rows
 from crm_common.schemas import new_id
 from tasks import repository as repo
 from tasks.models import Notification, User
@@ -137,7 +137,6 @@ def notices_for(people: People, notice: Notice, payload: dict, now: datetime) ->
 
 
 def store(session: Session, rows: list[dict]) -> None:
-    if rows:
-        # rows on the session's connection, not mapped objects: the deadline check writes thousands per batch in
-        # one statement, and the events pending in the session are not flushed for them
-        session.connection().execute(insert(Notification), rows)
+    """Rows, not mapped objects: the deadline check writes a thousand per batch, in one statement whose rows
+    travel as one parameter (``crm_common.bulk.insert_rows``)."""
+    insert_rows(session, Notification.__table__, rows)
