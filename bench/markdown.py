@@ -307,17 +307,18 @@ def _imports(results: dict, add) -> None:
         "client's phone, half of an earlier row's email, skipped (`on_duplicate=skip`). *upload* is until the 202 "
         "(the gateway reads the file twice and hands it to the clients service in chunks of 1,000 rows), *processing* "
         "from there until the import is `done` (batches of 500 rows per transaction). CPU is seconds used during the "
-        "import (PostgreSQL and RabbitMQ: all their processes, whoever else uses them; machine: every core busy); "
+        "import (other services: the rest of the CRM's processes, mostly the consumers of the events; PostgreSQL and "
+        "RabbitMQ: all their processes, whoever else uses them; machine: every core busy); "
         "memory the peak RSS sampled every 0.2 s. The events (one `client_created` per client) are relayed "
         "meanwhile; the last column is how much later the outbox was empty.\n")
     add("| rows | file MB | upload s | processing s | total s | rows/s | created | skipped | errors | CPU s gateway / "
-        "clients / PostgreSQL / RabbitMQ / machine | peak RSS gateway MB | peak RSS clients MB | events done s after |")
+        "clients / other services / PostgreSQL / RabbitMQ / machine | peak RSS gateway MB | peak RSS clients MB | events done s after |")
     add("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
     for run in runs:
         cpu, memory = run["cpu_s"], run["memory"]
         add(f"| {run['file']['rows']:,} | {run['file']['bytes'] / 2**20:.1f} | {run['upload_s']} | {run['processing_s']} "
             f"| {run['total_s']} | {run['rows_per_s']:,} | {run['created']:,} | {run['skipped']:,} | "
-            f"{run['rows_with_errors']:,} | {cpu.get('gateway')} / {cpu.get('clients')} / {cpu.get('postgres')} / "
+            f"{run['rows_with_errors']:,} | {cpu.get('gateway')} / {cpu.get('clients')} / {cpu.get('other services')} / {cpu.get('postgres')} / "
             f"{cpu.get('rabbitmq')} / {cpu.get('machine')} | "
             f"{memory['gateway']['before_mb']} → {memory['gateway']['peak_mb']} | "
             f"{memory['clients']['before_mb']} → {memory['clients']['peak_mb']} | {run['events_published_s_after_done']} |")
