@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import subprocess
 import tempfile
 import threading
 import time
@@ -25,7 +26,7 @@ import requests
 
 from bench.people import People, seed_phone
 from bench.sampler import _groups
-from bench.system import System, database_url
+from bench.system import VHOST, System, database_url
 
 MAPPING = {"name": "ФИО / Компания", "phones": ["Телефон", "Доп. телефон"], "emails": ["E-mail"], "tags": "Метки",
            "custom_fields": {"company": "Организация"}, "source": "Источник", "owner_email": "Ответственный"}
@@ -33,6 +34,7 @@ HEADER = ["ФИО / Компания", "Телефон", "Доп. телефон
 IMPORT_OPERATOR_CODES = tuple(range(990, 999))  # neither the seed's (900–989) nor the load test's (999)
 DUPLICATE_SHARE = 0.10
 SAMPLE_S = 0.2
+DRAIN_LIMIT_S = 900.0  # how long to wait for the consumers to empty their queues, before and after
 
 
 def written(e164: str, rng: random.Random) -> str:
@@ -129,8 +131,30 @@ def unpublished_events() -> int:
         conn.close()
 
 
+def queued_events() -> int | None:
+    """Messages waiting in the benchmark's vhost (events not yet consumed), or None if RabbitMQ cannot say."""
+    try:
+        listing = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", VHOST, "messages"],
+                                 capture_output=True, text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sum(int(line) for line in listing.split() if line.isdigit())
+
+
+def wait_for_consumers(limit_s: float) -> tuple[float, int | None]:
+    """Wait until every event queue of the vhost is empty (at most ``limit_s``): seconds waited, messages left."""
+    started = time.monotonic()
+    while (left := queued_events()) and time.monotonic() - started < limit_s:
+        time.sleep(2)
+    return round(time.monotonic() - started, 1), left
+
+
 def run_one(crm: System, head_token: str, rows: int, seeded: int, managers: list[str], rng: random.Random,
             say=print) -> dict:
+    # an earlier import's events still queued for the consumers would compete with this one for the cores
+    backlog_s, backlog = wait_for_consumers(DRAIN_LIMIT_S)
+    if backlog:
+        say(f"{backlog:,} events still queued from before after {backlog_s} s; measuring anyway")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"clients-{rows}.csv"
         content = make_file(path, rows, seeded, managers, rng)
@@ -166,20 +190,25 @@ def run_one(crm: System, head_token: str, rows: int, seeded: int, managers: list
     drained = time.monotonic()
     while unpublished_events() and time.monotonic() - drained < 600:
         time.sleep(1)
+    published_s = round(time.monotonic() - drained, 1)
+    consumed_s, left = wait_for_consumers(DRAIN_LIMIT_S)
     total_s = done - started
     result = {
         "file": content, "import_id": import_id, "status": state["status"], "error": state.get("error"),
         "created": state["created"], "skipped": state["skipped"], "merged": state["merged"],
         "rows_with_errors": state["rows_with_errors"], "upload_s": round(accepted - started, 1),
         "processing_s": round(done - accepted, 1), "total_s": round(total_s, 1),
-        "rows_per_s": round(rows / total_s), "events_published_s_after_done": round(time.monotonic() - drained, 1),
+        "rows_per_s": round(rows / total_s), "events_published_s_after_done": published_s,
+        "events_consumed_s_after_done": round(published_s + consumed_s, 1), "events_left_unconsumed": left,
+        "backlog_before": {"waited_s": backlog_s, "left": backlog},
         "cpu_s": {**cpu, "machine": machine}, "memory": memory.report(),
     }
     say(f"import of {rows:,} rows: {result['status']} in {result['total_s']} s ({result['rows_per_s']:,} rows/s; "
         f"upload {result['upload_s']} s), created {result['created']:,}, skipped {result['skipped']:,}, "
         f"errors {result['rows_with_errors']:,}; peak RSS gateway {memory.report()['gateway']['peak_mb']} MB, "
         f"clients {memory.report()['clients']['peak_mb']} MB; events all published "
-        f"{result['events_published_s_after_done']} s after; CPU s {json.dumps(result['cpu_s'])}")
+        f"{result['events_published_s_after_done']} s after, consumed {result['events_consumed_s_after_done']} s after; "
+        f"CPU s {json.dumps(result['cpu_s'])}")
     return result
 
 
