@@ -312,7 +312,7 @@ def _imports(results: dict, add) -> None:
         "memory the peak RSS sampled every 0.2 s. Each import starts once the consumers have emptied their queues. "
         "The events (one `client_created` per client) are relayed and consumed meanwhile; the last column is how "
         "much later the outbox was empty, and then every consumer's queue (the reports, tasks and webhooks "
-        "services had handled every event).\n")
+        "services had handled every event; the wait stops after 300 s and says what was still queued).\n")
     add("| rows | file MB | upload s | processing s | total s | rows/s | created | skipped | errors | CPU s gateway / "
         "clients / other services / PostgreSQL / RabbitMQ / machine | peak RSS gateway MB | peak RSS clients MB | "
         "events published / consumed s after |")
@@ -326,8 +326,15 @@ def _imports(results: dict, add) -> None:
             f"{cpu.get('rabbitmq')} / {cpu.get('machine')} | "
             f"{memory['gateway']['before_mb']} → {memory['gateway']['peak_mb']} | "
             f"{memory['clients']['before_mb']} → {memory['clients']['peak_mb']} | {run['events_published_s_after_done']} / "
-            f"{run.get('events_consumed_s_after_done', '–')} |")
+            f"{run.get('events_consumed_s_after_done', '–')}{_left(run)} |")
     add("")
+
+
+def _left(run: dict) -> str:
+    left = run.get("events_left_unconsumed")
+    return f" ({left:,} events still queued)" if left else ""
+
+
 def backup_section(results: dict) -> list[str]:
     """The backup benchmark (bench/backup.py) as markdown lines; empty if it did not run."""
     b = results.get("backup")
