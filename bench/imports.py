@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import subprocess
 import tempfile
 import threading
 import time
@@ -25,7 +26,7 @@ import requests
 
 from bench.people import People, seed_phone
 from bench.sampler import _groups
-from bench.system import System, database_url
+from bench.system import VHOST, System, database_url
 
 MAPPING = {"name": "ФИО / Компания", "phones": ["Телефон", "Доп. телефон"], "emails": ["E-mail"], "tags": "Метки",
            "custom_fields": {"company": "Организация"}, "source": "Источник", "owner_email": "Ответственный"}
@@ -33,6 +34,9 @@ HEADER = ["ФИО / Компания", "Телефон", "Доп. телефон
 IMPORT_OPERATOR_CODES = tuple(range(990, 999))  # neither the seed's (900–989) nor the load test's (999)
 DUPLICATE_SHARE = 0.10
 SAMPLE_S = 0.2
+# how long to wait for the consumers to empty their queues: before an import (an earlier one's events would compete
+# with it), and after it (for how long the reports lag behind; what is left then is reported)
+DRAIN_BEFORE_S, DRAIN_AFTER_S = 900.0, 300.0
 
 
 def written(e164: str, rng: random.Random) -> str:
@@ -129,13 +133,36 @@ def unpublished_events() -> int:
         conn.close()
 
 
+def queued_events() -> int | None:
+    """Messages waiting in the benchmark's vhost (events not yet consumed), or None if RabbitMQ cannot say."""
+    try:
+        listing = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", VHOST, "messages"],
+                                 capture_output=True, text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sum(int(line) for line in listing.split() if line.isdigit())
+
+
+def wait_for_consumers(limit_s: float) -> tuple[float, int | None]:
+    """Wait until every event queue of the vhost is empty (at most ``limit_s``): seconds waited, messages left."""
+    started = time.monotonic()
+    while (left := queued_events()) and time.monotonic() - started < limit_s:
+        time.sleep(2)
+    return round(time.monotonic() - started, 1), left
+
+
 def run_one(crm: System, head_token: str, rows: int, seeded: int, managers: list[str], rng: random.Random,
             say=print) -> dict:
+    # an earlier import's events still queued for the consumers would compete with this one for the cores
+    backlog_s, backlog = wait_for_consumers(DRAIN_BEFORE_S)
+    if backlog:
+        say(f"{backlog:,} events still queued from before after {backlog_s} s; measuring anyway")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"clients-{rows}.csv"
         content = make_file(path, rows, seeded, managers, rng)
-        processes = {name: p for name, p in crm.processes().items() if name in ("gateway", "clients")}
-        cpu_before = {name: _cpu(p) for name, p in processes.items()}
+        every = crm.processes()  # the event consumers (reports, tasks, webhooks) share the two cores with the import
+        processes = {name: p for name, p in every.items() if name in ("gateway", "clients")}
+        cpu_before = {name: _cpu(p) for name, p in every.items()}
         groups_before = _groups()
         machine_before = sum(psutil.cpu_times()) - psutil.cpu_times().idle
         headers = {"Authorization": f"Bearer {head_token}"}
@@ -157,27 +184,34 @@ def run_one(crm: System, head_token: str, rows: int, seeded: int, managers: list
                     break
                 time.sleep(0.5)
             done = time.monotonic()
-    cpu = {name: round(_cpu(p) - cpu_before[name], 1) for name, p in processes.items()}
+    cpu = {name: round(_cpu(p) - cpu_before[name], 1) for name, p in every.items()}
+    cpu["other services"] = round(sum(v for name, v in cpu.items() if name not in ("gateway", "clients")), 1)
     for group, pids in _groups().items():  # PostgreSQL's and RabbitMQ's processes (shared with others, if any)
         cpu[group] = round(sum(t - groups_before[group].get(pid, 0.0) for pid, t in pids.items()), 1)
     machine = round(sum(psutil.cpu_times()) - psutil.cpu_times().idle - machine_before, 1)
     drained = time.monotonic()
     while unpublished_events() and time.monotonic() - drained < 600:
         time.sleep(1)
+    published_s = round(time.monotonic() - drained, 1)
+    consumed_s, left = wait_for_consumers(DRAIN_AFTER_S)
     total_s = done - started
     result = {
         "file": content, "import_id": import_id, "status": state["status"], "error": state.get("error"),
         "created": state["created"], "skipped": state["skipped"], "merged": state["merged"],
         "rows_with_errors": state["rows_with_errors"], "upload_s": round(accepted - started, 1),
         "processing_s": round(done - accepted, 1), "total_s": round(total_s, 1),
-        "rows_per_s": round(rows / total_s), "events_published_s_after_done": round(time.monotonic() - drained, 1),
+        "rows_per_s": round(rows / total_s), "events_published_s_after_done": published_s,
+        "events_consumed_s_after_done": round(published_s + consumed_s, 1), "events_left_unconsumed": left,
+        "backlog_before": {"waited_s": backlog_s, "left": backlog},
         "cpu_s": {**cpu, "machine": machine}, "memory": memory.report(),
     }
     say(f"import of {rows:,} rows: {result['status']} in {result['total_s']} s ({result['rows_per_s']:,} rows/s; "
         f"upload {result['upload_s']} s), created {result['created']:,}, skipped {result['skipped']:,}, "
         f"errors {result['rows_with_errors']:,}; peak RSS gateway {memory.report()['gateway']['peak_mb']} MB, "
         f"clients {memory.report()['clients']['peak_mb']} MB; events all published "
-        f"{result['events_published_s_after_done']} s after")
+        f"{result['events_published_s_after_done']} s after, consumed {result['events_consumed_s_after_done']} s after "
+        f"({left or 0:,} still queued then); "
+        f"CPU s {json.dumps(result['cpu_s'])}")
     return result
 
 

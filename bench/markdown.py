@@ -307,21 +307,34 @@ def _imports(results: dict, add) -> None:
         "client's phone, half of an earlier row's email, skipped (`on_duplicate=skip`). *upload* is until the 202 "
         "(the gateway reads the file twice and hands it to the clients service in chunks of 1,000 rows), *processing* "
         "from there until the import is `done` (batches of 500 rows per transaction). CPU is seconds used during the "
-        "import (PostgreSQL and RabbitMQ: all their processes, whoever else uses them; machine: every core busy); "
-        "memory the peak RSS sampled every 0.2 s. The events (one `client_created` per client) are relayed "
-        "meanwhile; the last column is how much later the outbox was empty.\n")
+        "import (other services: the rest of the CRM's processes, mostly the consumers of the events; PostgreSQL and "
+        "RabbitMQ: all their processes, whoever else uses them; machine: every core busy); "
+        "memory the peak RSS sampled every 0.2 s. Each import starts once the consumers have emptied their queues. "
+        "The events (one `client_created` per client) are relayed and consumed meanwhile; the last column is how "
+        "much later the outbox was empty, and then every consumer's queue (the reports, tasks and webhooks "
+        "services had handled every event; the wait stops after 300 s and says what was still queued).\n")
     add("| rows | file MB | upload s | processing s | total s | rows/s | created | skipped | errors | CPU s gateway / "
-        "clients / PostgreSQL / RabbitMQ / machine | peak RSS gateway MB | peak RSS clients MB | events done s after |")
+        "clients / other services / PostgreSQL / RabbitMQ / machine | peak RSS gateway MB | peak RSS clients MB | "
+        "events published / consumed s after |")
     add("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
     for run in runs:
         cpu, memory = run["cpu_s"], run["memory"]
         add(f"| {run['file']['rows']:,} | {run['file']['bytes'] / 2**20:.1f} | {run['upload_s']} | {run['processing_s']} "
             f"| {run['total_s']} | {run['rows_per_s']:,} | {run['created']:,} | {run['skipped']:,} | "
-            f"{run['rows_with_errors']:,} | {cpu.get('gateway')} / {cpu.get('clients')} / {cpu.get('postgres')} / "
+            f"{run['rows_with_errors']:,} | {cpu.get('gateway')} / {cpu.get('clients')} / {cpu.get('other services')} / "
+            f"{cpu.get('postgres')} / "
             f"{cpu.get('rabbitmq')} / {cpu.get('machine')} | "
             f"{memory['gateway']['before_mb']} → {memory['gateway']['peak_mb']} | "
-            f"{memory['clients']['before_mb']} → {memory['clients']['peak_mb']} | {run['events_published_s_after_done']} |")
+            f"{memory['clients']['before_mb']} → {memory['clients']['peak_mb']} | {run['events_published_s_after_done']} / "
+            f"{run.get('events_consumed_s_after_done', '–')}{_left(run)} |")
     add("")
+
+
+def _left(run: dict) -> str:
+    left = run.get("events_left_unconsumed")
+    return f" ({left:,} events still queued)" if left else ""
+
+
 def backup_section(results: dict) -> list[str]:
     """The backup benchmark (bench/backup.py) as markdown lines; empty if it did not run."""
     b = results.get("backup")

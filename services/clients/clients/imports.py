@@ -261,7 +261,7 @@ def process_batch(uow, import_id: str, replica: str, lease_s: float, region: str
         imp.lease_owner = imp.lease_until = None
         return False
     Batch(uow, imp, region, now).run(rows)
-    imp.last_row, imp.failures, imp.updated_at = rows[-1].row_no, 0, now
+    imp.last_row, imp.failures, imp.updated_at = rows[-1][0], 0, now
     imp.lease_until = now + timedelta(seconds=lease_s)
     return True
 
@@ -285,8 +285,9 @@ class Batch:
         self.counts = {"created": 0, "merged": 0, "skipped": 0, "rows_with_errors": 0, "errors_count": 0}
         self._cursor = None
 
-    def run(self, rows: list[ImportRow]) -> None:
-        checks = [(row, import_rules.check_row(row.data, self.region)) for row in rows]
+    def run(self, rows: list[tuple[int, dict]]) -> None:
+        """``rows``: ``(row number, data)`` in file order."""
+        checks = [(row_no, import_rules.check_row(data, self.region)) for row_no, data in rows]
         contacts = sorted({c for _, check in checks if check.fields for c in check.fields.contacts})
         for holder in repo.contact_holders(self.session, self.imp.branch_id, contacts):
             key = (holder.kind, holder.value)
@@ -294,13 +295,13 @@ class Batch:
             if holder.claimed:
                 self.claimed.add(key)
         self.staged = repo.staged_contacts(self.session, self.imp.id, contacts)
-        for row, check in checks:
-            self._decide(row, check)
+        for row_no, check in checks:
+            self._decide(row_no, check)
         self._write()
 
-    def _decide(self, row: ImportRow, check: import_rules.RowCheck) -> None:
+    def _decide(self, row_no: int, check: import_rules.RowCheck) -> None:
         if check.fields is None:
-            self._outcome(row, "error", errors=check.errors)
+            self._outcome(row_no, "error", errors=check.errors)
             self.counts["rows_with_errors"] += 1
             self.counts["errors_count"] += len(check.errors)
             return
@@ -316,17 +317,17 @@ class Batch:
         if outcome == "created":
             client_id = self._create(fields) if self.write else None
         self.counts[outcome] += 1
-        self._outcome(row, outcome, client_id=client_id, note=note)
+        self._outcome(row_no, outcome, client_id=client_id, note=note)
         for contact in fields.contacts:
             # a later row finds what earlier rows made or merged into among the clients' own contacts; the
             # staging table holds the rest: every contact in a dry run, a skipped row's other contacts
             if contact not in self.staged and (not self.write or contact not in self.holders):
-                self.staged[contact] = (row.row_no, client_id)
+                self.staged[contact] = (row_no, client_id)
                 self.new_staged.append({"import_id": self.imp.id, "kind": contact[0], "value": contact[1],
-                                        "row_no": row.row_no, "client_id": client_id})
+                                        "row_no": row_no, "client_id": client_id})
 
-    def _outcome(self, row: ImportRow, status: str, client_id=None, errors=None, note=None) -> None:
-        self.outcomes.append({"import_id": row.import_id, "row_no": row.row_no, "status": status,
+    def _outcome(self, row_no: int, status: str, client_id=None, errors=None, note=None) -> None:
+        self.outcomes.append({"import_id": self.imp.id, "row_no": row_no, "status": status,
                               "client_id": client_id, "errors": errors, "note": note[:300] if note else None})
 
     def _hold(self, client_id: str, contacts) -> None:

@@ -63,7 +63,7 @@ class Client(Base):
         Index("ix_clients_active_segment", "branch_id", "kind", "created_at", "owner_id", "source", "open_deals", "id",
               postgresql_where=text("archived_at IS NULL AND merged_into IS NULL"),
               sqlite_where=text("archived_at IS NULL AND merged_into IS NULL")),
-        # counts over most of a branch read these narrow ones, index only (decisions.md 81): the whole branch (one
+        # counts over most of a branch read these narrow ones, index only (decisions.md 74): the whole branch (one
         # key, deduplicated: a few hundred kB for 100,000 clients), and by open deals and creation
         Index("ix_clients_active_branch", "branch_id", postgresql_where=text("archived_at IS NULL AND merged_into IS NULL"),
               sqlite_where=text("archived_at IS NULL AND merged_into IS NULL")),

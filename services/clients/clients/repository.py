@@ -274,11 +274,12 @@ def existing_rows(session: Session, import_id: str, row_numbers: list[int]) -> s
     )).all())
 
 
-def next_rows(session: Session, import_id: str, after: int, limit: int) -> list[ImportRow]:
-    return list(session.scalars(
-        select(ImportRow).where(ImportRow.import_id == import_id, ImportRow.row_no > after)
+def next_rows(session: Session, import_id: str, after: int, limit: int) -> list[tuple[int, dict]]:
+    """``(row number, data)`` of the staged rows after ``after``: plain tuples, as a batch only reads them."""
+    return [tuple(row) for row in session.execute(
+        select(ImportRow.row_no, ImportRow.data).where(ImportRow.import_id == import_id, ImportRow.row_no > after)
         .order_by(ImportRow.row_no).limit(limit)
-    ).all())
+    ).all()]
 
 
 def error_rows(session: Session, import_id: str, after: int, limit: int) -> list[ImportOutcome]:

@@ -466,7 +466,13 @@ class Automations:
 # ---- what other services' events set in motion
 
 def follow_event(uow, event_type: str, payload: dict) -> bool:
-    """Schedule the automations of a client or deal event, once; False if it was handled before."""
+    """Schedule the automations of a client or deal event, once; False if it was handled before or no automation
+    of its branch follows events of its type. That is asked first, in one read without a transaction: most events
+    have none (an import's tens of thousands of ``client_created``), and a delivery that schedules nothing need
+    not be remembered (a scheduled task is unique per automation and event as well)."""
+    record = domain.record_of(event_type, payload)
+    if not repo.active_automations(uow.reader, event_type, [record.branch_id]):
+        return False
     if not uow.first_delivery(payload["event_id"], event_type):
         return False
     Automations(uow, notices.People(uow.session)).schedule(event_type, payload)

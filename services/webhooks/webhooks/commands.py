@@ -160,7 +160,11 @@ def reseal_secrets(uow, box: SecretBox) -> int:
 
 def record_event(uow, event_type: str, payload: dict) -> int:
     """One pending delivery per webhook that takes this event, once per event (``first_delivery``, and the
-    unique (event, webhook) pair for good measure). Returns how many were recorded."""
+    unique (event, webhook) pair for good measure). Returns how many were recorded. Whether any active webhook
+    takes the event is asked first, in one read without a transaction: most events go to none (an import's tens
+    of thousands of ``client_created``), and a delivery that records nothing need not be remembered."""
+    if not _taken(uow.reader, event_type, payload):
+        return 0
     if not uow.first_delivery(payload["event_id"], event_type):
         return 0
     session = uow.session
@@ -174,6 +178,11 @@ def record_event(uow, event_type: str, payload: dict) -> int:
         if domain.wants(hook.events, hook.branch_id, event_type, payload.get("branch_id"))
     ]
     return repo.add_deliveries(session, rows, now)
+
+
+def _taken(session, event_type: str, payload: dict) -> bool:
+    return any(domain.wants(hook.events, hook.branch_id, event_type, payload.get("branch_id"))
+               for hook in repo.recording_webhooks(session))
 
 
 # ---- delivering

@@ -139,3 +139,13 @@ def test_editing_a_template_makes_a_new_version_and_old_tasks_keep_theirs(office
     assert same["version"] == 2
     with pytest.raises(Forbidden):
         office.uow.call(commands.update_template, office.manager, template["id"], {"name": "x"}, None)
+
+
+def test_an_event_no_automation_of_its_branch_follows_writes_nothing_not_even_its_delivery(office):
+    office.automation(office.template(), event="deal_won")
+    event = deal_event(office, office.deal(office.client()))
+
+    assert office.uow.call(commands.follow_event, "deal_created", event) is False
+
+    assert office.uow.read(lambda s: s.get(office.uow.processed_model, event["event_id"])) is None
+    assert tasks_of(office) == [] and office.uow.read(lambda s: s.scalars(select(ScheduledTask)).all()) == []

@@ -300,3 +300,15 @@ def test_a_deliveries_query_is_checked(office):
     with pytest.raises(BadRequest):
         deliveries(office, hook["id"], status="lost")
     assert deliveries(office, hook["id"], status="pending") == []
+
+
+def test_an_event_no_webhook_takes_writes_nothing_not_even_its_delivery(office):
+    office.webhook(events=["deal_won"])
+    office.webhook(office.south_head)
+
+    event = office.event("client_created")
+
+    assert office.record("client_created", event) == 0
+
+    assert office.uow.read(lambda s: s.get(office.uow.processed_model, event["event_id"])) is None
+    assert office.uow.read(lambda s: s.scalars(select(Delivery)).all()) == []

@@ -18,7 +18,7 @@ ACTIVE = 'archived_at IS NULL AND merged_into IS NULL'
 
 
 def upgrade() -> None:
-    """decisions.md 81: counts read these with index-only scans instead of the clients' heap."""
+    """decisions.md 74: counts read these with index-only scans instead of the clients' heap."""
     with op.batch_alter_table('clients', schema=None) as batch_op:
         batch_op.create_index('ix_clients_active_branch', ['branch_id'], unique=False,
                               postgresql_where=sa.text(ACTIVE), sqlite_where=sa.text(ACTIVE))
