@@ -227,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         if "report_lag" in scenarios:
             say(f"event lag: stage moves at {report_bench.LAG_RATE}/s for {report_bench.LAG_SECONDS:g} s, "
                 "the funnel report polled")
-            results.setdefault("reports", {})["lag"] = report_bench.measure_lag(
-                crm.port, identity, workload.moves_once(report_bench.LAG_SENDERS, report_bench.LAG_RATE * report_bench.LAG_SECONDS))
+            moves = workload.moves_once(report_bench.LAG_SENDERS, report_bench.LAG_RATE * report_bench.LAG_SECONDS)
+            results.setdefault("reports", {})["lag"] = report_bench.measure_lag(crm.port, identity, moves)
             say(f"event lag: {json.dumps(results['reports']['lag'])}")
         if "replicas" in scenarios:
             results["replicas"] = replicas.compare(crm, workload, args.load_processes, size.warmup_s, duration, say)
