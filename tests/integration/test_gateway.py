@@ -167,8 +167,8 @@ def test_user_changes_are_published_as_events(start_gateway, container_factory, 
     assert event["user"]["id"] == created.json()["id"] and "password" not in str(event)
 
 
-def test_a_user_deactivated_through_one_gateway_is_refused_by_every_other_gateway(container_factory, config):
-    import requests
+def two_gateways(container_factory, config) -> list[str]:
+    """Two gateway replicas on one database and broker, each on a port of its own: their base URLs."""
     from nameko.testing.utils import find_free_port
 
     gateways = []
@@ -176,7 +176,13 @@ def test_a_user_deactivated_through_one_gateway_is_refused_by_every_other_gatewa
         replica = dict(config, WEB_SERVER_ADDRESS=f"127.0.0.1:{find_free_port()}")
         container_factory(GatewayService, replica).start()
         gateways.append(f"http://{replica['WEB_SERVER_ADDRESS']}")
-    first, second = gateways
+    return gateways
+
+
+def test_a_user_deactivated_through_one_gateway_is_refused_by_every_other_gateway(container_factory, config):
+    import requests
+
+    first, second = two_gateways(container_factory, config)
     admin = {"Authorization": "Bearer " + requests.post(f"{first}/api/v1/auth/login", json=ADMIN).json()["access_token"]}
     branch = requests.post(f"{first}/api/v1/branches", headers=admin,
                            json={"name": "Реплики", "code": f"R{time.monotonic_ns()}"[-12:]}).json()
@@ -200,15 +206,9 @@ def test_a_manager_going_off_shift_through_one_gateway_is_routed_around_by_every
     container_factory, config
 ):
     import requests
-    from nameko.testing.utils import find_free_port
 
     container_factory(ClientsService, config).start()
-    gateways = []
-    for _ in range(2):
-        replica = dict(config, WEB_SERVER_ADDRESS=f"127.0.0.1:{find_free_port()}")
-        container_factory(GatewayService, replica).start()
-        gateways.append(f"http://{replica['WEB_SERVER_ADDRESS']}/api/v1")
-    first, second = gateways
+    first, second = (f"{gateway}/api/v1" for gateway in two_gateways(container_factory, config))
     admin = {"Authorization": "Bearer " + requests.post(f"{first}/auth/login", json=ADMIN).json()["access_token"]}
     branch = requests.post(f"{first}/branches", headers=admin,
                            json={"name": "Смены", "code": f"S{time.monotonic_ns()}"[-12:]}).json()["id"]
