@@ -189,9 +189,9 @@ def notify_user_changed(session, user_id: str) -> None:
 
 def notify_people_changed(session) -> None:
     """Tell every gateway, when the transaction commits, that what the telephony directory shows of the users
-    changed (gateway/telephony.py): a new user, or one's active flag, role, branch, phone, extension or shift."""
-    if session.bind.dialect.name == "postgresql":
-        session.execute(text("SELECT pg_notify(:channel, :id)"), {"channel": CHANNEL, "id": PEOPLE})
+    changed (gateway/telephony.py): a new user, or one's active flag, role, branch, phone, extension or shift. The
+    directory is a cache entry like a user's, under the id ``PEOPLE``."""
+    notify_user_changed(session, PEOPLE)
 
 
 def purge_revoked_tokens(session) -> int:

@@ -107,4 +107,5 @@ def _default(column):
         return default.arg
     if default.is_callable:
         return default.arg(None)
-    raise NotImplementedError(f"{column}: only Python defaults are applied here")
+    # a SQL expression or sequence is the database's to fill, inside the INSERT: name the value instead
+    raise TypeError(f"{column}: a default computed by the database cannot be applied before the INSERT")
