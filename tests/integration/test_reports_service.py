@@ -147,6 +147,24 @@ def test_a_deal_won_before_its_deal_created_is_not_lost(reports, config, rpc_pro
     assert get("plan_report", month="2026-11")["branches"][0]["fact"] == "250.00"
 
 
+def test_a_broken_event_among_many_applied_together_costs_only_itself(reports, config, rpc_proxy, head):
+    desk = Events(config, head["branch_id"])
+    clients = [desk.client(at(2), "radio") for _ in range(40)]
+    broken = desk.client(at(2), "radio")
+    del broken[1]["client"]["created_at"]  # the projection cannot place it in a month
+    desk.publish(clients[:20], broken, clients[20:])
+    get = report_of(rpc_proxy, head)
+
+    poll(lambda: get("client_base", to="2026-11")["months"][-1]["new"] == 40, timeout=20,
+         message="every good client counted")
+    engine = create_engine(Settings.from_config(config).database_url_for("reports"))
+    with Session(engine) as session:
+        handled = set(session.scalars(select(ProcessedEvent.event_id).where(
+            ProcessedEvent.event_id.in_([payload["event_id"] for _, payload in clients + [broken]]))))
+    engine.dispose()
+    assert broken[1]["event_id"] not in handled and len(handled) == 40
+
+
 @pytest.fixture
 def sales(container_factory, config, rpc_proxy):
     for service in (ClientsService, DealsService):

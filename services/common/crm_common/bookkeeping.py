@@ -88,6 +88,21 @@ def model_for(base, table: str):
     return None
 
 
+def claim_events(session, model, events: list[tuple[str, str]]) -> set[str]:
+    """Record many ``(event_id, event_type)`` as handled in one query and one insert; the ids among them that
+    had not been handled before (each once, however often it is listed). A duplicate that another
+    transaction records at the same moment makes the flush raise ``IntegrityError``: the caller's
+    transaction is then to be rolled back as a whole."""
+    listed = dict(events)
+    if not listed:
+        return set()
+    seen = set(session.scalars(sa.select(model.event_id).where(model.event_id.in_(list(listed)))))
+    new = {event_id: event_type for event_id, event_type in listed.items() if event_id not in seen}
+    session.add_all(model(event_id=event_id, event_type=event_type) for event_id, event_type in new.items())
+    session.flush()
+    return set(new)
+
+
 def create_bookkeeping_tables(op, *tables: str) -> None:
     """In a service's first migration: create the bookkeeping tables as the mixins above declare them."""
     tables = tables or ALL_TABLES

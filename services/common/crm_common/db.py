@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from crm_common import faults
-from crm_common.bookkeeping import COMMAND_LOG, OUTBOX, PROCESSED_EVENTS, model_for
+from crm_common.bookkeeping import COMMAND_LOG, OUTBOX, PROCESSED_EVENTS, claim_events, model_for
 from crm_common.bulk import insert_rows
 from crm_common.clock import utcnow
 from crm_common.config import Settings
@@ -328,6 +328,11 @@ class WorkerDatabase:
             return False
         return True
 
+    def first_deliveries(self, events: list[tuple[str, str]]) -> set[str]:
+        """``first_delivery`` for many ``(event_id, event_type)`` at once: the ids not handled before, now
+        recorded. A concurrent duplicate raises ``IntegrityError``; roll the whole transaction back then."""
+        return claim_events(self.session, self._provider.processed_model, events)
+
     def ping(self) -> None:
         self.reader.execute(select(1))
 
@@ -414,6 +419,10 @@ class Database(DependencyProvider):
     def wake_relay(self) -> None:
         if self.relay is not None:
             self.relay.wake()
+
+    def unit_of_work(self) -> WorkerDatabase:
+        """A ``self.db`` of no worker, for a thread of the service's own (``crm_common.batching``); close it after use."""
+        return WorkerDatabase(self)
 
     def get_dependency(self, worker_ctx):
         worker_db = WorkerDatabase(self, worker_ctx)

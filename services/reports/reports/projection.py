@@ -18,6 +18,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 
 from reports import domain
 from reports.domain import (
@@ -191,15 +192,28 @@ _KNOWN: set[str] = set()  # pipelines and stages this process knows to have a ro
 
 
 class Projector:
-    """Applies one event inside the handler's transaction."""
+    """Applies events inside one transaction. The counters' changes add up in ``self.changes`` and are
+    written by ``write_counters()``, once per counter row however many events moved it."""
 
     def __init__(self, session):
         self.session = session
+        self.changes: domain.Contributions = {}
+        self.learned: set[str] = set()  # pipelines and stages given a row here: known once this commits
 
     def _change(self, old, new) -> None:
-        changes = domain.difference(old, new)
+        domain.merge_into(self.changes, domain.difference(old, new))
+
+    def write_counters(self) -> None:
+        """Write the changes summed so far (rows whose sums came back to zero are left alone)."""
+        changes = {key: amounts for key, amounts in self.changes.items()
+                   if any(amount for column, amount in amounts.items() if column not in domain.MIN_COLUMNS)}
+        self.changes = {}
         if changes:
             apply_counters(self.session, changes)
+
+    def remember(self) -> None:
+        """After the commit: the pipelines and stages this transaction wrote are known to the process."""
+        _KNOWN.update(self.learned)
 
     # identity
 
@@ -259,8 +273,11 @@ class Projector:
         """A deal event may come before its pipeline's: remember the pipeline and stages it names. Ids already
         seen by this process are not looked up again (rows of pipelines and stages are never deleted but by a
         rebuild, which writes them all)."""
-        stages = [stage for stage in stages if stage and stage["id"] not in _KNOWN]
-        if pipeline_id in _KNOWN and not stages:
+        def known(record_id: str) -> bool:
+            return record_id in _KNOWN or record_id in self.learned
+
+        stages = [stage for stage in stages if stage and not known(stage["id"])]
+        if known(pipeline_id) and not stages:
             return
         if self.session.get(RPipeline, pipeline_id) is None:
             self.session.execute(_insert(self.session, RPipeline).values(
@@ -270,7 +287,7 @@ class Projector:
                 self.session.execute(_insert(self.session, RStage).values(
                     id=stage["id"], pipeline_id=pipeline_id, name=stage.get("name"), kind=stage.get("kind"),
                     position=stage.get("position"), removed=False).on_conflict_do_nothing())
-        _KNOWN.update([pipeline_id, *(stage["id"] for stage in stages)])
+        self.learned.update([pipeline_id, *(stage["id"] for stage in stages)])
 
     # clients
 
@@ -519,10 +536,46 @@ def record_of(event_type: str, payload: dict) -> str | None:
     return None
 
 
-def apply_event(uow, event_type: str, payload: dict) -> bool:
-    """Apply one event in the unit of work's transaction; False if it had been applied before."""
-    raise_if_rebuilding(uow.session, record_of(event_type, payload))
-    if not uow.first_delivery(payload["event_id"], event_type):
-        return False
-    APPLY[event_type](Projector(uow.session), event_type, payload)
-    return True
+def apply_event(uow, event_type: str, payload: dict) -> Projector | None:
+    """Apply one event in the unit of work's transaction; None if it had been applied before."""
+    return apply_events(uow, [(event_type, payload)])
+
+
+def apply_events(uow, events: list[tuple[str, dict]]) -> Projector | None:
+    """Apply events in the unit of work's one transaction, in their order, each once (an event applied
+    before, or listed twice, is skipped); the counters move once per row at the end. The projector that
+    applied them (``remember()`` it after the commit), or None if every event had been applied before."""
+    raise_if_rebuilding(uow.session, sorted({record for record in (record_of(*event) for event in events) if record}))
+    fresh = uow.first_deliveries([(payload["event_id"], event_type) for event_type, payload in events])
+    if not fresh:
+        return None
+    projector = Projector(uow.session)
+    for event_type, payload in events:
+        if payload["event_id"] in fresh:
+            fresh.discard(payload["event_id"])
+            APPLY[event_type](projector, event_type, payload)
+    projector.write_counters()
+    return projector
+
+
+ATTEMPTS = 3
+
+
+def commit_events(uow, events: list[tuple[str, dict]]) -> None:
+    """Apply events and commit them, in one transaction (``crm_common.batching.GroupCommit``)."""
+    with uow.transaction():
+        projector = apply_events(uow, events)
+    if projector is not None:
+        projector.remember()
+
+
+def commit_event(uow, event_type: str, payload: dict) -> None:
+    """Apply one event and commit it. Two events creating the same record at the same moment collide on its
+    key: the loser simply runs again and finds the record."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            commit_events(uow, [(event_type, payload)])
+            return
+        except IntegrityError:
+            if attempt == ATTEMPTS:
+                raise

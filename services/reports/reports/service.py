@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy.exc import IntegrityError
-
+from crm_common.batching import GroupCommit
 from crm_common.caller import Caller
 from crm_common.db import Database
 from crm_common.errors import ValidationError
@@ -19,143 +18,131 @@ from reports.models import Base
 
 log = logging.getLogger(__name__)
 
-ATTEMPTS = 3
-
 
 class ReportsService:
     name = "reports"
 
     db = Database(Base)
 
-    # ---- keeping the read model
+    # ---- keeping the read model: each handler hands its event to the group commit and returns once it is applied
 
-    def _apply(self, event_type: str, payload: dict) -> None:
-        """Apply an event once, in one transaction. Two events creating the same record at the same moment
-        collide on its key: the loser simply runs again and finds the record."""
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                with self.db.transaction():
-                    projection.apply_event(self.db, event_type, payload)
-                return
-            except IntegrityError:
-                if attempt == ATTEMPTS:
-                    raise
+    events = GroupCommit(projection.commit_events, projection.commit_event)
 
     @event_handler("gateway", "user_created")
     def handle_user_created(self, payload):
-        self._apply("user_created", payload)
+        self.events.apply("user_created", payload)
 
     @event_handler("gateway", "user_updated")
     def handle_user_updated(self, payload):
-        self._apply("user_updated", payload)
+        self.events.apply("user_updated", payload)
 
     @event_handler("gateway", "branch_created")
     def handle_branch_created(self, payload):
-        self._apply("branch_created", payload)
+        self.events.apply("branch_created", payload)
 
     @event_handler("clients", "client_created")
     def handle_client_created(self, payload):
-        self._apply("client_created", payload)
+        self.events.apply("client_created", payload)
 
     @event_handler("clients", "client_updated")
     def handle_client_updated(self, payload):
-        self._apply("client_updated", payload)
+        self.events.apply("client_updated", payload)
 
     @event_handler("clients", "client_archived")
     def handle_client_archived(self, payload):
-        self._apply("client_archived", payload)
+        self.events.apply("client_archived", payload)
 
     @event_handler("clients", "client_restored")
     def handle_client_restored(self, payload):
-        self._apply("client_restored", payload)
+        self.events.apply("client_restored", payload)
 
     @event_handler("clients", "client_merged")
     def handle_client_merged(self, payload):
-        self._apply("client_merged", payload)
+        self.events.apply("client_merged", payload)
 
     @event_handler("clients", "interaction_logged")
     def handle_interaction_logged(self, payload):
-        self._apply("interaction_logged", payload)
+        self.events.apply("interaction_logged", payload)
 
     @event_handler("clients", "touchpoint_recorded")
     def handle_touchpoint_recorded(self, payload):
-        self._apply("touchpoint_recorded", payload)
+        self.events.apply("touchpoint_recorded", payload)
 
     @event_handler("clients", "campaign_created")
     def handle_campaign_created(self, payload):
-        self._apply("campaign_created", payload)
+        self.events.apply("campaign_created", payload)
 
     @event_handler("clients", "campaign_updated")
     def handle_campaign_updated(self, payload):
-        self._apply("campaign_updated", payload)
+        self.events.apply("campaign_updated", payload)
 
     @event_handler("deals", "pipeline_created")
     def handle_pipeline_created(self, payload):
-        self._apply("pipeline_created", payload)
+        self.events.apply("pipeline_created", payload)
 
     @event_handler("deals", "pipeline_updated")
     def handle_pipeline_updated(self, payload):
-        self._apply("pipeline_updated", payload)
+        self.events.apply("pipeline_updated", payload)
 
     @event_handler("deals", "script_created")
     def handle_script_created(self, payload):
-        self._apply("script_created", payload)
+        self.events.apply("script_created", payload)
 
     @event_handler("deals", "script_updated")
     def handle_script_updated(self, payload):
-        self._apply("script_updated", payload)
+        self.events.apply("script_updated", payload)
 
     @event_handler("deals", "deal_created")
     def handle_deal_created(self, payload):
-        self._apply("deal_created", payload)
+        self.events.apply("deal_created", payload)
 
     @event_handler("deals", "deal_updated")
     def handle_deal_updated(self, payload):
-        self._apply("deal_updated", payload)
+        self.events.apply("deal_updated", payload)
 
     @event_handler("deals", "deal_stage_changed")
     def handle_deal_stage_changed(self, payload):
-        self._apply("deal_stage_changed", payload)
+        self.events.apply("deal_stage_changed", payload)
 
     @event_handler("deals", "deal_won")
     def handle_deal_won(self, payload):
-        self._apply("deal_won", payload)
+        self.events.apply("deal_won", payload)
 
     @event_handler("deals", "deal_lost")
     def handle_deal_lost(self, payload):
-        self._apply("deal_lost", payload)
+        self.events.apply("deal_lost", payload)
 
     @event_handler("deals", "deal_reopened")
     def handle_deal_reopened(self, payload):
-        self._apply("deal_reopened", payload)
+        self.events.apply("deal_reopened", payload)
 
     @event_handler("tasks", "task_created")
     def handle_task_created(self, payload):
-        self._apply("task_created", payload)
+        self.events.apply("task_created", payload)
 
     @event_handler("tasks", "task_updated")
     def handle_task_updated(self, payload):
-        self._apply("task_updated", payload)
+        self.events.apply("task_updated", payload)
 
     @event_handler("tasks", "task_completed")
     def handle_task_completed(self, payload):
-        self._apply("task_completed", payload)
+        self.events.apply("task_completed", payload)
 
     @event_handler("tasks", "task_cancelled")
     def handle_task_cancelled(self, payload):
-        self._apply("task_cancelled", payload)
+        self.events.apply("task_cancelled", payload)
 
     @event_handler("tasks", "task_overdue")
     def handle_task_overdue(self, payload):
-        self._apply("task_overdue", payload)
+        self.events.apply("task_overdue", payload)
 
     @event_handler("tasks", "penalty_recorded")
     def handle_penalty_recorded(self, payload):
-        self._apply("penalty_recorded", payload)
+        self.events.apply("penalty_recorded", payload)
 
     @event_handler("tasks", "penalty_waived")
     def handle_penalty_waived(self, payload):
-        self._apply("penalty_waived", payload)
+        self.events.apply("penalty_waived", payload)
 
     # ---- reports
 

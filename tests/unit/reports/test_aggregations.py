@@ -6,7 +6,9 @@ import random
 import pytest
 
 from crm_common.errors import Forbidden, NotFound, ValidationError
-from reports import commands, domain
+from crm_common.testing.uow import FakeUnitOfWork
+from reports import commands, domain, projection
+from reports.models import Base
 from tests.unit.reports.conftest import NORTH, SOUTH, at, days
 
 
@@ -131,6 +133,42 @@ def test_every_order_and_every_duplicate_of_the_events_gives_the_same_reports(de
                                 ("client_base", {"to": "2026-11"}), ("managers", {"month": "2026-11"}),
                                 ("plan", {"month": "2026-11"})):
                 assert other.report(name, **query) == expected[name], (seed, name)
+
+
+def test_events_applied_together_in_one_transaction_give_the_reports_of_events_applied_one_by_one(desk):
+    pipeline, events = funnel_story(desk)
+    events += [desk.client(at(1), "yandex"), desk.client(at(2), "avito", archived=at(9), version=2)]
+    queries = (("funnel", {"pipeline_id": pipeline["id"], "to": "2026-11"}), ("client_base", {"to": "2026-11"}),
+               ("managers", {"month": "2026-11"}), ("plan", {"month": "2026-11"}))
+    desk.apply(events)
+    expected = {name: desk.report(name, **query) for name, query in queries}
+
+    for seed in range(3):
+        with FakeUnitOfWork(Base) as uow:
+            other = type(desk)(uow)
+            other.head, other.manager, other.other = desk.head, desk.manager, desk.other
+            shuffled = events + random.Random(seed).sample(events, 6)  # some twice, even in one group
+            random.Random(seed).shuffle(shuffled)
+            for start in range(0, len(shuffled), 7):
+                uow.call(projection.apply_events, shuffled[start:start + 7])
+            uow.call(projection.apply_events, shuffled[:5])  # a whole group delivered again changes nothing
+            for name, query in queries:
+                assert other.report(name, **query) == expected[name], (seed, name)
+
+
+def test_a_group_of_events_moves_each_counter_row_once(desk, monkeypatch):
+    pipeline, events = desk.pipeline()
+    deals = [desk.deal(pipeline) for _ in range(5)]
+    desk.apply(events, [deal.create(at(1))[0] for deal in deals])
+    written = []
+    monkeypatch.setattr(projection, "apply_counters", lambda session, changes: written.append(changes))
+
+    desk.uow.call(projection.apply_events, [event for deal in deals for event in deal.move("Переговоры", at(2))])
+
+    [changes] = written  # one write for the group
+    funnel = {key: amounts for (table, key), amounts in changes.items() if table == "c_funnel"}
+    # one row out of Новая, one into Переговоры, each moved by the five deals at once
+    assert sorted((amounts.get("moved_on", 0), amounts.get("entered", 0)) for amounts in funnel.values()) == [(0, 5), (5, 0)]
 
 
 def test_a_deal_won_before_its_deal_created_arrives_is_counted_once_it_is_known(desk):

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from crm_common.bookkeeping import PROCESSED_EVENTS, model_for
+from crm_common.bookkeeping import PROCESSED_EVENTS, claim_events, model_for
 from crm_common.events import validate_event
 
 
@@ -94,6 +94,9 @@ class FakeUnitOfWork:
             self.rollback()
             return False
         return True
+
+    def first_deliveries(self, events: list[tuple[str, str]]) -> set[str]:
+        return claim_events(self.session, self.processed_model, events)
 
     def close(self) -> None:
         if self._session is not None:
