@@ -56,6 +56,24 @@ def test_a_segment_of_clients_with_an_open_deal_follows_the_deals(new_branch):
     poll(lambda: count(head, segment["id"]) == 0, timeout=15, message="the won deal no longer open")
 
 
+def test_a_segment_of_silent_clients_follows_their_interactions_and_merges(new_branch):
+    head = new_branch(managers=0).head
+    old, recent = (head.ok("POST", "/clients", {"kind": "person", "name": name}) for name in ("Давний", "Недавний"))
+    never = head.ok("POST", "/clients", {"kind": "person", "name": "Молчун"})
+    head.ok("POST", f"/clients/{old['id']}/interactions", {"type": "call", "occurred_at": "2025-01-10T10:00:00Z"})
+    head.ok("POST", f"/clients/{recent['id']}/interactions", {"type": "meeting", "occurred_at": f"{TODAY}T00:00:00Z"})
+    silent = head.ok("POST", "/segments", {"name": "Молчат", "filter": {"no_interaction_since": "2025-06-01"}})
+
+    members = {c["id"] for c in head.ok("GET", f"/segments/{silent['id']}/clients")["items"]}
+    assert (silent["count"], members) == (2, {old["id"], never["id"]})
+
+    head.ok("POST", f"/clients/{old['id']}/merge", {"other_id": recent["id"]})  # the meeting comes along
+
+    assert {c["id"] for c in head.ok("GET", f"/segments/{silent['id']}/clients")["items"]} == {never["id"]}
+    head.ok("POST", f"/clients/{never['id']}/interactions", {"type": "note", "occurred_at": "2025-03-01T10:00:00Z"})
+    assert count(head, silent["id"]) == 1  # an old note still leaves it silent since June
+
+
 def test_bad_segments_and_campaigns_are_refused_naming_the_field(world):
     head = world.north.head
 

@@ -42,6 +42,9 @@ class Client(Base):
     # the client's open deals as the deals service's events tell them (client_deals), for segments; written by a
     # plain UPDATE that leaves the version alone: it is the deals service's fact, not an edit of the client
     open_deals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # the newest interaction's time, kept by the database itself (LAST_INTERACTION_TRIGGERS below) for a segment's
+    # no_interaction_since; like open_deals, not an edit of the client
+    last_interaction_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
@@ -68,6 +71,9 @@ class Client(Base):
         Index("ix_clients_active_branch", "branch_id", postgresql_where=text("archived_at IS NULL AND merged_into IS NULL"),
               sqlite_where=text("archived_at IS NULL AND merged_into IS NULL")),
         Index("ix_clients_active_open_created", "branch_id", "open_deals", "created_at", "id",
+              postgresql_where=text("archived_at IS NULL AND merged_into IS NULL"),
+              sqlite_where=text("archived_at IS NULL AND merged_into IS NULL")),
+        Index("ix_clients_active_open_silence", "branch_id", "open_deals", "last_interaction_at",
               postgresql_where=text("archived_at IS NULL AND merged_into IS NULL"),
               sqlite_where=text("archived_at IS NULL AND merged_into IS NULL")),
         Index(
@@ -133,6 +139,46 @@ class Interaction(Base):
     # a client's interactions by time; the recent interactions of everyone (a segment's no_interaction_since)
     __table_args__ = (Index("ix_interactions_client_time", "client_id", "occurred_at"),
                       Index("ix_interactions_time_client", "occurred_at", "client_id"))
+
+
+# clients.last_interaction_at follows the client's interactions whatever writes them (a logged interaction, a
+# call's ringing, a merge moving them, a bulk load): an interaction added moves it forward, one moved or deleted
+# has it read again from the client's interactions (ix_interactions_client_time). The migration 0008 holds a copy.
+_NEWEST = "(SELECT max(occurred_at) FROM interactions WHERE client_id = {row}.client_id)"
+LAST_INTERACTION_TRIGGERS = {
+    "postgresql": [
+        f"""CREATE FUNCTION clients_last_interaction() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    UPDATE clients SET last_interaction_at = greatest(last_interaction_at, NEW.occurred_at)
+     WHERE id = NEW.client_id AND last_interaction_at IS DISTINCT FROM greatest(last_interaction_at, NEW.occurred_at);
+    RETURN NULL;
+  END IF;
+  IF TG_OP = 'UPDATE' THEN
+    UPDATE clients SET last_interaction_at = {_NEWEST.format(row="NEW")} WHERE id = NEW.client_id;
+  END IF;
+  UPDATE clients SET last_interaction_at = {_NEWEST.format(row="OLD")} WHERE id = OLD.client_id;
+  RETURN NULL;
+END $$""",
+        "CREATE TRIGGER interactions_last_interaction AFTER INSERT OR DELETE OR UPDATE OF client_id, occurred_at "
+        "ON interactions FOR EACH ROW EXECUTE FUNCTION clients_last_interaction()",
+    ],
+    "sqlite": [
+        "CREATE TRIGGER interactions_last_interaction_insert AFTER INSERT ON interactions BEGIN "
+        f"UPDATE clients SET last_interaction_at = {_NEWEST.format(row='NEW')} WHERE id = NEW.client_id; END",
+        "CREATE TRIGGER interactions_last_interaction_update AFTER UPDATE OF client_id, occurred_at ON interactions "
+        f"BEGIN UPDATE clients SET last_interaction_at = {_NEWEST.format(row='NEW')} WHERE id = NEW.client_id; "
+        f"UPDATE clients SET last_interaction_at = {_NEWEST.format(row='OLD')} WHERE id = OLD.client_id; END",
+        "CREATE TRIGGER interactions_last_interaction_delete AFTER DELETE ON interactions BEGIN "
+        f"UPDATE clients SET last_interaction_at = {_NEWEST.format(row='OLD')} WHERE id = OLD.client_id; END",
+    ],
+}
+
+
+@event.listens_for(Interaction.__table__, "after_create")
+def _create_last_interaction_triggers(table, connection, **_kw) -> None:
+    for statement in LAST_INTERACTION_TRIGGERS.get(connection.dialect.name, []):
+        connection.exec_driver_sql(statement)
 
 
 class Touchpoint(Base):

@@ -6,13 +6,13 @@ and that the caller may see: the same ``caller.visibility(Client)`` condition as
 
 from __future__ import annotations
 
-from sqlalchemy import and_, exists, false, func, select, true, type_coerce
+from sqlalchemy import and_, exists, false, func, or_, select, true, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from clients.models import Campaign, Client, ClientDeal, Interaction, Segment
+from clients.models import Campaign, Client, ClientDeal, Segment
 from clients.repository import CLIENT_SORT_KEYS, _has_tag
 from crm_common.caller import Caller
 from crm_common.pagination import SortKey, paginate
@@ -44,7 +44,7 @@ def filter_conditions(session: Session, stored: dict) -> list:
         conditions.append(Client.open_deals > 0 if stored["has_open_deal"] else Client.open_deals == 0)
     if "no_interaction_since" in stored:
         since = parse_rfc3339(stored["no_interaction_since"])
-        conditions.append(~exists(select(1).where(Interaction.client_id == Client.id, Interaction.occurred_at >= since)))
+        conditions.append(or_(Client.last_interaction_at.is_(None), Client.last_interaction_at < since))
     if stored.get("custom_fields"):
         conditions.append(_custom_fields_match(session, stored["custom_fields"]))
     return conditions

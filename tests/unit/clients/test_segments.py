@@ -158,6 +158,25 @@ def test_no_interaction_since_keeps_clients_silent_since_then_or_ever(uow):
     assert member_ids(uow, quiet["id"]) == {silent["id"], old_call["id"]}
 
 
+def test_a_client_stops_being_silent_when_interactions_reach_it_whoever_writes_them(uow):
+    from clients import merging
+
+    kept = add_client(uow)
+    other = add_client(uow)
+    commands.log_interaction(uow, HEAD, kept["id"], {"type": "call", "occurred_at": "2026-01-10T10:00:00Z"})
+    commands.log_interaction(uow, HEAD, other["id"], {"type": "meeting", "occurred_at": "2026-11-20T10:00:00Z"})
+    commands.log_interaction(uow, HEAD, other["id"], {"type": "note", "occurred_at": "2026-02-01T10:00:00Z"})
+    uow.session.commit()
+    quiet = segment(uow, {"no_interaction_since": "2026-11-01"})
+    assert member_ids(uow, quiet["id"]) == {kept["id"]}
+
+    uow.call(merging.merge_clients, HEAD, kept["id"], {"other_id": other["id"]})  # the recent meeting moves over
+
+    assert member_ids(uow, quiet["id"]) == set()
+    newest = uow.session.scalars(select(Client.last_interaction_at).where(Client.id.in_([kept["id"], other["id"]])))
+    assert sorted(str(value) for value in newest) == ["2026-11-20 10:00:00+00:00", "None"]
+
+
 def deal_event(client_id, deal_id, status, version):
     return {"event_id": str(uuid.uuid4()), "occurred_at": "2026-11-27T10:00:00Z", "branch_id": BRANCH,
             "actor_id": HEAD.id, "deal": {"id": deal_id, "client_id": client_id, "status": status, "version": version,
