@@ -266,10 +266,13 @@ def _reports(results: dict, add) -> None:
     if not reports:
         return
     add("## Reports read model\n")
-    add(f"- **Rebuild**: `crm-reports rebuild` read every client, interaction, touchpoint, deal (with its stage "
-        f"history), pipeline, user and branch through the services' `export` RPCs and rebuilt the whole read model "
-        f"in **{reports['rebuild_s']} s** (`{' / '.join(reports.get('output', [])[-1:])}`). The report runs above read "
-        "the model it built.")
+    if "rebuild_s" in reports:  # a run with --reuse keeps the read model it finds (no rebuild)
+        add(f"- **Rebuild**: `crm-reports rebuild` read every client, interaction, touchpoint, deal (with its stage "
+            f"history), pipeline, user and branch through the services' `export` RPCs and rebuilt the whole read "
+            f"model in **{reports['rebuild_s']} s** (`{' / '.join(reports.get('output', [])[-1:])}`). The report runs "
+            "above read the model it built.")
+    else:
+        add("- **Rebuild**: not run (`--reuse`: the read model of an earlier run was kept).")
     lag = reports.get("lag")
     if lag:
         add(f"- **Event lag** from a stage move (its HTTP answer) to `GET /reports/funnel` counting it: p50 "
