@@ -9,9 +9,10 @@ counter row. A handler returns, and so its message is acknowledged, only once it
 or raises what applying it raised: delivery stays at least once, and handlers stay idempotent by the
 processed-events table, written in the same transaction.
 
-When a group fails (a duplicate committed by another replica at the same moment, a bad event, the
-database gone), each of its events is applied again alone, in a transaction of its own, so one event's
-failure is that event's only; temporary failures go back to the queue as ``event_handler`` decides.
+When a group fails for a temporary reason (the database gone, a rebuild running), every handler of the group
+raises it and ``event_handler`` puts the events back on the queue. When it fails for another (a duplicate
+committed by another replica at the same moment, a bad event), each of its events is applied again alone, in
+a transaction of its own, so one event's failure is that event's only.
 
     class ReportsService:
         db = Database(Base)
@@ -33,6 +34,7 @@ from eventlet.queue import Empty, LightQueue
 from nameko.extensions import DependencyProvider
 
 from crm_common.db import Database
+from crm_common.handlers import is_temporary
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,10 @@ class GroupCommit(DependencyProvider):
                 try:
                     self.apply_many(uow, [(item.event_type, item.payload) for item in group])
                 except Exception as exc:  # noqa: BLE001 - every event gets its own chance below
+                    if is_temporary(exc):  # the database or a rebuild: alone, each would meet it again
+                        for item in group:
+                            item.done.send_exception(exc)
+                        return
                     log.info("a group of %d events failed (%s): applying each alone", len(group), exc)
                 else:
                     for item in group:

@@ -74,6 +74,19 @@ def test_when_a_group_fails_each_event_is_applied_alone_and_only_the_bad_one_fai
     assert outcomes == {0: "applied", 1: "applied", 2: "KeyError('created_at')", 3: "applied"}
 
 
+def test_a_group_that_meets_a_temporary_failure_hands_it_to_every_handler_without_trying_each():
+    from crm_common.errors import Unavailable
+
+    def apply_many(uow, events):
+        raise Unavailable("the database is unreachable")
+
+    outcomes = hand_over(group_commit(apply_many, lambda *args: pytest.fail("not applied alone")),
+                         [("deal_won", {"n": n}) for n in range(3)])
+
+    assert sorted(outcomes) == [0, 1, 2]
+    assert all(outcome.startswith("Unavailable('the database is unreachable'") for outcome in outcomes.values())
+
+
 def test_a_group_commit_stopped_mid_group_leaves_no_handler_waiting():
     started = eventlet.event.Event()
 
