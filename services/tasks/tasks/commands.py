@@ -394,6 +394,10 @@ class Automations:
         self.now = now or utcnow()
         self._by_branch: dict[tuple[str, str | None], list[Automation]] = {}
 
+    def know(self, event_type: str, branch_id: str | None, automations: list[Automation]) -> None:
+        """The active automations of an event type in a branch, read already (instead of reading them again)."""
+        self._by_branch[(event_type, branch_id)] = automations
+
     def _automations(self, event_type: str, branch_id: str | None) -> list[Automation]:
         key = (event_type, branch_id)
         if key not in self._by_branch:
@@ -471,11 +475,14 @@ def follow_event(uow, event_type: str, payload: dict) -> bool:
     have none (an import's tens of thousands of ``client_created``), and a delivery that schedules nothing need
     not be remembered (a scheduled task is unique per automation and event as well)."""
     record = domain.record_of(event_type, payload)
-    if not repo.active_automations(uow.reader, event_type, [record.branch_id]):
+    found = repo.active_automations(uow.reader, event_type, [record.branch_id])
+    if not found:
         return False
     if not uow.first_delivery(payload["event_id"], event_type):
         return False
-    Automations(uow, notices.People(uow.session)).schedule(event_type, payload)
+    automations = Automations(uow, notices.People(uow.session))
+    automations.know(event_type, record.branch_id, found)  # read once: a task is made only after run() reads it again
+    automations.schedule(event_type, payload)
     return True
 
 
