@@ -87,7 +87,7 @@ ARM = """
                  ORDER BY random() LIMIT %s)
 """
 DUE_QUERY = ("SELECT * FROM tasks WHERE status = 'open' AND overdue_at IS NULL AND due_at < now() "
-             "ORDER BY due_at LIMIT 500 FOR UPDATE SKIP LOCKED")
+             "ORDER BY due_at LIMIT 2000 FOR UPDATE SKIP LOCKED")
 
 
 def explain_due_query() -> str:
@@ -105,7 +105,7 @@ def explain_due_query() -> str:
 def measure(newly_overdue: int, passes: int = 3) -> dict:
     from nameko.standalone.rpc import ClusterRpcProxy
 
-    result: dict = {"newly_overdue": newly_overdue, "batch": 500, "passes": []}
+    result: dict = {"newly_overdue": newly_overdue, "batch": 2000, "passes": []}  # tasks.commands.OVERDUE_BATCH
     with ClusterRpcProxy({"AMQP_URI": AMQP_URI}, timeout=300) as cluster:
         def scan() -> tuple[dict, float]:
             started = time.perf_counter()

@@ -230,6 +230,12 @@ def cancel_task(uow, caller: Caller, task_id: str, raw: dict) -> dict:
 
 # ---- deadlines and penalties
 
+# Tasks per transaction of the deadline check: a whole interval's worth on a busy CRM (decisions.md 82). The events of a
+# batch go out when it commits, and their fan-out (the relay in this process, every consumer on the machine) then
+# competes with the rest of the check, so smaller batches make a pass slower, not the events sooner.
+OVERDUE_BATCH = 2000
+
+
 class Deadlines:
     """Finds tasks past their deadline: each becomes overdue once, with one penalty against its assignee,
     ``task_overdue`` and ``penalty_recorded``, a notice to the assignee and the branch's heads, and the
@@ -242,7 +248,7 @@ class Deadlines:
         self.people = notices.People(uow.session)
         self.automations = Automations(uow, self.people, self.now)  # looked up once per check, not per batch
 
-    def check(self, batch: int = 500) -> int:
+    def check(self, batch: int = OVERDUE_BATCH) -> int:
         """Every open task past its deadline, ``batch`` at a time, one transaction each."""
         found = 0
         while True:
