@@ -31,7 +31,7 @@ ARM = """
     FROM picked WHERE d.id = picked.id
     """
 DUE_QUERY = ("SELECT * FROM deals WHERE status = 'open' AND stuck_raised_at IS NULL AND stage_due_at <= now() "
-             "ORDER BY stage_due_at LIMIT 500 FOR UPDATE SKIP LOCKED")
+             "ORDER BY stage_due_at LIMIT 2000 FOR UPDATE SKIP LOCKED")
 
 
 def explain_due_query() -> str:
@@ -49,7 +49,7 @@ def explain_due_query() -> str:
 def measure(newly_stuck: int, passes: int = 3) -> dict:
     from nameko.standalone.rpc import ClusterRpcProxy
 
-    result: dict = {"newly_stuck": newly_stuck, "batch": 500, "passes": []}
+    result: dict = {"newly_stuck": newly_stuck, "batch": 2000, "passes": []}  # deals.commands.STUCK_BATCH
     with ClusterRpcProxy({"AMQP_URI": AMQP_URI}, timeout=300) as cluster:
         def scan() -> tuple[dict, float]:
             started = time.perf_counter()

@@ -300,7 +300,12 @@ def deal_history(session, caller: Caller, deal_id: str, page: dict) -> dict:
     return repo.history(session, deal.id, page["cursor"], page["limit"], visit_out.dump)
 
 
-def raise_stuck_deals(uow, now: datetime | None = None, batch: int = 500) -> int:
+# Deals per transaction of the stuck check: as the tasks' deadline check (decisions.md 82), a batch's events go out when
+# it commits and their fan-out competes with the rest of the check.
+STUCK_BATCH = 2000
+
+
+def raise_stuck_deals(uow, now: datetime | None = None, batch: int = STUCK_BATCH) -> int:
     """Raise ``deal_stuck`` once per stage entry for every open deal past its stage's time limit."""
     session = uow.session
     now = now or utcnow()
