@@ -414,7 +414,3 @@ class Campaign(Base):
 OutboxMessage, ProcessedEvent, CommandLog = bookkeeping_models(Base)
 OwnerTransfer = owner_transfer_model(Base)  # the clients step of each offboarding (crm_common/transfers.py)
 Index("ix_clients_owner", Client.owner_id)
-# An import writes events by the hundred thousand, and published ones stay a week: without this index the
-# relay's "the oldest unpublished rows" read every published row first (0.5 s per batch of 200 at 300,000).
-Index("ix_outbox_unpublished", OutboxMessage.id,
-      postgresql_where=OutboxMessage.published_at.is_(None), sqlite_where=OutboxMessage.published_at.is_(None))

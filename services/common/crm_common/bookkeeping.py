@@ -76,8 +76,34 @@ def bookkeeping_models(base, *tables: str) -> tuple[type, ...]:
     models = []
     for table in tables or ALL_TABLES:
         class_name, mixin = MIXINS[table]
-        models.append(type(class_name, (mixin, base), {"__module__": base.__module__}))
+        model = type(class_name, (mixin, base), {"__module__": base.__module__})
+        if table == OUTBOX:
+            unpublished_index(model)
+        models.append(model)
     return tuple(models)
+
+
+UNPUBLISHED_INDEX = "ix_outbox_unpublished"
+
+
+def unpublished_index(outbox) -> sa.Index:
+    """The relay asks for the oldest unpublished rows (``WHERE published_at IS NULL ORDER BY id``); published rows
+    stay a week, and an outbox that wrote an import's or a scan's events holds hundreds of thousands of them.
+    Without this partial index the query read every published row first (0.5 s per batch of 200 at 300,000)."""
+    return sa.Index(UNPUBLISHED_INDEX, outbox.id, postgresql_where=outbox.published_at.is_(None),
+                    sqlite_where=outbox.published_at.is_(None))
+
+
+def create_unpublished_index(op) -> None:
+    """In a migration: the outbox's ``ix_outbox_unpublished`` (``create_bookkeeping_tables`` makes it for a new
+    service; a service whose first migration is older adds it with this, a no-op where it exists)."""
+    where = sa.text("published_at IS NULL")
+    op.create_index(UNPUBLISHED_INDEX, OUTBOX, ["id"], unique=False, postgresql_where=where, sqlite_where=where,
+                    if_not_exists=True)
+
+
+def drop_unpublished_index(op) -> None:
+    op.drop_index(UNPUBLISHED_INDEX, table_name=OUTBOX, if_exists=True)
 
 
 def model_for(base, table: str):
@@ -119,6 +145,7 @@ def create_bookkeeping_tables(op, *tables: str) -> None:
             sa.UniqueConstraint("event_id"),
         )
         op.create_index("ix_outbox_published_at", OUTBOX, ["published_at"], unique=False)
+        create_unpublished_index(op)
     if PROCESSED_EVENTS in tables:
         op.create_table(
             PROCESSED_EVENTS,
