@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Executable, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -26,6 +26,10 @@ from gateway.auditrules import WINDOW, ChainCheck, alert_due, capped, chain, rel
 from gateway.models import AuditEntry, AuditHead, ClientRead, OutboxMessage, ReadWatch, User
 
 ROWS_PER_STATEMENT = 1000
+# A client read again sooner than this after its recorded read keeps the recorded time: it leaves the hour's window
+# at most this much early, and a card opened over and over writes no new row version each time (an UPDATE of an
+# indexed column is never HOT: every one left a dead row and three index entries behind; decisions.md 83).
+READ_REFRESH = timedelta(minutes=1)
 CHECK_PAGE = 2000
 ENTRY_FIELDS = ("id", "user_id", "branch_id", "action", "ref_type", "ref_id", "count", "at", "request_id", "address")
 AUDIT_KEYS = (SortKey(AuditEntry.seq, descending=True, kind="int"),)
@@ -88,13 +92,15 @@ def statements(session: Session) -> Statements:
     if dialect not in _STATEMENTS:
         upsert = _insert(session, ClientRead.__table__).values(
             user_id=bindparam("u"), client_id=bindparam("c"), read_at=bindparam("t"))
+        stale = bindparam("stale", type_=ClientRead.__table__.c.read_at.type)
         upsert = upsert.on_conflict_do_update(index_elements=["user_id", "client_id"],
-                                              set_={"read_at": upsert.excluded.read_at})
+                                              set_={"read_at": upsert.excluded.read_at}, where=ClientRead.read_at < stale)
         postgres = dialect == "postgresql"
         upsert_all = text(
             "INSERT INTO client_reads (user_id, client_id, read_at) SELECT r.u, r.c, :t "
             "FROM unnest(CAST(:users AS varchar[]), CAST(:clients AS varchar[])) AS r(u, c) "
-            "ON CONFLICT (user_id, client_id) DO UPDATE SET read_at = excluded.read_at"
+            "ON CONFLICT (user_id, client_id) DO UPDATE SET read_at = excluded.read_at "
+            "WHERE client_reads.read_at < :stale"
         ) if postgres else None
         count = text(
             "SELECT u.user_id, (SELECT count(*) FROM (SELECT 1 FROM client_reads r WHERE r.user_id = u.user_id "
@@ -125,14 +131,16 @@ def append(session: Session, entries: list[dict]) -> list[dict]:
 
 
 def record_reads(session: Session, reads: list[tuple[str, str]], now: datetime, bound: int) -> dict[str, int]:
-    """Put each (user, client) read into the window (a client read again moves to now) and count each user's
-    distinct clients in the window, up to ``bound`` (past the larger limit the exact number changes nothing)."""
+    """Put each (user, client) read into the window (a client read again moves to now, unless its last read is
+    less than ``READ_REFRESH`` old) and count each user's distinct clients in the window, up to ``bound`` (past
+    the larger limit the exact number changes nothing)."""
     sql, connection = statements(session), session.connection()
+    stale = now - READ_REFRESH  # a client read again within it keeps its row as it is
     if sql.upsert_reads is not None:
         connection.execute(sql.upsert_reads, {"users": [user for user, _ in reads],
-                                              "clients": [client for _, client in reads], "t": now})
+                                              "clients": [client for _, client in reads], "t": now, "stale": stale})
     else:
-        rows = [{"u": user, "c": client, "t": now} for user, client in reads]
+        rows = [{"u": user, "c": client, "t": now, "stale": stale} for user, client in reads]
         for start in range(0, len(rows), ROWS_PER_STATEMENT):
             connection.execute(sql.upsert_read, rows[start:start + ROWS_PER_STATEMENT])
     users = sorted({user for user, _ in reads})

@@ -50,6 +50,16 @@ def test_batches_are_chained_one_after_another_and_the_check_passes(sessions):
         assert len(session.scalars(select(ClientRead)).all()) == 3
 
 
+def test_a_client_read_again_within_a_minute_keeps_its_recorded_time_and_later_moves_to_the_new_read(sessions):
+    write(sessions, [entry()], [("u1", "c1")])
+    write(sessions, [entry()], [("u1", "c1")], now=NOW + timedelta(seconds=50))
+    with sessions() as session:
+        assert session.scalar(select(ClientRead.read_at)) == NOW
+    write(sessions, [entry()], [("u1", "c1")], now=NOW + timedelta(minutes=2))
+    with sessions() as session:
+        assert session.scalar(select(ClientRead.read_at)) == NOW + timedelta(minutes=2)
+
+
 def test_the_alarm_is_one_event_per_window_and_the_cap_blocks_until_old_reads_leave(sessions):
     early = NOW - timedelta(minutes=30)
     write(sessions, [entry()], [("u1", f"c{i}") for i in range(3)], now=early)  # 3: at the alarm, not past it
