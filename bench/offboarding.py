@@ -36,16 +36,16 @@ def measure(say=print, batch: int = 1000) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="crm-bench-offboarding-"))
     system.ensure_vhost(VHOST)
     system.reset_databases(PREFIX)
-    system = None
+    crm = None  # the CRM of this measurement (``system`` is the module)
     results: dict = {"clients": CLIENTS, "deals": DEALS, "tasks": TASKS, "closed": CLOSED, "batch": batch,
                      "load_average": [round(x, 2) for x in os.getloadavg()]}
     try:
-        system = _start(folder, batch)
+        crm = _start(folder, batch)
         say("offboarding: the CRM is up (clients, deals, tasks and the gateway)")
-        people = _seed(system.admin)
+        people = _seed(crm.admin)
         say(f"offboarding: seeded {CLIENTS} clients, {DEALS} open and {CLOSED} won deals, {TASKS} open and "
             f"{CLOSED} done tasks of one manager")
-        results.update(_offboard(system.admin, people, say))
+        results.update(_offboard(crm.admin, people, say))
         results["correct"] = _check(people)
         say(f"offboarding: done in {results['took_s']} s (saga {results['saga_s']} s; events relayed "
             f"{results['relayed_s']} s after the start); records as expected: {results['correct']}")
@@ -53,8 +53,8 @@ def measure(say=print, batch: int = 1000) -> dict:
         say(f"offboarding: failed: {type(exc).__name__}: {exc}")
         results["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
     finally:
-        if system is not None:
-            system.stop()
+        if crm is not None:
+            crm.stop()
         system.reset_databases(PREFIX)
         system.delete_vhost(VHOST)
     return results

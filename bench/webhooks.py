@@ -46,29 +46,29 @@ def measure(say=print, events_one: int = 600, events_many: int = 200) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="crm-bench-webhooks-"))
     system.ensure_vhost(VHOST)
     system.reset_databases(PREFIX)
-    system = None
+    crm = None  # the CRM of this measurement (``system`` is the module)
     results: dict = {}
     try:
-        system = _start(folder)
+        crm = _start(folder)
         say("webhooks: the CRM is up (webhooks service and gateway)")
-        publish = Publisher(system.env["AMQP_URI"])
+        publish = Publisher(crm.env["AMQP_URI"])
         results["throughput"] = []
         for webhooks, events in ((1, events_one), (10, events_many)):
             receiver = WebhookReceiver().start()
             try:
-                row = _throughput(system.admin, publish, receiver, webhooks, events)
+                row = _throughput(crm.admin, publish, receiver, webhooks, events)
             finally:
                 receiver.stop()
             results["throughput"].append(row)
             say(f"webhooks: {webhooks} webhook(s) × {events} events: {row['deliveries_per_s']} deliveries/s; "
                 f"plain POSTs from {webhooks} thread(s): {row['baseline_posts_per_s']}/s; ratio {row['ratio']}")
-        results["hanging"] = _hanging(system.admin, publish, say)
+        results["hanging"] = _hanging(crm.admin, publish, say)
     except Exception as exc:  # noqa: BLE001 - reported, the rest of the benchmark goes on
         say(f"webhooks: failed: {type(exc).__name__}: {exc}")
         results["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
     finally:
-        if system is not None:
-            system.stop()
+        if crm is not None:
+            crm.stop()
         system.reset_databases(PREFIX)
         system.delete_vhost(VHOST)
     return results
