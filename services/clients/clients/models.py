@@ -136,9 +136,8 @@ class Interaction(Base):
     author_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
-    # a client's interactions by time; the recent interactions of everyone (a segment's no_interaction_since)
-    __table_args__ = (Index("ix_interactions_client_time", "client_id", "occurred_at"),
-                      Index("ix_interactions_time_client", "occurred_at", "client_id"))
+    # a client's interactions by time (the timeline; the newest one, for clients.last_interaction_at)
+    __table_args__ = (Index("ix_interactions_client_time", "client_id", "occurred_at"),)
 
 
 # clients.last_interaction_at follows the client's interactions whatever writes them (a logged interaction, a
